@@ -1,0 +1,3 @@
+from bilin_cli.cli.app import main
+
+main()

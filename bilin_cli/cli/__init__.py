@@ -1,0 +1,1 @@
+"""The command line: parsing options and handing library results to the renderer."""

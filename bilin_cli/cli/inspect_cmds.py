@@ -1,0 +1,158 @@
+"""Commands that read one checkpoint and report on it: ``info`` and ``eig``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bilin_cli import directions
+from bilin_cli.atomic import check_writable
+from bilin_cli.cli.options import (
+    Ckpt,
+    Float64Opt,
+    ForceOpt,
+    FormatOpt,
+    JsonOpt,
+    LayerOpt,
+    MapOpt,
+    OutputOpt,
+    dtype_of,
+    load,
+    output_settings,
+)
+from bilin_cli.decompose import decompose
+from bilin_cli.render import emit
+from bilin_cli.summary import describe
+from bilin_cli.views import eig_report, info_report
+
+
+class Basis(str, Enum):
+    auto = "auto"
+    input = "input"
+    hidden = "hidden"
+
+
+class Method(str, Enum):
+    auto = "auto"
+    dense = "dense"
+    arpack = "arpack"
+
+
+def info(
+    ckpt: Ckpt,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Show what a checkpoint holds: layout, layers (d, h, o), dtype, parameters, outputs.
+
+    Reads only headers and config.json, no tensor data.
+
+    Example:
+
+        bilin info sample_checkpoints/mnist
+    """
+    fmt_ = output_settings(json_, fmt, output)
+    if output:
+        check_writable(output, force)
+    checkpoint, model = load(ckpt, map_file)
+    emit(info_report(describe(checkpoint, model)), fmt_, output, force)
+
+
+def eig(
+    ckpt: Ckpt,
+    class_: Annotated[
+        int | None,
+        typer.Option("--class", "-c", help="Output class C (row C of the head).",
+                     show_default=False),
+    ] = None,
+    token: Annotated[
+        int | None,
+        typer.Option("--token", "-t", help="Token id T (row T of the unembedding; LMs).",
+                     show_default=False),
+    ] = None,
+    direction: Annotated[
+        Path | None,
+        typer.Option(
+            "--direction", "-d",
+            help="A .npy vector in the layer's output space (logits for the layer that feeds "
+            "a classifier head, so class 3 minus class 5 is one direction; the residual "
+            "stream for a transformer layer).",
+            show_default=False,
+        ),
+    ] = None,
+    layer: LayerOpt = None,
+    top: Annotated[
+        int, typer.Option("--top", "-k", help="Keep the K eigenpairs of largest |lambda|.")
+    ] = 10,
+    all_: Annotated[bool, typer.Option("--all", help="Keep every eigenpair.")] = False,
+    basis: Annotated[
+        Basis,
+        typer.Option(
+            help="input: through the embedding, in pixels (default where there is one); "
+            "hidden: the layer's own input space (unit-norm eigenvectors, Q v = lambda v)."
+        ),
+    ] = Basis.auto,
+    method: Annotated[
+        Method,
+        typer.Option(help="dense: eigh of the (d, d) Q; arpack: matrix-free top-K (huge layers)."),
+    ] = Method.auto,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Eigendecompose the interaction matrix Q(u) of one output direction.
+
+    u . y(x) = sum_i lambda_i (v_i . x)^2, exactly. Eigenpairs are ordered by
+    |lambda| (signs kept); each eigenvector's largest-magnitude entry (in the
+    layer's input space) is positive. With biases the linear and constant parts
+    are reported separately.
+
+    Examples:
+
+        bilin eig sample_checkpoints/mnist --class 3
+
+        bilin eig sample_checkpoints/mnist --class 3 --top 20 --json | jq '.eigenvalues'
+
+        bilin eig sample_checkpoints/mnist --class 3 --all --basis hidden --format npz -o eig3.npz
+    """
+    chosen = [o for o, v in (("--class", class_), ("--token", token), ("--direction", direction))
+              if v is not None]
+    if len(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --class, --token or --direction"
+            + (f" (got {' and '.join(chosen)})" if chosen else ""),
+            param_hint="direction",
+        )
+    fmt_ = output_settings(json_, fmt, output)
+    if output:
+        check_writable(output, force)
+    if not all_ and top < 1:
+        raise directions.BilinError(f"--top must be a positive integer, got {top}")
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    index = model.resolve_layer(layer)
+    if class_ is not None:
+        u = directions.from_class(model, index, class_, dtype)
+    elif token is not None:
+        u = directions.from_token(model, index, token, dtype)
+    else:
+        u = directions.from_file(model, index, direction, dtype)
+    dec = decompose(
+        model, index, u, top=None if all_ else top, basis=basis.value, dtype=dtype,
+        method=method.value,
+    )
+    emit(eig_report(dec, model.warnings), fmt_, output, force)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(info)
+    app.command(no_args_is_help=True)(eig)

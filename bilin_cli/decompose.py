@@ -1,0 +1,164 @@
+"""Decomposing one output direction of one layer: the library behind ``bilin eig``.
+
+``u . y(x) = sum_i lambda_i (v_i . x)^2 [+ linear . x + constant]`` exactly, with
+``v_i`` orthonormal in the layer's input ("hidden") basis. In the "input" basis of
+an image model the vectors are ``E^T v_i`` (pixels; no longer orthonormal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bilin_cli.directions import Direction
+from bilin_cli.errors import BilinError
+from bilin_cli.interaction import interaction, interaction_operator
+from bilin_cli.model import BilinearModel
+from bilin_cli.spectra import (
+    effective_rank,
+    eigh_sorted,
+    share_of_top,
+    top_eigenpairs,
+)
+
+DENSE_LIMIT = 8192  # above this d, a dense (d, d) float64 Q is over 0.5 GB: use ARPACK
+
+
+@dataclass
+class Decomposition:
+    """Plain data for one eigendecomposition (see :func:`decompose`)."""
+
+    eigenvalues: np.ndarray  # (k,) ordered by |lambda| desc
+    eigenvectors: np.ndarray  # (k, dim) in ``basis``
+    basis: str
+    layer: int
+    direction: dict
+    n_eigenvalues: int
+    sum_abs: float | None
+    effective_rank: float | None
+    top_share: float | None
+    method: str
+    layout: str
+    dtype: str
+    linear: np.ndarray | None = None  # bias models: linear part, in ``basis``
+    constant: float | None = None
+    input_shape: tuple[int, ...] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The JSON document of ``bilin eig`` (the contract scripts rely on)."""
+        doc = {
+            "eigenvalues": self.eigenvalues.tolist(),
+            "eigenvectors": self.eigenvectors.tolist(),
+            "basis": self.basis,
+            "layer": self.layer,
+            "direction": self.direction,
+            "n_eigenvalues": self.n_eigenvalues,
+            "effective_rank": self.effective_rank,
+            "sum_abs_eigenvalues": self.sum_abs,
+            "top_k": int(self.eigenvalues.shape[0]),
+            "top_k_share": self.top_share,
+            "layout": self.layout,
+            "dtype": self.dtype,
+            "method": self.method,
+            "notes": self.notes,
+        }
+        if self.linear is not None or self.constant is not None:
+            doc["bias_parts"] = {
+                "interaction": "the eigenpairs above (quadratic part)",
+                "linear": None if self.linear is None else self.linear.tolist(),
+                "linear_norm": None if self.linear is None else float(np.linalg.norm(self.linear)),
+                "constant": self.constant,
+            }
+        if self.input_shape:
+            doc["input_shape"] = list(self.input_shape)
+        return doc
+
+
+def input_basis_available(model: BilinearModel, layer: int) -> bool:
+    """Eigenvectors map to the model's inputs only where the layer reads ``E x`` directly."""
+    return model.embed_key is not None and model.kind != "lm" and layer == 0
+
+
+def decompose(
+    model: BilinearModel,
+    layer: int,
+    direction: Direction,
+    top: int | None = 10,
+    basis: str = "auto",
+    dtype: type = np.float32,
+    method: str = "auto",
+) -> Decomposition:
+    """Eigendecompose ``Q(u)`` of ``layer`` for ``direction``; keep the ``top`` by ``|lambda|``.
+
+    ``top=None`` keeps all. ``basis``: "hidden" (the layer's input space), "input"
+    (through the embedding, image models), or "auto" (input where available).
+    ``method``: "dense" (``eigh`` on the ``(d, d)`` Q; exact spectrum statistics),
+    "arpack" (matrix-free top-``k``; statistics need the full spectrum, so they are
+    null), or "auto" (dense up to d = 8192).
+    """
+    if top is not None and top < 1:
+        raise BilinError(f"--top must be a positive integer, got {top}")
+    has_input = input_basis_available(model, layer)
+    if basis == "auto":
+        basis = "input" if has_input else "hidden"
+    elif basis == "input" and not has_input:
+        what = "has no embedding" if model.embed_key is None else f"layer {layer} does not read E x"
+        raise BilinError(
+            f"--basis input needs an embedding right before the layer; this model {what}: "
+            "use --basis hidden"
+        )
+    L = model.layer(layer, dtype)
+    d = L.d
+    k = d if top is None else min(top, d)
+    if method == "auto":
+        method = "dense" if d <= DENSE_LIMIT or top is None else "arpack"
+    notes = list(direction.notes)
+    if model.residual:
+        notes.append(
+            "residual model: the linear skip path (x -> x + P g(x)) is not part of Q; "
+            "Q describes the bilinear branch only"
+        )
+    inter = None
+    if method == "dense" or L.has_bias:
+        inter = interaction(L, direction.u)
+    if method == "arpack" and not L.has_bias and k < d - 1:
+        lam, vecs = top_eigenpairs(interaction_operator(L, direction.u), k)
+        sum_abs = eff = top_share = None
+        notes.append("ARPACK top-k: spectrum statistics need all eigenvalues; use --method dense")
+    else:
+        method = "dense"
+        lam_all, vecs_all = eigh_sorted(inter.Q)
+        lam, vecs = lam_all[:k], vecs_all[:k]
+        sum_abs = float(np.sum(np.abs(lam_all), dtype=np.float64))
+        eff = effective_rank(lam_all)
+        top_share = share_of_top(lam_all, k)
+    linear = constant = None
+    if inter is not None and inter.linear is not None:
+        linear, constant = inter.linear, inter.constant
+    elif inter is not None and L.b_p is not None:
+        constant = inter.constant
+    if basis == "input":
+        E = model.embed(dtype)  # (d, n_in)
+        vecs = vecs @ E
+        if linear is not None:
+            linear = linear @ E
+    return Decomposition(
+        eigenvalues=lam,
+        eigenvectors=vecs,
+        basis=basis,
+        layer=layer,
+        direction=direction.info,
+        n_eigenvalues=d,
+        sum_abs=sum_abs,
+        effective_rank=eff,
+        top_share=top_share,
+        method=method,
+        layout=model.layout,
+        dtype=np.dtype(dtype).name,
+        linear=linear,
+        constant=constant,
+        input_shape=model.input_shape if basis == "input" else None,
+        notes=notes,
+    )

@@ -1,0 +1,91 @@
+"""Turning ``--class``, ``--token`` or ``--direction FILE.npy`` into a vector ``u``.
+
+``u`` lives in the chosen layer's output space: the logits for the layer that
+feeds a classifier's head, the residual stream for a transformer layer, the
+hidden space for an inner layer of a stacked classifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bilin_cli.errors import BilinError
+from bilin_cli.model import BilinearModel
+
+
+@dataclass
+class Direction:
+    u: np.ndarray
+    info: dict  # JSON-ready: how the direction was chosen
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_index(value: int, n: int, what: str, plural: str) -> None:
+    if not 0 <= value < n:
+        raise BilinError(f"{what} {value} is out of range: this model has {n} {plural} (0..{n - 1})")
+
+
+def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Direction:
+    """Class ``c`` of a classifier: ``e_c`` in logit space, or the head row (direct path)."""
+    if model.kind == "lm":
+        raise BilinError("this is a language model: choose an output with --token, not --class")
+    if model.head_key is None:
+        raise BilinError("this model has no head: give --direction FILE.npy")
+    n = model.shapes[-1].o
+    _check_index(c, n, "class", "classes")
+    info = {"kind": "class", "index": c}
+    if model.output_names:
+        info["name"] = model.output_names[c]
+    if layer == model.n_layers - 1:
+        u = np.zeros(n, dtype)
+        u[c] = 1.0
+        return Direction(u, info)
+    if not model.residual:
+        raise BilinError(
+            f"layer {layer} does not feed the head directly (no residual stream): use the last "
+            f"layer, or give --direction FILE.npy with {model.shapes[layer].o} entries"
+        )
+    info["path"] = "direct"
+    u = model.head(dtype)[c].copy()
+    return Direction(u, info, ["direct path only: the head row, ignoring later layers"])
+
+
+def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Direction:
+    """Token ``t``: row ``t`` of the unembedding (the direct path from the layer to the logits)."""
+    if model.kind != "lm":
+        raise BilinError(f"--token is for language models; this is a {model.layout}: use --class")
+    if model.head_key is None:
+        raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
+    _check_index(t, model.meta["head_rows"], "token", "tokens")
+    info: dict = {"kind": "token", "index": t}
+    if "vocab" in model.meta:
+        info["string"] = model.meta["vocab"][t]
+    u = model.head(dtype)[t].copy()
+    return Direction(
+        u, info, ["direct path: the unembedding row, ignoring the final norm and later layers"]
+    )
+
+
+def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -> Direction:
+    """Any vector in the layer's output space, from a ``.npy`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise BilinError(f"{p}: no such direction file")
+    try:
+        u = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BilinError(f"{p}: not a .npy array ({exc})") from None
+    u = np.squeeze(np.asarray(u))
+    n = model.shapes[layer].o
+    if u.ndim != 1 or u.shape[0] != n or not np.issubdtype(u.dtype, np.number):
+        raise BilinError(
+            f"{p}: direction has shape {u.shape}, layer {layer}'s output space "
+            f"({model.shapes[layer].out_space}) needs a vector of {n} numbers"
+        )
+    if not np.all(np.isfinite(u)):
+        raise BilinError(f"{p}: direction contains NaN or infinity")
+    info = {"kind": "file", "path": str(p), "norm": float(np.linalg.norm(u))}
+    return Direction(u.astype(dtype), info)

@@ -1,0 +1,140 @@
+"""The one renderer every command hands its result to.
+
+A :class:`Report` carries a JSON document, a human summary, optional rows
+(for tables and CSV/TSV) and optional arrays (for ``.npz``). :func:`emit` writes
+it in the requested format to stdout or, atomically, to ``-o FILE``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bilin_cli.atomic import atomic_write
+from bilin_cli.errors import BilinError
+
+FORMATS = ("table", "json", "csv", "tsv", "npz")
+
+
+@dataclass
+class Report:
+    title: str
+    doc: dict
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    columns: list[str] | None = None
+    rows: list[list] | None = None
+    arrays: dict[str, np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _clean(obj):
+    """JSON-safe copy: numpy scalars to Python, non-finite floats to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(_clean(report.doc), allow_nan=False) + "\n"
+
+
+def to_delimited(report: Report, delimiter: str) -> str:
+    if report.rows is None:
+        raise BilinError(f"'{report.title}' has no row data; use --json")
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(report.columns)
+    for row in report.rows:
+        writer.writerow(["" if v is None else _fmt_cell(v, plain=True) for v in row])
+    return buf.getvalue()
+
+
+def _fmt_cell(v, plain: bool = False) -> str:
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v)) if plain else f"{float(v):.6g}"
+    return str(v)
+
+
+def to_table(report: Report, color: bool, width: int | None = None) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(
+        file=buf, force_terminal=color, no_color=not color, width=width or 120,
+        highlight=False,
+    )
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold cyan")
+    grid.add_column()
+    for key, value in report.summary:
+        grid.add_row(key, value)
+    console.print(f"[bold]{report.title}[/bold]")
+    console.print(grid)
+    if report.rows:
+        table = Table(show_edge=False, header_style="bold")
+        for col in report.columns:
+            table.add_column(col, justify="right" if col != report.columns[-1] else "left")
+        for row in report.rows:
+            table.add_row(*("" if v is None else _fmt_cell(v) for v in row))
+        console.print(table)
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/dim]")
+    return buf.getvalue()
+
+
+def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
+    """The format asked for; conflicting or incomplete requests are usage errors."""
+    import typer
+
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if json_flag and fmt not in (None, "json"):
+        raise typer.BadParameter(f"--json conflicts with --format {fmt}", param_hint="--json")
+    chosen = "json" if json_flag else (fmt or "table")
+    if chosen == "npz" and output is None:
+        raise typer.BadParameter("--format npz writes a file: add -o FILE.npz", param_hint="-o")
+    return chosen
+
+
+def emit(report: Report, fmt: str, output: str | None = None, force: bool = False) -> None:
+    """Render ``report`` as ``fmt`` to stdout or atomically to ``output``."""
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if fmt == "npz":
+        if not report.arrays:
+            raise BilinError(f"'{report.title}' has no array data for --format npz")
+        arrays = {k: np.asarray(v) for k, v in report.arrays.items()}
+        atomic_write(output, lambda fh: np.savez(fh, **arrays), force)
+        print(f"wrote {output} ({', '.join(arrays)})", file=sys.stderr)
+        return
+    if fmt == "json":
+        text = to_json(report)
+    elif fmt in ("csv", "tsv"):
+        text = to_delimited(report, "," if fmt == "csv" else "\t")
+    else:
+        tty = output is None and sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if tty else 120
+        text = to_table(report, color=tty, width=width)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write(output, lambda fh: fh.write(text.encode("utf-8")), force)
+        print(f"wrote {output}", file=sys.stderr)

@@ -1,0 +1,78 @@
+"""Eigendecompositions of symmetric interaction matrices, ordered and sign-fixed.
+
+Conventions (relied on by scripts):
+
+* eigenpairs are ordered by ``|lambda|`` descending, eigenvalues keep their sign;
+  ties in ``|lambda|`` put the positive eigenvalue first;
+* eigenvector sign rule: the entry of largest absolute value (in the layer's own
+  input basis; the first such entry on ties) is made positive;
+* effective rank is the paper's "continuous L0", ``(sum |lambda|)^2 / sum lambda^2``,
+  not the entropy-based effective rank of Roy & Vetterli.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+
+def order_by_magnitude(lam: np.ndarray) -> np.ndarray:
+    """Indices that sort ``lam`` by ``|lambda|`` descending (positive first on ties)."""
+    return np.lexsort((-lam, -np.abs(lam)))
+
+
+def fix_signs(vecs: np.ndarray) -> np.ndarray:
+    """Flip each row of ``vecs : (k, d)`` so its largest-magnitude entry is positive."""
+    if vecs.size == 0:
+        return vecs
+    pivot = np.argmax(np.abs(vecs), axis=1)
+    signs = np.sign(vecs[np.arange(vecs.shape[0]), pivot])
+    signs[signs == 0] = 1.0
+    return vecs * signs[:, None]
+
+
+def eigh_sorted(Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All eigenpairs of symmetric ``Q : (d, d)``: ``lam : (d,)``, ``vecs : (d, d)`` as rows.
+
+    ``Q`` must already be symmetric: LAPACK reads one triangle only.
+    """
+    lam, vecs = scipy.linalg.eigh(Q, driver="evd", check_finite=False)
+    order = order_by_magnitude(lam)
+    return lam[order], fix_signs(vecs[:, order].T)
+
+
+def top_eigenpairs(op: LinearOperator, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` eigenpairs of largest ``|lambda|`` of a symmetric operator (ARPACK).
+
+    The start vector is seeded so repeated runs give the same answer.
+    """
+    d = op.shape[0]
+    v0 = np.random.default_rng(seed).standard_normal(d).astype(op.dtype)
+    lam, vecs = eigsh(op, k=k, which="LM", v0=v0)
+    order = order_by_magnitude(lam)
+    return lam[order], fix_signs(vecs[:, order].T)
+
+
+def effective_rank(lam: np.ndarray) -> float:
+    """``(sum |lambda|)^2 / sum lambda^2``; 0 for an all-zero spectrum."""
+    lam = np.asarray(lam, dtype=np.float64)
+    sq = float(np.sum(lam**2))
+    return float(np.sum(np.abs(lam)) ** 2 / sq) if sq > 0 else 0.0
+
+
+def share_of_top(lam: np.ndarray, k: int) -> float:
+    """Share of ``sum |lambda|`` held by the ``k`` largest ``|lambda|``."""
+    a = np.sort(np.abs(np.asarray(lam, dtype=np.float64)))[::-1]
+    total = float(a.sum())
+    return float(a[:k].sum() / total) if total > 0 else 0.0
+
+
+def rank_for_share(lam: np.ndarray, share: float) -> int:
+    """Smallest ``k`` whose top-``k`` ``|lambda|`` hold at least ``share`` of the sum."""
+    a = np.sort(np.abs(np.asarray(lam, dtype=np.float64)))[::-1]
+    total = a.sum()
+    if total == 0:
+        return 0
+    cum = np.cumsum(a) / total
+    return int(min(np.searchsorted(cum, share - 1e-12) + 1, a.size))

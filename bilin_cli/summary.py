@@ -1,0 +1,52 @@
+"""What a checkpoint holds, from headers and config alone: the library behind ``bilin info``."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from bilin_cli.loading import Checkpoint
+from bilin_cli.model import BilinearModel
+
+
+def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
+    """A JSON-ready description; reads no tensor data."""
+    layers = []
+    for i, s in enumerate(model.shapes):
+        layers.append(
+            {"index": i, "d": s.d, "h": s.h, "o": s.o, "out_space": s.out_space, "bias": s.bias}
+        )
+    dtypes = Counter()
+    for info in ckpt.tensors.values():
+        dtypes[info.dtype] += info.numel
+    if model.kind == "lm":
+        n = model.meta.get("head_rows")
+        outputs = {"kind": "vocabulary", "n": n, "option": "--token T"}
+        if "vocab" in model.meta:
+            outputs["tokens"] = "character vocabulary from config.json"
+    else:
+        n = model.shapes[-1].o if model.head_key else None
+        kind = "classes" if model.kind == "classifier" else "outputs"
+        outputs = {"kind": kind, "n": n, "option": "--class C"}
+        if model.output_names:
+            outputs["names"] = model.output_names
+    doc = {
+        "path": str(ckpt.path),
+        "container": ckpt.container,
+        "layout": model.layout,
+        "n_layers": model.n_layers,
+        "layers": layers,
+        "dtype": dict(sorted(dtypes.items())),
+        "n_parameters": int(sum(i.numel for i in ckpt.tensors.values())),
+        "n_tensors": len(ckpt.tensors),
+        "bias": any(s.bias for s in model.shapes),
+        "residual": model.residual,
+        "embedding": list(ckpt.tensors[model.embed_key].shape) if model.embed_key else None,
+        "outputs": outputs,
+        "file_size_bytes": ckpt.file_size,
+        "files": [str(f) for f in ckpt.files],
+        "notes": model.notes,
+        "warnings": model.warnings,
+    }
+    if model.input_shape:
+        doc["input_shape"] = list(model.input_shape)
+    return doc
