@@ -25,7 +25,9 @@ class Direction:
 
 def _check_index(value: int, n: int, what: str, plural: str) -> None:
     if not 0 <= value < n:
-        raise BilinError(f"{what} {value} is out of range: this model has {n} {plural} (0..{n - 1})")
+        raise BilinError(
+            f"{what} {value} is out of range: this model has {n} {plural} (0..{n - 1})"
+        )
 
 
 def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Direction:

@@ -137,7 +137,9 @@ def _build(
                 f"{ckpt.path}: layer {i} takes d = {d} inputs but layer {i - 1} gives {prev_out}"
             )
         if residual and kind == "classifier" and h != d:
-            raise BilinError(f"{ckpt.path}: a residual layer needs h == d, layer {i} has {h} != {d}")
+            raise BilinError(
+                f"{ckpt.path}: a residual layer needs h == d; layer {i} has h={h}, d={d}"
+            )
         bias = bool(lk.wv_bias or lk.w_bias or lk.v_bias)
         out_space = "residual" if kind == "lm" else "hidden"
         shapes.append(LayerShape(d, h, o if o is not None else h, bias, out_space))
@@ -149,7 +151,6 @@ def _build(
                 f"{ckpt.path}: embedding {embed!r} gives {rows} features, layer 0 takes "
                 f"{shapes[0].d}"
             )
-    head_bias = None
     if head:
         rows, cols = _shape(ckpt, head, 2)
         if kind != "lm":
@@ -163,10 +164,8 @@ def _build(
                 )
             # The head is the last layer's output projection P: its output is the logits.
             last.p = head
-            head_bias = _present(ckpt, head.removesuffix("weight") + "bias") if head.endswith(
-                "weight"
-            ) else None
-            last.p_bias = last.p_bias or head_bias
+            if head.endswith(".weight"):
+                last.p_bias = last.p_bias or _present(ckpt, head.removesuffix("weight") + "bias")
             shapes[-1].o = rows
             shapes[-1].out_space = "outputs" if kind == "toy" else "logits"
     load_layer, load_tensor = _make_loader(ckpt, layers)

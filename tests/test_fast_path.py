@@ -1,0 +1,69 @@
+"""The fast path: no torch import, no (o, d, d) or (h, d, d) tensor, lazy tensor reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from bilin_cli.decompose import decompose
+from bilin_cli.directions import from_class
+from bilin_cli.layouts import recognise
+from bilin_cli.loading import open_checkpoint
+
+
+def test_eig_on_safetensors_never_imports_torch(tmp_path):
+    from conftest import write_image
+
+    write_image(tmp_path / "m")
+    script = (
+        "import sys\n"
+        "from bilin_cli.cli.app import main\n"
+        f"sys.argv = ['bilin', 'eig', {str(tmp_path / 'm')!r}, '--class', '1', '--json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["layer"] == 0
+    assert proc.stderr.strip().endswith("NOTORCH")
+
+
+def test_memory_stays_far_below_the_full_tensor(tmp_path):
+    d, h, o = 300, 600, 40
+    r = np.random.default_rng(0)
+    save_file({"embed.weight": r.standard_normal((d, 50)).astype(np.float32),
+               "blocks.0.weight": r.standard_normal((2 * h, d)).astype(np.float32),
+               "head.weight": r.standard_normal((o, h)).astype(np.float32)},
+              str(tmp_path / "big.safetensors"))
+    model = recognise(open_checkpoint(tmp_path / "big.safetensors"))
+    u = from_class(model, 0, 3, np.float64)
+    tracemalloc.start()
+    dec = decompose(model, 0, u, top=5, dtype=np.float64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert dec.eigenvalues.shape == (5,)
+    o_d_d = o * d * d * 8  # 28.8 MB; (h, d, d) would be 432 MB
+    weights = 2 * h * d * 8  # 2.9 MB
+    assert peak < weights + 12 * d * d * 8 < o_d_d, peak
+
+
+def test_info_reads_no_tensor_data(tmp_path, monkeypatch):
+    from conftest import write_image
+
+    write_image(tmp_path / "m")
+    ckpt = open_checkpoint(tmp_path / "m")
+    calls = []
+    real = ckpt._read
+    ckpt._read = lambda key: calls.append(key) or real(key)
+    model = recognise(ckpt)
+    from bilin_cli.summary import describe
+
+    describe(ckpt, model)
+    assert calls == []
+    model.layer(0)
+    assert sorted(calls) == ["blocks.0.weight", "head.weight"]
