@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.sparse.linalg import LinearOperator
 
 from bilin_cli.model import BilinearLayer
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
 
 
 def hidden_coefficients(layer: BilinearLayer, u: np.ndarray) -> np.ndarray:
@@ -78,6 +82,8 @@ def interaction_operator(layer: BilinearLayer, u: np.ndarray) -> LinearOperator:
     Costs ``O(h d)`` per product, so top eigenpairs of a huge layer never need the
     ``(d, d)`` matrix.
     """
+    from scipy.sparse.linalg import LinearOperator  # ~0.1 s import, only on this path
+
     c = hidden_coefficients(layer, u)
     W, V = layer.W, layer.V
 
