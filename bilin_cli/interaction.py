@@ -15,7 +15,6 @@ With biases the input is augmented with a constant 1 (``W' = [W | b_w]``), and
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -226,6 +226,7 @@ def save_dir(d: Path, tensors: dict, config: dict, readme: str | None):
     d.mkdir(parents=True, exist_ok=True)
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     save_file(tensors, str(d / "model.safetensors"))
+    os.chmod(d / "model.safetensors", 0o644)
     (d / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if readme is not None:
         (d / "README.md").write_text(readme)
@@ -554,7 +555,7 @@ def run_toy_sample(out_root: Path, *, seed=0, steps=None, smoke=False, h=16, p_o
     if smoke:
         config["smoke"] = True
     rows = "\n".join(f"| `{p['output']}` | {p['accuracy_all_16'] * 100:.1f}% | {p['expected_accuracy'] * 100:.2f}% | "
-                     f"{p['max_abs_error']:.3f} |" for p in per_out)
+                     f"{p['max_abs_error']:.1e} |" for p in per_out)
     r = recipe
     readme = f"""# `toy` — bilinear layer on a boolean logic task
 
@@ -815,17 +816,16 @@ def train_topk_sae(acts, n_features, k, *, steps, batch_size, lr, seed=0, log_pr
         opt, lambda st: min(1.0, (st + 1) / 50) * (1.0 if st < 0.8 * steps else max(0.0, (steps - st) / (0.2 * steps))))
     fired = torch.zeros(n_features)
 
-    def encode(x):
-        pre = torch.relu((x - b_dec) @ w_enc.T + b_enc)
-        v, i = pre.topk(k, dim=-1)
-        return torch.zeros_like(pre).scatter_(-1, i, v), i
+    F = torch.nn.functional
 
     t0 = time.time()
     for st in range(steps):
         idx = torch.randint(0, N, (min(batch_size, N),), generator=gen)
         x = X[idx]
-        z, ii = encode(x)
-        xh = z @ w_dec.T + b_dec
+        pre = torch.relu(torch.addmm(b_enc, x - b_dec, w_enc.T))
+        vals, ii = pre.topk(k, dim=-1)
+        # sparse decode: x_hat = sum_j vals_j * w_dec[:, ii_j] + b_dec
+        xh = F.embedding_bag(ii, w_dec.T, per_sample_weights=vals, mode="sum") + b_dec
         loss = (xh - x).pow(2).sum(-1).mean() / (x - x.mean(0)).pow(2).sum(-1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
