@@ -17,8 +17,10 @@ from bilin_cli.interaction import interaction, interaction_operator
 from bilin_cli.model import BilinearModel
 from bilin_cli.spectra import (
     effective_rank,
+    eigenvalues,
     eigh_sorted,
     share_of_top,
+    summarize,
     top_eigenpairs,
 )
 
@@ -162,3 +164,26 @@ def decompose(
         input_shape=model.input_shape if basis == "input" else None,
         notes=notes,
     )
+
+
+def spectra(
+    model: BilinearModel,
+    layer: int,
+    directions: list[Direction],
+    dtype: type = np.float32,
+    advance=None,
+) -> tuple[dict, list[np.ndarray]]:
+    """Spectrum summaries (see :func:`bilin_cli.spectra.summarize`) for many directions.
+
+    Returns the JSON document and the full eigenvalue arrays (for plots and npz).
+    """
+    L = model.layer(layer, dtype)
+    rows, lams = [], []
+    for direction in directions:
+        lam = eigenvalues(interaction(L, direction.u).Q)
+        lams.append(lam)
+        rows.append({"direction": direction.info, **summarize(lam)})
+        if advance:
+            advance()
+    doc = {"layout": model.layout, "layer": layer, "n_eigenvalues": L.d, "directions": rows}
+    return doc, lams

@@ -178,6 +178,7 @@ def _build(
         residual=residual,
         embed_key=embed,
         head_key=head,
+        embed_shape=tuple(ckpt.tensors[embed].shape) if embed else None,
     )
     names = config.get("classes") or config.get("outputs")
     if isinstance(names, list) and kind != "lm" and len(names) == shapes[-1].o:

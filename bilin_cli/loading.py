@@ -98,7 +98,7 @@ def _parse_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict, 
     data_start = 8 + n
     data_size = size - data_start
     infos: dict[str, TensorInfo] = {}
-    entries: dict = {}
+    entries: dict = {"__metadata__": header.get("__metadata__") or {}}
     for key, entry in header.items():
         if key == "__metadata__":
             continue
@@ -120,6 +120,18 @@ def _parse_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict, 
         infos[key] = TensorInfo(shape, dtype)
         entries[key] = (dtype, shape, begin, end)
     return infos, entries, data_start
+
+
+def embedded_config(path: Path) -> dict:
+    """A config that bilin stored in a safetensors file's metadata (``bilin_config``)."""
+    _, entries, _ = _parse_safetensors_header(path)
+    raw = entries["__metadata__"].get("bilin_config") if isinstance(
+        entries["__metadata__"], dict) else None
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[str], np.ndarray]]:
@@ -297,6 +309,10 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
     config = _read_json(config_path) if config_path.is_file() else {}
     if config_path.is_file():
         files = [*files, config_path]
+    if container == "safetensors" and not p.is_dir():
+        # A config stored inside the file (bilin truncate -o X.safetensors) is the most
+        # specific description of it, so it wins over a config.json beside it.
+        config = {**config, **embedded_config(p)}
     if not infos:
         raise BilinError(f"{p}: the checkpoint holds no tensors")
     return Checkpoint(p, infos, config, files, read, container)

@@ -96,6 +96,8 @@ class BilinearModel:
     head_key: str | None = None
     meta: dict = field(default_factory=dict)
 
+    embed_shape: tuple[int, int] | None = None
+
     @property
     def n_layers(self) -> int:
         return len(self.shapes)

@@ -50,6 +50,13 @@ def eigh_sorted(Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lam[order], fix_signs(vecs[:, order].T)
 
 
+def eigenvalues(Q: np.ndarray) -> np.ndarray:
+    """All eigenvalues of symmetric ``Q``, ordered by ``|lambda|`` descending."""
+    with threadpool_limits(1, user_api="blas"):
+        lam = scipy.linalg.eigh(Q, eigvals_only=True, driver="evd", check_finite=False)
+    return lam[order_by_magnitude(lam)]
+
+
 def top_eigenpairs(op: LinearOperator, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` eigenpairs of largest ``|lambda|`` of a symmetric operator (ARPACK).
 
@@ -86,3 +93,20 @@ def rank_for_share(lam: np.ndarray, share: float) -> int:
         return 0
     cum = np.cumsum(a) / total
     return int(min(np.searchsorted(cum, share - 1e-12) + 1, a.size))
+
+
+def summarize(lam: np.ndarray, n_extreme: int = 3) -> dict:
+    """Top positive / negative eigenvalues, effective rank, and K for 50/90/99% of sum|lambda|."""
+    lam = np.asarray(lam, dtype=np.float64)
+    pos = np.sort(lam[lam > 0])[::-1][:n_extreme]
+    neg = np.sort(lam[lam < 0])[:n_extreme]
+    return {
+        "n_eigenvalues": int(lam.size),
+        "top_positive": pos.tolist(),
+        "top_negative": neg.tolist(),
+        "sum_abs_eigenvalues": float(np.abs(lam).sum()),
+        "effective_rank": effective_rank(lam),
+        "k50": rank_for_share(lam, 0.5),
+        "k90": rank_for_share(lam, 0.9),
+        "k99": rank_for_share(lam, 0.99),
+    }

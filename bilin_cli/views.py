@@ -46,6 +46,15 @@ def info_report(doc: dict) -> Report:
     )
 
 
+def direction_label(info: dict) -> str:
+    """A short legend label: the class name, the token string, or the file name."""
+    if info["kind"] == "class":
+        return info.get("name", str(info["index"]))
+    if info["kind"] == "token":
+        return repr(info["string"]) if "string" in info else f"token {info['index']}"
+    return info["path"].rsplit("/", 1)[-1]
+
+
 def _direction_text(info: dict) -> str:
     if info["kind"] == "class":
         name = f" ({info['name']})" if "name" in info and info["name"] != str(info["index"]) else ""
@@ -111,3 +120,60 @@ def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
         notes=dec.notes,
         warnings=warnings or [],
     )
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def eval_report(doc: dict) -> Report:
+    summary = [("data", doc["data"]), ("n", str(doc["n"])), ("accuracy", _pct(doc["accuracy"]))]
+    rows = [[r["class"], r["name"], r["n"], r["accuracy"]] for r in doc["per_class"]]
+    notes = []
+    arrays = None
+    if "confusion" in doc:
+        M = np.array(doc["confusion"])
+        arrays = {"confusion": M}
+        notes.append("confusion matrix (rows: true class, columns: predicted):\n"
+                     + "\n".join(" ".join(f"{v:5d}" for v in row) for row in M))
+    return Report("bilin eval", doc, summary, ["class", "name", "n", "accuracy"], rows, arrays,
+                  notes=notes)
+
+
+def sweep_report(doc: dict) -> Report:
+    summary = [("data", f"{doc['data']} ({doc['n']} examples)"),
+               ("full model", _pct(doc["full_accuracy"]))]
+    if doc["augmented"]:
+        summary.append(("augmented", "yes: biases are truncated with the interaction"))
+    rows = [[r["k"], r["accuracy"], r["drop"]] for r in doc["sweep"]]
+    arrays = {"k": np.array([r["k"] for r in doc["sweep"]]),
+              "accuracy": np.array([r["accuracy"] for r in doc["sweep"]])}
+    return Report("bilin truncate --sweep", doc, summary, ["k", "accuracy", "drop"], rows, arrays)
+
+
+def truncate_report(doc: dict) -> Report:
+    summary = [("wrote", doc["output"]), ("hidden units", str(doc["hidden_units"])),
+               ("error bound", doc["bound"])]
+    if doc["augmented"]:
+        summary.append(("augmented", "biases truncated with the interaction (input [x; 1])"))
+    rows = [[r["class"], r["name"], r["k"], r["share_kept"], r["max_discarded_abs_eigenvalue"]]
+            for r in doc["per_class"]]
+    return Report("bilin truncate", doc, summary,
+                  ["class", "name", "k", "share kept", "max |lambda| discarded"], rows)
+
+
+def spectrum_report(doc: dict) -> Report:
+    summary = [("layout", doc["layout"]), ("layer", str(doc["layer"])),
+               ("eigenvalues per direction", str(doc["n_eigenvalues"]))]
+    rows = []
+    for s in doc["directions"]:
+        rows.append([
+            _direction_text(s["direction"]),
+            " ".join(f"{v:.3g}" for v in s["top_positive"]),
+            " ".join(f"{v:.3g}" for v in s["top_negative"]),
+            s["effective_rank"], s["k50"], s["k90"], s["k99"],
+        ])
+    return Report("bilin spectrum", doc, summary,
+                  ["direction", "top positive", "top negative", "effective rank", "K 50%",
+                   "K 90%", "K 99%"], rows,
+                  notes=["K p%: eigenvalues (by |lambda|) holding p% of sum |lambda|"])

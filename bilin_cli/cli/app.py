@@ -39,9 +39,10 @@ def _root(
 
 
 def _register() -> None:
-    from bilin_cli.cli import inspect_cmds
+    from bilin_cli.cli import inspect_cmds, lowrank_cmds
 
     inspect_cmds.register(app)
+    lowrank_cmds.register(app)
 
 
 _register()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from bilin_cli import directions
@@ -23,10 +25,12 @@ from bilin_cli.cli.options import (
     load,
     output_settings,
 )
-from bilin_cli.decompose import decompose
+from bilin_cli.decompose import decompose, spectra
+from bilin_cli.errors import BilinError
+from bilin_cli.progress import progress
 from bilin_cli.render import emit
 from bilin_cli.summary import describe
-from bilin_cli.views import eig_report, info_report
+from bilin_cli.views import eig_report, info_report, spectrum_report
 
 
 class Basis(str, Enum):
@@ -136,7 +140,7 @@ def eig(
     if output:
         check_writable(output, force)
     if not all_ and top < 1:
-        raise directions.BilinError(f"--top must be a positive integer, got {top}")
+        raise BilinError(f"--top must be a positive integer, got {top}")
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -153,6 +157,78 @@ def eig(
     emit(eig_report(dec, model.warnings), fmt_, output, force)
 
 
+def spectrum(
+    ckpt: Ckpt,
+    class_: Annotated[
+        list[int] | None,
+        typer.Option("--class", "-c", help="Classes to show (repeatable; default: all).",
+                     show_default=False),
+    ] = None,
+    token: Annotated[
+        list[int] | None,
+        typer.Option("--token", "-t", help="Token ids (repeatable; language models).",
+                     show_default=False),
+    ] = None,
+    direction: Annotated[
+        list[Path] | None,
+        typer.Option("--direction", "-d", help="Direction .npy files (repeatable).",
+                     show_default=False),
+    ] = None,
+    layer: LayerOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw the spectra to a PNG.", show_default=False)
+    ] = None,
+    plot_top: Annotated[
+        int, typer.Option("--plot-top", help="Eigenvalues per sign drawn in --plot.")
+    ] = 30,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Spectra of many output directions: extremes, effective rank, K for 50/90/99%.
+
+    Without --class/--token/--direction a classifier shows every class.
+
+    Examples:
+
+        bilin spectrum sample_checkpoints/mnist
+
+        bilin spectrum sample_checkpoints/mnist --class 0 --class 1 --plot spectra.png
+
+        bilin spectrum sample_checkpoints/shakespeare --layer 1 --token 5 --format csv
+    """
+    fmt_ = output_settings(json_, fmt, output)
+    for target in (output, plot):
+        if target:
+            check_writable(target, force)
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    index = model.resolve_layer(layer)
+    dirs = [directions.from_class(model, index, c, dtype) for c in class_ or []]
+    dirs += [directions.from_token(model, index, t, dtype) for t in token or []]
+    dirs += [directions.from_file(model, index, p, dtype) for p in direction or []]
+    if not dirs:
+        if model.kind == "lm" or model.head_key is None:
+            raise BilinError("choose directions with --token T (repeatable) or --direction FILE")
+        dirs = [directions.from_class(model, index, c, dtype) for c in range(model.shapes[-1].o)]
+    with progress("eigendecomposing directions", len(dirs)) as advance:
+        doc, lams = spectra(model, index, dirs, dtype, advance)
+    report = spectrum_report(doc)
+    report.arrays = {"eigenvalues": np.stack(lams)}
+    if plot is not None:
+        from bilin_cli.plotting import spectra_plot
+        from bilin_cli.views import direction_label
+
+        spectra_plot([direction_label(d.info) for d in dirs], lams, plot_top,
+                     f"{Path(ckpt).name}, layer {index}", plot, force)
+        print(f"wrote {plot}", file=sys.stderr)
+    emit(report, fmt_, output, force)
+
+
 def register(app: typer.Typer) -> None:
     app.command(no_args_is_help=True)(info)
     app.command(no_args_is_help=True)(eig)
+    app.command(no_args_is_help=True)(spectrum)

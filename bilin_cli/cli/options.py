@@ -75,3 +75,22 @@ def load(ckpt: Path, map_file: Path | None) -> tuple[Checkpoint, BilinearModel]:
     checkpoint = open_checkpoint(ckpt)
     mapping = read_map(map_file) if map_file is not None else None
     return checkpoint, recognise(checkpoint, mapping)
+
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", help="Labelled data: .npz (x, y) or a directory of idx(.gz) files "
+        "(default: a shipped sample's own test split).", show_default=False,
+    ),
+]
+
+
+def load_data(data: Path | None, ckpt: Path, config: dict, dtype: type):
+    from bilin_cli.data import default_data_path, load_dataset
+    from bilin_cli.errors import BilinError
+
+    path = data if data is not None else default_data_path(ckpt, config)
+    if path is None:
+        raise BilinError("no data: give --data FILE.npz (arrays x, y) or an idx directory")
+    return load_dataset(path, dtype)

@@ -1,0 +1,212 @@
+"""Commands about how few eigenvectors a classifier needs: ``truncate`` and ``eval``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bilin_cli.atomic import check_writable
+from bilin_cli.cli.options import (
+    Ckpt,
+    DataOpt,
+    Float64Opt,
+    ForceOpt,
+    FormatOpt,
+    JsonOpt,
+    MapOpt,
+    OutputOpt,
+    dtype_of,
+    load,
+    load_data,
+    output_settings,
+)
+from bilin_cli.errors import BilinError
+from bilin_cli.evaluation import model_logits, scores
+from bilin_cli.progress import progress
+from bilin_cli.render import emit
+from bilin_cli.truncation import (
+    choose_ranks,
+    class_spectra,
+    rank_report,
+    sweep_logits,
+    truncated_tensors,
+)
+from bilin_cli.views import eval_report, sweep_report, truncate_report
+from bilin_cli.writing import save_checkpoint
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(t) for t in text.replace(" ", "").split(",") if t != ""})
+    except ValueError:
+        raise typer.BadParameter("a comma-separated list of integers, e.g. 0,1,2,5,10",
+                                 param_hint="--sweep") from None
+    if not ks or ks[0] < 0:
+        raise typer.BadParameter("ranks must be >= 0", param_hint="--sweep")
+    return ks
+
+
+def truncate(
+    ckpt: Ckpt,
+    rank: Annotated[
+        int | None, typer.Option("--rank", "-k", help="Keep K eigenpairs per class.",
+                                 show_default=False)
+    ] = None,
+    energy: Annotated[
+        float | None,
+        typer.Option("--energy", help="Per class, the smallest K holding this share of "
+                     "sum |lambda| (e.g. 0.99).", show_default=False),
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", help="Accuracy versus K for these ranks (e.g. 0,1,2,5,10,20); "
+                     "writes no checkpoint.", show_default=False),
+    ] = None,
+    data: DataOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="With --sweep: draw the curve to a PNG.",
+                                  show_default=False)
+    ] = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Keep each class's K eigenpairs of largest |lambda|; write the truncated model to -o.
+
+    The truncated model is an ordinary bilinear checkpoint (hidden unit (c, i) has
+    W = V = v_ci and head weight lambda_ci) that every bilin command reads. Per class
+    it reports K, the share of sum |lambda| kept, and the exact error bound
+    |error| <= max|lambda discarded| * ||x||^2 (x in the layer's input space).
+    Models with biases are truncated in the augmented form (input [x; 1]).
+
+    -o NAME.safetensors writes one file (config embedded); -o DIR writes a directory
+    (model.safetensors + config.json). The per-class report goes to stdout. With
+    --sweep no checkpoint is written and -o takes the sweep table.
+
+    Examples:
+
+        bilin truncate sample_checkpoints/mnist --rank 10 -o mnist-k10.safetensors
+
+        bilin truncate sample_checkpoints/mnist --energy 0.9 -o mnist-e90
+
+        bilin truncate sample_checkpoints/mnist --sweep 0,1,2,5,10,20,30 --plot curve.png
+    """
+    ks = _parse_ks(sweep) if sweep is not None else None
+    if ks is None and (rank is None) == (energy is None):
+        raise typer.BadParameter("give --rank K, --energy SHARE or --sweep K1,K2,...",
+                                 param_hint="--rank")
+    if ks is not None and (rank is not None or energy is not None):
+        raise typer.BadParameter("--sweep evaluates many ranks; drop --rank/--energy",
+                                 param_hint="--sweep")
+    if plot is not None and ks is None:
+        raise typer.BadParameter("--plot draws the --sweep curve", param_hint="--plot")
+    checkpoint_out = None
+    if ks is None:
+        if output is None:
+            raise typer.BadParameter("where should the truncated model go? add -o OUT.safetensors",
+                                     param_hint="-o")
+        # -o names the command's main output: here the checkpoint; the report goes to stdout.
+        checkpoint_out, output = Path(output), None
+        if checkpoint_out.exists() and not force:
+            raise BilinError(f"{checkpoint_out} already exists; pass --force to overwrite it")
+    fmt_ = output_settings(json_, fmt, output)
+    for target in (output, plot):
+        if target is not None:
+            check_writable(target, force)
+    dtype = dtype_of(float64)
+    checkpoint, model = load(ckpt, map_file)
+    names = model.output_names
+    n_cls = model.shapes[-1].o
+    with progress("eigendecomposing classes", n_cls) as advance:
+        spectra = class_spectra(model, dtype, advance)
+    if ks is not None:
+        dataset = load_data(data, ckpt, checkpoint.config, dtype)
+        full = scores(model_logits(model, dataset, dtype), dataset.y)["accuracy"]
+        with progress("sweeping ranks", n_cls) as advance:
+            logits = sweep_logits(model, spectra, dataset.x, ks, dtype, advance)
+        rows = [{"k": k, "accuracy": scores(logits[k], dataset.y)["accuracy"]} for k in ks]
+        for r in rows:
+            r["drop"] = full - r["accuracy"]
+        doc = {"full_accuracy": full, "n": int(dataset.y.size), "data": dataset.source,
+               "sweep": rows, "augmented": bool(model.shapes[0].bias)}
+        if plot is not None:
+            from bilin_cli.plotting import accuracy_curve
+
+            accuracy_curve([r["k"] for r in rows], [r["accuracy"] for r in rows], full,
+                           f"{Path(ckpt).name}: accuracy vs eigenvectors per class", plot, force)
+            print(f"wrote {plot}", file=sys.stderr)
+        emit(sweep_report(doc), fmt_, output, force)
+        return
+    ranks = choose_ranks(spectra, rank, energy)
+    tensors = truncated_tensors(model, spectra, ranks)
+    per_class = rank_report(spectra, ranks, names)
+    config = {k: v for k, v in checkpoint.config.items()
+              if k in ("classes", "outputs", "input_shape", "input_scale", "dataset")}
+    from bilin_cli.data import default_data_path
+
+    split = default_data_path(ckpt, checkpoint.config)
+    if split is not None:
+        config["test_split"] = str(split)
+    config.update({
+        "d_hidden": int(sum(ranks)),
+        "bias": bool(model.shapes[0].bias),
+        "residual": False,
+        "truncation": {"source": str(ckpt), "ranks": ranks,
+                       "rule": "rank" if rank is not None else f"energy {energy}",
+                       "augmented": bool(model.shapes[0].bias)},
+    })
+    written = save_checkpoint(checkpoint_out, tensors, config, force)
+    print(f"wrote {written} ({sum(ranks)} hidden units)", file=sys.stderr)
+    doc = {"output": str(written), "hidden_units": int(sum(ranks)), "per_class": per_class,
+           "augmented": bool(model.shapes[0].bias),
+           "bound": "|logit_c - truncated logit_c| <= max_discarded_abs_eigenvalue_c * ||x||^2"}
+    emit(truncate_report(doc), fmt_, output, force)
+
+
+def evaluate(
+    ckpt: Ckpt,
+    data: DataOpt = None,
+    confusion: Annotated[
+        bool, typer.Option("--confusion", help="Also show the confusion matrix.")
+    ] = False,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Accuracy (overall and per class) of a classifier on labelled data.
+
+    DATA is an .npz with arrays x and y (uint8 images are scaled by 1/255 to [0, 1],
+    as the samples were trained; float inputs are used as stored) or a directory of
+    MNIST-style idx(.gz) files. A shipped sample uses its own test split by default.
+
+    Examples:
+
+        bilin eval sample_checkpoints/mnist
+
+        bilin eval sample_checkpoints/fmnist --confusion --json | jq .accuracy
+    """
+    fmt_ = output_settings(json_, fmt, output)
+    if output:
+        check_writable(output, force)
+    dtype = dtype_of(float64)
+    checkpoint, model = load(ckpt, map_file)
+    dataset = load_data(data, ckpt, checkpoint.config, dtype)
+    result = scores(model_logits(model, dataset, dtype), dataset.y, model.output_names)
+    result["data"] = dataset.source
+    if not confusion:
+        result.pop("confusion")
+    emit(eval_report(result), fmt_, output, force)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(truncate)
+    app.command("eval", no_args_is_help=True)(evaluate)

@@ -1,0 +1,177 @@
+"""Low-rank truncation of a bilinear classifier, and the accuracy-versus-rank sweep.
+
+Per class ``c`` keep the ``K_c`` eigenpairs of largest ``|lambda|`` of ``Q(e_c)``:
+
+    logit_c(x) ~= sum_{i < K_c} lambda_ci (v_ci . x)^2,
+    |error| <= max_{discarded} |lambda_ci| * ||x||^2      (x in the layer's input space)
+
+The truncated model is itself bilinear: hidden unit ``(c, i)`` has ``W = V = v_ci``
+and head weight ``lambda_ci`` on class ``c``. Models with biases are truncated in
+the augmented form (input ``[x; 1]``), so the linear and constant parts are
+eigen-components like the rest; unit ``(c, i)`` then gets the bias ``v_ci[d]`` on
+both sides and the model is exact again at ``K = d + 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bilin_cli.errors import BilinError
+from bilin_cli.interaction import hidden_coefficients, symmetric_form
+from bilin_cli.model import BilinearModel
+from bilin_cli.spectra import eigh_sorted, rank_for_share
+
+
+@dataclass
+class ClassSpectrum:
+    """All eigenpairs of one class's (possibly augmented) Q, ``|lambda|`` descending."""
+
+    lam: np.ndarray  # (d',)
+    vecs: np.ndarray  # (d', d') rows; d' = d + 1 when augmented
+
+
+def check_truncatable(model: BilinearModel) -> None:
+    if model.kind == "lm":
+        raise BilinError(
+            "truncation needs a classifier (its head defines the output directions); this is "
+            f"a {model.layout}"
+        )
+    if model.n_layers != 1:
+        raise BilinError(
+            f"truncation supports single-bilinear-layer models; this one has {model.n_layers}"
+        )
+    if model.residual:
+        raise BilinError(
+            "truncation of residual models is not supported: the linear skip path has no "
+            "eigendecomposition to truncate"
+        )
+
+
+def class_spectra(
+    model: BilinearModel, dtype: type = np.float32, advance: Callable[[], None] | None = None
+) -> list[ClassSpectrum]:
+    """Eigendecompose every class's Q (augmented with biases), one ``eigh`` per class."""
+    check_truncatable(model)
+    L = model.layer(0, dtype)
+    W, V = L.W, L.V
+    if L.has_bias:
+        W = np.concatenate([W, L.b_w[:, None]], axis=1)
+        V = np.concatenate([V, L.b_v[:, None]], axis=1)
+    out = []
+    for c in range(L.o):
+        u = np.zeros(L.o, dtype)
+        u[c] = 1
+        lam, vecs = eigh_sorted(symmetric_form(W, V, hidden_coefficients(L, u)))
+        out.append(ClassSpectrum(lam, vecs))
+        if advance:
+            advance()
+    return out
+
+
+def choose_ranks(
+    spectra: list[ClassSpectrum], rank: int | None = None, energy: float | None = None
+) -> list[int]:
+    """``K`` per class: ``rank``, or the smallest ``K`` holding ``energy`` of sum|lambda|."""
+    if (rank is None) == (energy is None):
+        raise BilinError("give exactly one of --rank or --energy")
+    if rank is not None:
+        if rank < 0:
+            raise BilinError(f"--rank must be >= 0, got {rank}")
+        return [min(rank, s.lam.size) for s in spectra]
+    if not 0 < energy <= 1:
+        raise BilinError(f"--energy must be in (0, 1], got {energy}")
+    return [rank_for_share(s.lam, energy) for s in spectra]
+
+
+def rank_report(
+    spectra: list[ClassSpectrum], ranks: list[int], names: list[str] | None
+) -> list[dict]:
+    """Per class: K, share of ``sum|lambda|`` kept, and the error bound factor."""
+    rows = []
+    for c, (s, k) in enumerate(zip(spectra, ranks, strict=True)):
+        a = np.abs(s.lam.astype(np.float64))
+        total = a.sum()
+        rows.append({
+            "class": c,
+            "name": names[c] if names else str(c),
+            "k": int(k),
+            "share_kept": float(a[:k].sum() / total) if total else 1.0,
+            "max_discarded_abs_eigenvalue": float(a[k:].max()) if k < a.size else 0.0,
+        })
+    return rows
+
+
+def truncated_tensors(
+    model: BilinearModel, spectra: list[ClassSpectrum], ranks: list[int], dtype: type = np.float32
+) -> dict[str, np.ndarray]:
+    """The truncated model's tensors, in the source's own layout (image or toy)."""
+    L = model.layer(0, dtype)
+    d = L.d
+    n_cls = len(spectra)
+    units = [s.vecs[:k] for s, k in zip(spectra, ranks, strict=True)]
+    U = np.concatenate(units, axis=0) if sum(ranks) else np.zeros((0, spectra[0].vecs.shape[1]))
+    head = np.zeros((n_cls, U.shape[0]), dtype)
+    start = 0
+    for c, (s, k) in enumerate(zip(spectra, ranks, strict=True)):
+        head[c, start : start + k] = s.lam[:k]
+        start += k
+    Wt = np.ascontiguousarray(U[:, :d], dtype=np.float32)
+    tensors: dict[str, np.ndarray] = {}
+    bias = np.ascontiguousarray(U[:, d], dtype=np.float32) if L.has_bias else None
+    if model.kind == "toy":
+        tensors["left.weight"], tensors["right.weight"] = Wt, Wt.copy()
+        if bias is not None:
+            tensors["left.bias"], tensors["right.bias"] = bias, bias.copy()
+    else:
+        if model.embed_key:
+            tensors["embed.weight"] = np.ascontiguousarray(model.embed(np.float32))
+        tensors["blocks.0.weight"] = np.concatenate([Wt, Wt], axis=0)
+        if bias is not None:
+            tensors["blocks.0.bias"] = np.concatenate([bias, bias])
+    tensors["head.weight"] = np.ascontiguousarray(head, dtype=np.float32)
+    if L.b_p is not None:
+        tensors["head.bias"] = np.ascontiguousarray(L.b_p, dtype=np.float32)
+    return tensors
+
+
+def layer_inputs(model: BilinearModel, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """The bilinear layer's input for data ``x``: ``E x`` (plus a constant 1 with biases)."""
+    E = model.embed(dtype)
+    h = x.astype(dtype) if E is None else x.astype(dtype) @ E.T
+    if model.shapes[0].bias:
+        h = np.concatenate([h, np.ones((h.shape[0], 1), dtype)], axis=1)
+    return h
+
+
+def sweep_logits(
+    model: BilinearModel,
+    spectra: list[ClassSpectrum],
+    x: np.ndarray,
+    ks: Iterable[int],
+    dtype: type = np.float32,
+    advance: Callable[[], None] | None = None,
+) -> dict[int, np.ndarray]:
+    """Logits of the rank-``K`` model for every ``K`` in ``ks``, from one projection per class.
+
+    ``cumsum_i lambda_ci (v_ci . x)^2`` gives every ``K`` at once.
+    """
+    ks = sorted(set(int(k) for k in ks))
+    H = layer_inputs(model, x, dtype)  # (N, d')
+    b_p = model.layer(0, dtype).b_p
+    k_max = min(max(ks), H.shape[1])
+    out = {k: np.zeros((H.shape[0], len(spectra)), dtype) for k in ks}
+    for c, s in enumerate(spectra):
+        Z = H @ s.vecs[:k_max].T.astype(dtype)  # (N, k_max)
+        cum = np.cumsum(s.lam[:k_max].astype(dtype) * Z * Z, axis=1)
+        for k in ks:
+            if k > 0:
+                out[k][:, c] = cum[:, min(k, k_max) - 1]
+        if advance:
+            advance()
+    if b_p is not None:
+        for k in ks:
+            out[k] += b_p
+    return out
