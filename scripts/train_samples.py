@@ -614,7 +614,7 @@ TRANSFORMER_RECIPE = dict(optimizer="AdamW", lr=3e-3, min_lr_frac=0.1, betas=[0.
                           schedule="linear warmup, then cosine decay to min_lr_frac * lr",
                           init="normal(0, 0.02); attn.o and mlp.p std 0.02/sqrt(2*n_layer)",
                           val_split="last 5% (by characters) of each of the 42 works")
-SAE_CFG = dict(layer=1, expansion=8, k=24, n_train_tokens=2_000_000, steps=3000, batch_size=4096, lr=1e-3)
+SAE_CFG = dict(layer=1, expansion=8, k=24, n_train_tokens=2_000_000, steps=1500, batch_size=2048, lr=1e-3)
 
 
 def rmsnorm(x, eps=1e-5):
