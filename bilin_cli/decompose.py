@@ -187,3 +187,45 @@ def spectra(
             advance()
     doc = {"layout": model.layout, "layer": layer, "n_eigenvalues": L.d, "directions": rows}
     return doc, lams
+
+
+def chain(
+    model: BilinearModel,
+    layer: int,
+    direction: Direction,
+    j: int,
+    top: int | None = 10,
+    basis: str = "auto",
+    dtype: type = np.float32,
+) -> list[Decomposition]:
+    """Chained decomposition: eigenvector ``j`` (1-based) of layer L is the direction of L-1.
+
+    Layer L's input space is layer L-1's output space, so each step's hidden-basis
+    eigenvector is a valid output direction one layer down; the last step (layer 0)
+    is shown in ``basis``.
+    """
+    if j < 1:
+        raise BilinError(f"--chain takes a 1-based eigenvector index, got {j}")
+    steps: list[Decomposition] = []
+    current = direction
+    for index in range(layer, 0, -1):
+        dec = decompose(model, index, current, top=None, basis="hidden", dtype=dtype)
+        if j > dec.n_eigenvalues:
+            raise BilinError(
+                f"--chain {j}: layer {index} has only {dec.n_eigenvalues} eigenvectors"
+            )
+        v, lam_j = dec.eigenvectors[j - 1], float(dec.eigenvalues[j - 1])
+        k = dec.n_eigenvalues if top is None else min(top, dec.n_eigenvalues)
+        dec.eigenvalues, dec.eigenvectors = dec.eigenvalues[:k], dec.eigenvectors[:k]
+        dec.top_share = float(np.abs(dec.eigenvalues).sum() / dec.sum_abs) if dec.sum_abs else 0.0
+        steps.append(dec)
+        notes = []
+        if model.kind == "lm":
+            notes.append(
+                "chained through the residual stream: attention and norms between layers are "
+                "ignored"
+            )
+        info = {"kind": "chain", "from_layer": index, "eigenvector": j, "eigenvalue": lam_j}
+        current = Direction(v.astype(dtype), info, notes)
+    steps.append(decompose(model, 0, current, top=top, basis=basis, dtype=dtype))
+    return steps

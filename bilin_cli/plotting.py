@@ -60,3 +60,47 @@ def spectra_plot(labels: list[str], spectra: list[np.ndarray], n: int, title: st
     if len(spectra) <= 12:
         ax.legend(fontsize=7, ncol=2)
     return save_figure(fig, path, force)
+
+
+def eigen_figure(rows: list[dict], shape: tuple[int, int], n: int, n_curve: int, title: str,
+                 path, force):
+    """The paper's eigenspectrum figure, one row per direction.
+
+    Each row: the top ``n_curve`` positive and negative eigenvalues as a curve, then the
+    top ``n`` positive and ``n`` negative eigenvectors as images (RdBu, centred on 0).
+    ``rows``: dicts with ``label``, ``lam`` (all eigenvalues), ``pos``/``neg`` lists of
+    ``(lam_i, vec_i)``.
+    """
+    plt = _pyplot()
+    n_cols = 1 + 2 * n
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols + 1.2, 1.9 * len(rows)),
+                             squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * (2 * n)})
+    for r, row in enumerate(rows):
+        ax = axes[r, 0]
+        lam = row["lam"]
+        pos = np.sort(lam[lam > 0])[::-1][:n_curve]
+        neg = np.sort(lam[lam < 0])[:n_curve]
+        ax.plot(np.arange(1, pos.size + 1), pos, ".-", color="tab:blue", ms=3, lw=1)
+        ax.plot(np.arange(1, neg.size + 1), neg, ".-", color="tab:red", ms=3, lw=1)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel(row["label"], fontsize=9)
+        ax.tick_params(labelsize=6)
+        if r == 0:
+            ax.set_title("eigenvalues", fontsize=8)
+        pictures = list(row["pos"][:n]) + [None] * (n - len(row["pos"][:n]))
+        pictures += list(row["neg"][:n]) + [None] * (n - len(row["neg"][:n]))
+        for c, item in enumerate(pictures):
+            ax = axes[r, 1 + c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if item is None:
+                ax.axis("off")
+                continue
+            value, vec = item
+            img = np.asarray(vec).reshape(shape)
+            vmax = np.abs(img).max() or 1.0
+            ax.imshow(img, cmap="RdBu", vmin=-vmax, vmax=vmax)
+            ax.set_title(f"λ={value:+.3g}", fontsize=7)
+    fig.tight_layout()
+    fig.suptitle(title, fontsize=10, y=1.0 + 0.15 / len(rows))
+    return save_figure(fig, path, force)

@@ -33,6 +33,9 @@ class Report:
     arrays: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Vectors to draw as coloured blocks after the table (``--show``), and their image shape.
+    pictures: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    picture_shape: tuple[int, ...] | None = None
 
 
 def _clean(obj):
@@ -78,7 +81,7 @@ def to_table(report: Report, color: bool, width: int | None = None) -> str:
     buf = io.StringIO()
     console = Console(
         file=buf, force_terminal=color, no_color=not color, width=width or 120,
-        highlight=False,
+        highlight=False, color_system="truecolor" if color else None,
     )
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold cyan")
@@ -94,6 +97,10 @@ def to_table(report: Report, color: bool, width: int | None = None) -> str:
         for row in report.rows:
             table.add_row(*("" if v is None else _fmt_cell(v) for v in row))
         console.print(table)
+    if report.pictures:
+        from bilin_cli.terminal_images import vector_gallery
+
+        console.print(vector_gallery(report.pictures, report.picture_shape))
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
     return buf.getvalue()
@@ -131,7 +138,8 @@ def emit(report: Report, fmt: str, output: str | None = None, force: bool = Fals
     else:
         tty = output is None and sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else 120
-        text = to_table(report, color=tty, width=width)
+        # Pictures are nothing without colour, so --show keeps colour codes even in a pipe.
+        text = to_table(report, color=tty or bool(report.pictures), width=width)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

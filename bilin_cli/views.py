@@ -63,6 +63,9 @@ def _direction_text(info: dict) -> str:
     if info["kind"] == "token":
         s = f" {info['string']!r}" if "string" in info else ""
         return f"token {info['index']}{s}"
+    if info["kind"] == "chain":
+        return (f"eigenvector {info['eigenvector']} of layer {info['from_layer']} "
+                f"(λ={info['eigenvalue']:+.4g})")
     return f"file {info['path']} (norm {info['norm']:.4g})"
 
 
@@ -177,3 +180,22 @@ def spectrum_report(doc: dict) -> Report:
                   ["direction", "top positive", "top negative", "effective rank", "K 50%",
                    "K 90%", "K 99%"], rows,
                   notes=["K p%: eigenvalues (by |lambda|) holding p% of sum |lambda|"])
+
+
+def chain_report(steps: list[Decomposition], j: int, warnings: list[str] | None = None) -> Report:
+    """One table for a chained decomposition: each layer's top eigenvalues, top layer first."""
+    doc = {"chain_eigenvector": j, "steps": [s.as_dict() for s in steps]}
+    summary = [("start", f"layer {steps[0].layer}, {_direction_text(steps[0].direction)}"),
+               ("chain", f"eigenvector {j} of each layer is the direction of the layer below")]
+    rows = []
+    for s in steps:
+        for i, lam in enumerate(s.eigenvalues):
+            share = abs(float(lam)) / s.sum_abs if s.sum_abs else None
+            rows.append([s.layer, i + 1, float(lam), share,
+                         "→ next" if i + 1 == j and s.layer > 0 else ""])
+    notes = sorted({n for s in steps for n in s.notes})
+    return Report("bilin eig --chain", doc, summary,
+                  ["layer", "rank", "eigenvalue", "share", "chained"], rows,
+                  {f"layer{s.layer}_eigenvalues": s.eigenvalues for s in steps}
+                  | {f"layer{s.layer}_eigenvectors": s.eigenvectors for s in steps},
+                  notes=notes, warnings=warnings or [])

@@ -39,10 +39,11 @@ def _root(
 
 
 def _register() -> None:
-    from bilin_cli.cli import inspect_cmds, lowrank_cmds
+    from bilin_cli.cli import inspect_cmds, lowrank_cmds, plot_cmds
 
     inspect_cmds.register(app)
     lowrank_cmds.register(app)
+    plot_cmds.register(app)
 
 
 _register()

@@ -25,12 +25,13 @@ from bilin_cli.cli.options import (
     load,
     output_settings,
 )
+from bilin_cli.decompose import chain as chain_decompose
 from bilin_cli.decompose import decompose, spectra
 from bilin_cli.errors import BilinError
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
 from bilin_cli.summary import describe
-from bilin_cli.views import eig_report, info_report, spectrum_report
+from bilin_cli.views import chain_report, eig_report, info_report, spectrum_report
 
 
 class Basis(str, Enum):
@@ -106,6 +107,16 @@ def eig(
         Method,
         typer.Option(help="dense: eigh of the (d, d) Q; arpack: matrix-free top-K (huge layers)."),
     ] = Method.auto,
+    show: Annotated[
+        bool, typer.Option("--show", help="Draw the eigenvectors in the terminal (blue > 0, "
+                           "red < 0, as RdBu); images for image models.")
+    ] = False,
+    chain: Annotated[
+        int | None,
+        typer.Option("--chain", help="Multi-layer models: use eigenvector J (1-based) of layer "
+                     "L as the output direction of layer L-1, down to the input.",
+                     show_default=False),
+    ] = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -127,6 +138,8 @@ def eig(
         bilin eig sample_checkpoints/mnist --class 3 --top 20 --json | jq '.eigenvalues'
 
         bilin eig sample_checkpoints/mnist --class 3 --all --basis hidden --format npz -o eig3.npz
+
+        bilin eig sample_checkpoints/mnist --class 3 --top 4 --show
     """
     chosen = [o for o, v in (("--class", class_), ("--token", token), ("--direction", direction))
               if v is not None]
@@ -137,6 +150,9 @@ def eig(
             param_hint="direction",
         )
     fmt_ = output_settings(json_, fmt, output)
+    if show and fmt_ != "table":
+        raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
+                                 param_hint="--show")
     if output:
         check_writable(output, force)
     if not all_ and top < 1:
@@ -150,11 +166,20 @@ def eig(
         u = directions.from_token(model, index, token, dtype)
     else:
         u = directions.from_file(model, index, direction, dtype)
-    dec = decompose(
-        model, index, u, top=None if all_ else top, basis=basis.value, dtype=dtype,
-        method=method.value,
-    )
-    emit(eig_report(dec, model.warnings), fmt_, output, force)
+    k = None if all_ else top
+    if chain is not None:
+        steps = chain_decompose(model, index, u, chain, top=k, basis=basis.value, dtype=dtype)
+        report = chain_report(steps, chain, model.warnings)
+    else:
+        dec = decompose(model, index, u, top=k, basis=basis.value, dtype=dtype,
+                        method=method.value)
+        report = eig_report(dec, model.warnings)
+    if show:
+        last = steps[-1] if chain is not None else dec
+        report.pictures = [(f"#{i + 1}  λ={lam:+.3g}", vec) for i, (lam, vec)
+                           in enumerate(zip(last.eigenvalues, last.eigenvectors, strict=True))]
+        report.picture_shape = last.input_shape
+    emit(report, fmt_, output, force)
 
 
 def spectrum(

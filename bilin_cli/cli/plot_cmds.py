@@ -1,0 +1,110 @@
+"""Commands that draw: ``plot`` (the paper's eigenspectrum figure)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from bilin_cli import directions
+from bilin_cli.atomic import check_writable
+from bilin_cli.cli.options import Ckpt, Float64Opt, ForceOpt, LayerOpt, MapOpt, dtype_of, load
+from bilin_cli.decompose import decompose
+from bilin_cli.errors import BilinError
+from bilin_cli.progress import progress
+
+
+def _parse_shape(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (int(t) for t in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter("HxW, e.g. 28x28", param_hint="--shape") from None
+    return a, b
+
+
+def plot(
+    ckpt: Ckpt,
+    class_: Annotated[
+        str, typer.Option("--class", "-c", help="Class index, or 'all' for one row per class.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
+    n: Annotated[int, typer.Option("--n", help="Eigenvectors drawn per sign.")] = 3,
+    curve: Annotated[int, typer.Option("--curve", help="Eigenvalues per sign in the curve.")] = 20,
+    shape: Annotated[
+        str | None,
+        typer.Option("--shape", help="Image shape HxW (default: config.json input_shape, or "
+                     "square).", show_default=False),
+    ] = None,
+    layer: LayerOpt = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Draw the eigenspectrum figure: eigenvalue curve plus top positive/negative eigenvectors.
+
+    Eigenvectors are drawn in input space (E^T v) as images with matplotlib's RdBu
+    colormap centred on 0 (blue > 0, red < 0), each scaled to its own max |value|.
+
+    Examples:
+
+        bilin plot sample_checkpoints/mnist --class 3 -o eig3.png
+
+        bilin plot sample_checkpoints/fmnist --class all --n 2 -o fmnist.png
+    """
+    hw = _parse_shape(shape)
+    if n < 1 or curve < 1:
+        raise typer.BadParameter("must be positive", param_hint="--n/--curve")
+    check_writable(output, force)
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    index = model.resolve_layer(layer)
+    if model.kind == "lm" or model.head_key is None:
+        raise BilinError("bilin plot draws image classifiers; use bilin eig --show or --json")
+    n_cls = model.shapes[-1].o
+    if class_ == "all":
+        classes = list(range(n_cls))
+    else:
+        try:
+            classes = [int(class_)]
+        except ValueError:
+            raise typer.BadParameter("an integer or 'all'", param_hint="--class") from None
+    rows = []
+    with progress("eigendecomposing classes", len(classes)) as advance:
+        for c in classes:
+            u = directions.from_class(model, index, c, dtype)
+            dec = decompose(model, index, u, top=None, dtype=dtype)
+            lam, vecs = dec.eigenvalues, dec.eigenvectors
+            label = model.output_names[c] if model.output_names else str(c)
+            rows.append({
+                "label": label,
+                "lam": lam,
+                "pos": [(lam[i], vecs[i]) for i in np.flatnonzero(lam > 0)[:n]],
+                "neg": [(lam[i], vecs[i]) for i in np.flatnonzero(lam < 0)[:n]],
+            })
+            advance()
+    dim = dec.eigenvectors.shape[1]
+    if hw is None:
+        hw = model.input_shape if model.input_shape and len(model.input_shape) == 2 else None
+    if hw is None:
+        side = int(round(np.sqrt(dim)))
+        if side * side != dim:
+            raise BilinError(
+                f"eigenvectors have {dim} entries, not a square image: give --shape HxW"
+            )
+        hw = (side, side)
+    if hw[0] * hw[1] != dim:
+        raise BilinError(f"--shape {hw[0]}x{hw[1]} does not match eigenvectors of {dim} entries")
+    from bilin_cli.plotting import eigen_figure
+
+    eigen_figure(rows, hw, n, curve, f"{Path(ckpt).name}, layer {index} ({dec.basis} basis)",
+                 output, force)
+    print(f"wrote {output}", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(plot)
