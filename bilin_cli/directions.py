@@ -7,6 +7,7 @@ hidden space for an inner layer of a stacked classifier.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,3 +92,42 @@ def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -
         raise BilinError(f"{p}: direction contains NaN or infinity")
     info = {"kind": "file", "path": str(p), "norm": float(np.linalg.norm(u))}
     return Direction(u.astype(dtype), info)
+
+
+def from_sae_feature(model: BilinearModel, layer: int, sae, a: int, dtype: type) -> Direction:
+    """Output-SAE feature ``a``: its encoder row, so ``x^T Q x`` predicts its pre-activation."""
+    sae.check_feature(a)
+    n = model.shapes[layer].o
+    if sae.d != n:
+        raise BilinError(
+            f"{sae.path}: the SAE reads {sae.d}-dimensional activations, layer {layer}'s "
+            f"output has {n}"
+        )
+    info = {"kind": "sae_feature", "sae": sae.path, "feature": a, "format": sae.format}
+    notes = ["x^T Q x is the encoder's dot product with the layer output; the feature's "
+             "pre-activation adds the encoder bias and subtracts e_a . b_dec"]
+    return Direction(sae.enc[a].astype(dtype), info, notes)
+
+
+def token_id(model: BilinearModel, text: str) -> int:
+    """The id of ``text`` as ONE token: config.json's character vocabulary or tokenizer.json."""
+    vocab = model.meta.get("vocab")
+    if vocab is not None:
+        if text in vocab:
+            return vocab.index(text)
+        raise BilinError(f"{text!r} is not a token of this model's character vocabulary")
+    tok_path = model.meta.get("tokenizer")
+    if tok_path is None:
+        raise BilinError("this checkpoint has no tokenizer (tokenizer.json or a 'vocab' list in "
+                         "config.json): use --token ID")
+    try:
+        table = json.loads(Path(tok_path).read_text(encoding="utf-8"))["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BilinError(f"{tok_path}: cannot read the vocabulary ({exc})") from None
+    if isinstance(table, list):  # unigram tokenizers store [token, score] pairs
+        table = {entry[0]: i for i, entry in enumerate(table)}
+    # Byte-level BPE spells a leading space as "Ġ", SentencePiece as "▁".
+    for candidate in (text, text.replace(" ", "Ġ"), text.replace(" ", "▁")):
+        if candidate in table:
+            return int(table[candidate])
+    raise BilinError(f"{text!r} is not a single token of {tok_path}; use --token ID")

@@ -186,6 +186,9 @@ def _build(
     shape = config.get("input_shape")
     if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
         model.input_shape = tuple(shape)
+    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    if (folder / "tokenizer.json").is_file():
+        model.meta["tokenizer"] = str(folder / "tokenizer.json")
     if kind == "lm" and head:
         model.meta["head_rows"] = ckpt.tensors[head].shape[0]
         vocab = config.get("vocab")

@@ -52,6 +52,8 @@ def direction_label(info: dict) -> str:
         return info.get("name", str(info["index"]))
     if info["kind"] == "token":
         return repr(info["string"]) if "string" in info else f"token {info['index']}"
+    if info["kind"] == "sae_feature":
+        return f"feature {info['feature']}"
     return info["path"].rsplit("/", 1)[-1]
 
 
@@ -63,6 +65,8 @@ def _direction_text(info: dict) -> str:
     if info["kind"] == "token":
         s = f" {info['string']!r}" if "string" in info else ""
         return f"token {info['index']}{s}"
+    if info["kind"] == "sae_feature":
+        return f"SAE feature {info['feature']} of {info['sae']} ({info['format']})"
     if info["kind"] == "chain":
         return (f"eigenvector {info['eigenvector']} of layer {info['from_layer']} "
                 f"(λ={info['eigenvalue']:+.4g})")
@@ -199,3 +203,32 @@ def chain_report(steps: list[Decomposition], j: int, warnings: list[str] | None 
                   {f"layer{s.layer}_eigenvalues": s.eigenvalues for s in steps}
                   | {f"layer{s.layer}_eigenvectors": s.eigenvectors for s in steps},
                   notes=notes, warnings=warnings or [])
+
+
+def interact_report(doc: dict) -> Report:
+    summary = [("layer", str(doc["layer"])),
+               ("output feature", f"{doc['feature']} of {doc['sae_out']}"),
+               ("input SAE", f"{doc['sae_in']} ({doc['n_input_features']} features)"),
+               ("eigenvalues", f"{doc['n_eigenvalues']}, effective rank "
+                               f"{doc['effective_rank']:.4g}")]
+    rows = []
+    for kind in ("self", "cross"):
+        for p in doc["pairs"][kind]:
+            rows.append([kind, p["i"], p["j"], p["value"], p["coefficient"]])
+    notes = []
+    for e in doc["eigen"]:
+        feats = ", ".join(f"{f['feature']}:{f['loading']:+.3f}" for f in e["features"])
+        notes.append(f"eigenvector {e['rank']} (λ={e['eigenvalue']:+.4g}): input features {feats}")
+    return Report("bilin interact", doc, summary,
+                  ["kind", "feature i", "feature j", "(D^T Q D)_ij", "coefficient of z_i z_j"],
+                  rows, notes=notes)
+
+
+def rank_features_report(doc: dict) -> Report:
+    summary = [("layer", str(doc["layer"])), ("output SAE", doc["sae_out"]),
+               ("features ranked", str(len(doc["features"]))), ("k", str(doc["k"]))]
+    rows = [[r["feature"], r["top_k_share"], r["effective_rank"], r["sum_abs_eigenvalues"],
+             " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"])] for r in doc["features"]]
+    return Report("bilin rank-features", doc, summary,
+                  ["feature", f"top-{doc['k']} share", "effective rank", "sum |lambda|",
+                   "top eigenvalues"], rows)

@@ -81,6 +81,19 @@ def eig(
         typer.Option("--token", "-t", help="Token id T (row T of the unembedding; LMs).",
                      show_default=False),
     ] = None,
+    token_str: Annotated[
+        str | None,
+        typer.Option("--token-str", help="A token by its text (character vocabulary or "
+                     "tokenizer.json); must be one token.", show_default=False),
+    ] = None,
+    sae: Annotated[
+        Path | None,
+        typer.Option("--sae", help="Output SAE (paper or SAELens format); with --feature F its "
+                     "encoder row is the direction.", show_default=False),
+    ] = None,
+    feature: Annotated[
+        int | None, typer.Option("--feature", help="Feature index of --sae.", show_default=False)
+    ] = None,
     direction: Annotated[
         Path | None,
         typer.Option(
@@ -140,12 +153,18 @@ def eig(
         bilin eig sample_checkpoints/mnist --class 3 --all --basis hidden --format npz -o eig3.npz
 
         bilin eig sample_checkpoints/mnist --class 3 --top 4 --show
+
+        bilin eig sample_checkpoints/shakespeare --layer 2 --token-str e
+
+        bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
     """
-    chosen = [o for o, v in (("--class", class_), ("--token", token), ("--direction", direction))
-              if v is not None]
+    if (sae is None) != (feature is None):
+        raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
+    chosen = [o for o, v in (("--class", class_), ("--token", token), ("--token-str", token_str),
+                             ("--sae", sae), ("--direction", direction)) if v is not None]
     if len(chosen) != 1:
         raise typer.BadParameter(
-            "give exactly one of --class, --token or --direction"
+            "give exactly one of --class, --token, --token-str, --sae/--feature or --direction"
             + (f" (got {' and '.join(chosen)})" if chosen else ""),
             param_hint="direction",
         )
@@ -164,6 +183,12 @@ def eig(
         u = directions.from_class(model, index, class_, dtype)
     elif token is not None:
         u = directions.from_token(model, index, token, dtype)
+    elif token_str is not None:
+        u = directions.from_token(model, index, directions.token_id(model, token_str), dtype)
+    elif sae is not None:
+        from bilin_cli.sae import load_sae
+
+        u = directions.from_sae_feature(model, index, load_sae(sae, dtype), feature, dtype)
     else:
         u = directions.from_file(model, index, direction, dtype)
     k = None if all_ else top

@@ -1,0 +1,154 @@
+"""Commands for language models and SAE features: ``interact`` and ``rank-features``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from bilin_cli import directions
+from bilin_cli.atomic import check_writable
+from bilin_cli.cli.options import (
+    Ckpt,
+    Float64Opt,
+    ForceOpt,
+    FormatOpt,
+    JsonOpt,
+    LayerOpt,
+    MapOpt,
+    OutputOpt,
+    dtype_of,
+    load,
+    output_settings,
+)
+from bilin_cli.errors import BilinError
+from bilin_cli.features import eigen_in_features, rank_features, top_pairs
+from bilin_cli.interaction import interaction
+from bilin_cli.progress import progress
+from bilin_cli.render import emit
+from bilin_cli.sae import load_sae
+from bilin_cli.spectra import effective_rank, eigenvalues
+from bilin_cli.views import interact_report, rank_features_report
+
+SaeOutOpt = Annotated[
+    Path,
+    typer.Option("--sae-out", help="SAE on the layer's output (paper or SAELens format).",
+                 show_default=False),
+]
+
+
+def interact(
+    ckpt: Ckpt,
+    sae_in: Annotated[
+        Path, typer.Option("--sae-in", help="SAE on the layer's input (its decoder is the basis).",
+                           show_default=False)
+    ],
+    sae_out: SaeOutOpt,
+    feature: Annotated[int, typer.Option("--feature", help="Output SAE feature index.",
+                                         show_default=False)],
+    layer: LayerOpt = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="Feature pairs of each kind.")] = 10,
+    eig: Annotated[int, typer.Option("--eig", help="Eigenvectors to express in features.")] = 3,
+    per_eig: Annotated[
+        int, typer.Option("--features-per-eig", help="Input features shown per eigenvector.")
+    ] = 5,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Interactions of input-SAE features for one output-SAE feature: D^T Q D.
+
+    Q is the interaction matrix of the output feature's encoder row; D holds the
+    input SAE's decoder columns. Shows the top self (z_i^2) and cross (z_i z_j)
+    interactions, and Q's top eigenvectors as their largest input-feature loadings
+    D^T v. The (f_in, f_in) matrix is streamed in blocks, never held whole.
+
+    Example:
+
+        bilin interact sample_checkpoints/shakespeare --layer 1 --sae-in sample_checkpoints/shakespeare/sae-mlp-in-L1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
+    """
+    fmt_ = output_settings(json_, fmt, output)
+    if output:
+        check_writable(output, force)
+    if top < 1 or eig < 0 or per_eig < 1:
+        raise BilinError("--top and --features-per-eig must be positive, --eig >= 0")
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    index = model.resolve_layer(layer)
+    L = model.layer(index, dtype)
+    s_in, s_out = load_sae(sae_in, dtype), load_sae(sae_out, dtype)
+    if s_in.d != L.d:
+        raise BilinError(f"{sae_in}: the input SAE reads {s_in.d} dimensions, layer {index} "
+                         f"takes {L.d}")
+    u = directions.from_sae_feature(model, index, s_out, feature, dtype)
+    Q = interaction(L, u.u).Q
+    lam = eigenvalues(Q)
+    doc = {
+        "layer": index, "feature": feature, "sae_in": str(sae_in), "sae_out": str(sae_out),
+        "n_input_features": s_in.n_features, "n_eigenvalues": int(lam.size),
+        "effective_rank": effective_rank(lam),
+        "pairs": top_pairs(Q, s_in.dec, top),
+        "eigen": eigen_in_features(Q, s_in.dec, eig, per_eig),
+        "notes": u.notes,
+    }
+    emit(interact_report(doc), fmt_, output, force)
+
+
+def rank_features_cmd(
+    ckpt: Ckpt,
+    sae_out: SaeOutOpt,
+    layer: LayerOpt = None,
+    k: Annotated[int, typer.Option("--k", help="Eigenvalues counted as 'top'.")] = 2,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N features.", show_default=False)
+    ] = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Rank output-SAE features by how low-rank their interaction matrices are.
+
+    For every feature: the share of sum |lambda| in its top-k eigenvalues and its
+    effective rank ((sum|lambda|)^2 / sum lambda^2), most low-rank first: the paper's
+    search for low-rank circuits. Streams over features with a progress bar.
+
+    Examples:
+
+        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50
+
+        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
+    """
+    fmt_ = output_settings(json_, fmt, output)
+    if output:
+        check_writable(output, force)
+    if k < 1:
+        raise BilinError(f"--k must be positive, got {k}")
+    if limit is not None and limit < 1:
+        raise BilinError(f"--limit must be positive, got {limit}")
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    index = model.resolve_layer(layer)
+    L = model.layer(index, dtype)
+    s_out = load_sae(sae_out, dtype)
+    if s_out.d != L.o:
+        raise BilinError(f"{sae_out}: the SAE reads {s_out.d} dimensions, layer {index}'s output "
+                         f"has {L.o}")
+    features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
+    with progress("ranking features", len(features)) as advance:
+        rows = rank_features(L, s_out.enc, k, features,
+                             advance=lambda n: [advance() for _ in range(n)])
+    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "features": rows}
+    emit(rank_features_report(doc), fmt_, output, force)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(interact)
+    app.command("rank-features", no_args_is_help=True)(rank_features_cmd)

@@ -1,0 +1,119 @@
+"""SAE features and the interaction matrix: ``bilin interact`` and ``bilin rank-features``.
+
+* Input-SAE basis: with decoder columns ``D : (d, f_in)``, ``z^T (D^T Q D) z`` is the
+  layer's response when the input is ``D z``; ``(D^T Q D)_ii`` is feature i's self
+  interaction and ``2 (D^T Q D)_ij`` the coefficient of ``z_i z_j``. The
+  ``(f_in, f_in)`` matrix is streamed in row blocks, never held whole.
+* Ranking output features: for every encoder row ``e_a`` of the output SAE,
+  ``Q_a = 1/2 (W^T diag(P^T e_a) V + V^T diag(P^T e_a) W)``, and how low-rank it is:
+  the share of ``sum |lambda|`` in its top-k eigenvalues, and its effective rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bilin_cli.model import BilinearLayer
+from bilin_cli.spectra import eigh_sorted, order_by_magnitude
+
+
+def _top_indices(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest ``|values|``, largest first."""
+    n = min(n, values.size)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.argpartition(-np.abs(values), n - 1)[:n]
+    return idx[np.argsort(-np.abs(values[idx]), kind="stable")]
+
+
+def top_pairs(Q: np.ndarray, D: np.ndarray, n: int, block: int = 512) -> dict:
+    """Top ``n`` self and cross interactions of ``D^T Q D`` by their coefficient.
+
+    Streams over blocks of ``block`` rows: memory ``O(block * f_in)``.
+    Returns ``{"self": [...], "cross": [...]}`` with entries
+    ``{"i", "j", "value" (= (D^T Q D)_ij), "coefficient" (of z_i z_j)}``.
+    """
+    f = D.shape[1]
+    QD = Q @ D  # (d, f)
+    diag = np.einsum("di,di->i", D, QD)  # (D^T Q D)_ii without the full matrix
+    self_idx = _top_indices(diag, n)
+    best_vals = np.zeros(0)
+    best_i = np.zeros(0, dtype=np.int64)
+    best_j = np.zeros(0, dtype=np.int64)
+    for start in range(0, f, block):
+        stop = min(start + block, f)
+        M = D[:, start:stop].T @ QD  # (b, f) rows of D^T Q D
+        rows = np.arange(start, stop)[:, None]
+        M = np.where(np.arange(f)[None, :] > rows, M, 0.0)  # strict upper triangle only
+        flat = _top_indices(M.ravel(), n)
+        bi, bj = np.unravel_index(flat, M.shape)
+        best_vals = np.concatenate([best_vals, M[bi, bj]])
+        best_i = np.concatenate([best_i, bi + start])
+        best_j = np.concatenate([best_j, bj])
+        keep = _top_indices(best_vals, n)
+        best_vals, best_i, best_j = best_vals[keep], best_i[keep], best_j[keep]
+    return {
+        "self": [{"i": int(i), "j": int(i), "value": float(diag[i]),
+                  "coefficient": float(diag[i])} for i in self_idx],
+        "cross": [{"i": int(i), "j": int(j), "value": float(v), "coefficient": float(2 * v)}
+                  for i, j, v in zip(best_i, best_j, best_vals, strict=True)],
+    }
+
+
+def eigen_in_features(Q: np.ndarray, D: np.ndarray, top: int, n_features: int) -> list[dict]:
+    """Top eigenpairs of ``Q``, each eigenvector as its largest input-SAE loadings ``D^T v``."""
+    lam, vecs = eigh_sorted(Q)
+    out = []
+    for k in range(min(top, lam.size)):
+        load = D.T @ vecs[k]
+        idx = _top_indices(load, n_features)
+        out.append({
+            "rank": k + 1,
+            "eigenvalue": float(lam[k]),
+            "features": [{"feature": int(i), "loading": float(load[i])} for i in idx],
+        })
+    return out
+
+
+def rank_features(
+    layer: BilinearLayer,
+    enc: np.ndarray,
+    k: int = 2,
+    features: np.ndarray | None = None,
+    chunk: int = 32,
+    advance: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, d_out)``.
+
+    Per feature: ``top_k_share`` = share of ``sum|lambda|`` in the ``k`` largest
+    ``|lambda|``, ``effective_rank`` = ``(sum|lambda|)^2 / sum lambda^2``. Built in
+    chunks from the factored form (``O(chunk * h * d)`` memory, never B).
+    """
+    features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
+    C = enc[features] @ layer.P if layer.P is not None else enc[features]  # (n, h): P^T e_a
+    Wt, V = layer.W.T, layer.V
+    rows = []
+    for start in range(0, len(features), chunk):
+        c = C[start : start + chunk]
+        A = (Wt[None, :, :] * c[:, None, :]) @ V  # (b, d, d) = W^T diag(c) V
+        Q = 0.5 * (A + A.transpose(0, 2, 1))
+        with threadpool_limits(1, user_api="blas"):
+            lam = np.linalg.eigvalsh(Q)  # (b, d)
+        for a, spectrum in zip(features[start : start + chunk], lam, strict=True):
+            s = spectrum[order_by_magnitude(spectrum)].astype(np.float64)
+            absl = np.abs(s)
+            total, sq = absl.sum(), float((s**2).sum())
+            rows.append({
+                "feature": int(a),
+                "top_k_share": float(absl[:k].sum() / total) if total else 0.0,
+                "effective_rank": float(total**2 / sq) if sq else 0.0,
+                "sum_abs_eigenvalues": float(total),
+                "top_eigenvalues": s[:k].tolist(),
+            })
+        if advance:
+            advance(len(c))
+    rows.sort(key=lambda r: -r["top_k_share"])
+    return rows

@@ -1,0 +1,83 @@
+"""Sparse autoencoder dictionaries as directions (DESIGN sections 1 and 2).
+
+Two formats, normalised to encoder rows ``E_enc : (f, d)`` and decoder columns
+``D : (d, f)``:
+
+* the paper's: ``w_enc.weight (f, d)``, ``w_dec.weight (d, f)``, ``b_dec (d)``,
+  optional ``w_enc.bias (f)``, with ``config.json``;
+* SAELens': ``W_enc (d, f)``, ``W_dec (f, d)``, ``b_enc (f)``, ``b_dec (d)``, with
+  ``cfg.json``.
+
+An output SAE's encoder row ``e_a`` is the direction whose ``Q`` predicts feature
+``a``'s pre-activation (up to the bias terms); an input SAE's decoder columns are
+the basis in which ``D^T Q D`` reads feature-feature interactions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bilin_cli.errors import BilinError
+from bilin_cli.loading import open_checkpoint
+
+
+@dataclass
+class SAE:
+    enc: np.ndarray  # (f, d) encoder rows
+    dec: np.ndarray  # (d, f) decoder columns
+    b_enc: np.ndarray | None  # (f,)
+    b_dec: np.ndarray | None  # (d,)
+    format: str
+    path: str
+    config: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.enc.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.enc.shape[1]
+
+    def check_feature(self, a: int) -> None:
+        if not 0 <= a < self.n_features:
+            raise BilinError(
+                f"feature {a} is out of range: {self.path} has {self.n_features} features "
+                f"(0..{self.n_features - 1})"
+            )
+
+
+def load_sae(path: str | Path, dtype: type = np.float32) -> SAE:
+    """Read an SAE in the paper's or SAELens' format (file or directory)."""
+    ckpt = open_checkpoint(path)
+    keys = set(ckpt.tensors)
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    if {"w_enc.weight", "w_dec.weight"} <= keys:
+        enc, dec = ckpt.get("w_enc.weight", dtype), ckpt.get("w_dec.weight", dtype)
+        b_enc = ckpt.get("w_enc.bias", dtype) if "w_enc.bias" in keys else None
+        b_dec = ckpt.get("b_dec", dtype) if "b_dec" in keys else None
+        fmt, config = "bilinear-sae (paper)", ckpt.config
+    elif {"W_enc", "W_dec"} <= keys:
+        enc, dec = ckpt.get("W_enc", dtype).T, ckpt.get("W_dec", dtype).T
+        b_enc = ckpt.get("b_enc", dtype) if "b_enc" in keys else None
+        b_dec = ckpt.get("b_dec", dtype) if "b_dec" in keys else None
+        cfg_path = folder / "cfg.json"
+        config = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        fmt = "SAELens"
+    else:
+        shown = ", ".join(sorted(keys)[:6])
+        raise BilinError(
+            f"{path}: not an SAE (expected w_enc.weight/w_dec.weight or W_enc/W_dec; found "
+            f"{shown})"
+        )
+    if enc.ndim != 2 or dec.shape != (enc.shape[1], enc.shape[0]):
+        raise BilinError(
+            f"{path}: encoder {enc.shape} and decoder {dec.shape} do not fit (f, d) / (d, f)"
+        )
+    return SAE(np.ascontiguousarray(enc), np.ascontiguousarray(dec), b_enc, b_dec, fmt,
+               str(path), config)

@@ -1,0 +1,136 @@
+"""SAE directions, interact and rank-features against a naive reference (the full B)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import f32, reference_Q, write_transformer
+from safetensors.numpy import save_file
+
+
+def write_sae(path, d, f, fmt, seed):
+    """An SAE written without bilin, in the paper's or SAELens' format; returns (enc, dec)."""
+    r = np.random.default_rng(seed)
+    enc = f32(r.standard_normal((f, d)))
+    dec = r.standard_normal((d, f))
+    dec = f32(dec / np.linalg.norm(dec, axis=0))
+    path.mkdir(parents=True)
+    if fmt == "paper":
+        save_file({"w_enc.weight": enc, "w_enc.bias": f32(r.standard_normal(f)),
+                   "w_dec.weight": dec, "b_dec": f32(r.standard_normal(d))},
+                  str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps({"d_model": d, "n_features": f, "k": 4}))
+    else:
+        save_file({"W_enc": f32(enc.T), "b_enc": f32(r.standard_normal(f)), "W_dec": f32(dec.T),
+                   "b_dec": f32(r.standard_normal(d))}, str(path / "sae_weights.safetensors"))
+        (path / "cfg.json").write_text(json.dumps({"d_in": d, "d_sae": f}))
+    return enc.astype(np.float64), dec.astype(np.float64)
+
+
+@pytest.fixture
+def lm(tmp_path):
+    refs, unembed = write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=3)
+    return tmp_path / "lm", refs
+
+
+@pytest.mark.parametrize("fmt_in,fmt_out", [("paper", "saelens"), ("saelens", "paper")])
+def test_interaction_entries_equal_naive(cli, tmp_path, lm, fmt_in, fmt_out):
+    path, refs = lm
+    _, D = write_sae(tmp_path / "in", 8, 20, fmt_in, 1)
+    enc, _ = write_sae(tmp_path / "out", 8, 12, fmt_out, 2)
+    code, out, err = cli("interact", path, "--layer", "1", "--sae-in", tmp_path / "in",
+                         "--sae-out", tmp_path / "out", "--feature", "5", "--top", "6",
+                         "--json", "--float64")
+    assert code == 0, err
+    doc = json.loads(out)
+    M = D.T @ reference_Q(refs[1], enc[5]) @ D  # naive: full B, then project
+    diag = np.diag(M)
+    expected_self = np.argsort(-np.abs(diag))[:6]
+    assert [p["i"] for p in doc["pairs"]["self"]] == expected_self.tolist()
+    for p in doc["pairs"]["self"]:
+        assert p["value"] == pytest.approx(M[p["i"], p["i"]], rel=1e-9)
+    iu = np.triu_indices(20, 1)
+    upper = M[iu]
+    order = np.argsort(-np.abs(upper))[:6]
+    assert [(p["i"], p["j"]) for p in doc["pairs"]["cross"]] == \
+        [(int(iu[0][o]), int(iu[1][o])) for o in order]
+    for p in doc["pairs"]["cross"]:
+        assert p["value"] == pytest.approx(M[p["i"], p["j"]], rel=1e-9)
+        assert p["coefficient"] == pytest.approx(2 * M[p["i"], p["j"]], rel=1e-9)
+    # Eigenvectors expressed as input features: loadings D^T v of Q's top eigenvector.
+    Q = reference_Q(refs[1], enc[5])
+    lam, vecs = np.linalg.eigh(Q)
+    top = np.argmax(np.abs(lam))
+    load = D.T @ vecs[:, top]
+    first = doc["eigen"][0]
+    assert first["eigenvalue"] == pytest.approx(lam[top], rel=1e-9)
+    assert abs(first["features"][0]["loading"]) == pytest.approx(np.abs(load).max(), rel=1e-9)
+
+
+def test_top_pairs_streams_in_blocks():
+    from bilin_cli.features import top_pairs
+
+    r = np.random.default_rng(0)
+    A = r.standard_normal((6, 6))
+    Q = A + A.T
+    D = r.standard_normal((6, 50))
+    whole = top_pairs(Q, D, 7, block=1000)
+    blocked = top_pairs(Q, D, 7, block=3)
+    assert whole == blocked
+
+
+@pytest.mark.parametrize("fmt", ["paper", "saelens"])
+def test_rank_features_equal_naive(cli, tmp_path, lm, fmt):
+    path, refs = lm
+    enc, _ = write_sae(tmp_path / "out", 8, 30, fmt, 3)
+    code, out, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
+                         "--k", "2", "--json", "--float64")
+    assert code == 0, err
+    rows = json.loads(out)["features"]
+    assert sorted(r["feature"] for r in rows) == list(range(30))
+    shares = [r["top_k_share"] for r in rows]
+    assert shares == sorted(shares, reverse=True)
+    for r in rows:
+        lam = np.linalg.eigvalsh(reference_Q(refs[2], enc[r["feature"]]))
+        a = np.sort(np.abs(lam))[::-1]
+        assert r["top_k_share"] == pytest.approx(a[:2].sum() / a.sum(), abs=1e-9)
+        assert r["effective_rank"] == pytest.approx(a.sum() ** 2 / (a**2).sum(), rel=1e-9)
+    code, out, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
+                         "--limit", "4", "--format", "csv")
+    assert code == 0 and len(out.strip().splitlines()) == 5
+
+
+def test_sae_feature_direction_in_eig(cli, tmp_path, lm):
+    path, refs = lm
+    enc, _ = write_sae(tmp_path / "out", 8, 12, "paper", 4)
+    code, out, err = cli("eig", path, "--layer", "0", "--sae", tmp_path / "out", "--feature", "3",
+                         "--all", "--json", "--float64")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["direction"]["kind"] == "sae_feature" and doc["direction"]["feature"] == 3
+    lam = np.linalg.eigvalsh(reference_Q(refs[0], enc[3]))
+    np.testing.assert_allclose(sorted(doc["eigenvalues"]), np.sort(lam), atol=1e-10)
+    code, _, err = cli("eig", path, "--sae", tmp_path / "out", "--feature", "12")
+    assert code == 1 and "feature 12 is out of range" in err
+    code, _, err = cli("eig", path, "--sae", tmp_path / "out")
+    assert code == 2
+
+
+def test_token_str(cli, tmp_path, lm):
+    path, refs = lm
+    a = json.loads(cli("eig", path, "--token-str", "c", "--json")[1])
+    b = json.loads(cli("eig", path, "--token", "2", "--json")[1])
+    assert a["eigenvalues"] == b["eigenvalues"] and a["direction"]["index"] == 2
+    code, _, err = cli("eig", path, "--token-str", "zz")
+    assert code == 1 and "not a token" in err
+    # A tokenizer.json (byte-level BPE spelling) instead of a vocab list.
+    cfg = json.loads((path / "config.json").read_text())
+    del cfg["vocab"]
+    (path / "config.json").write_text(json.dumps(cfg))
+    vocab = {f"t{i}": i for i in range(11)} | {"Ġthe": 7}
+    vocab.pop("t7")
+    (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}}))
+    a = json.loads(cli("eig", path, "--token-str", " the", "--json")[1])
+    assert a["direction"]["index"] == 7
