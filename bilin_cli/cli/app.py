@@ -39,13 +39,21 @@ def _root(
 
 
 def _register() -> None:
-    from bilin_cli.cli import features_cmds, inspect_cmds, lm_cmds, lowrank_cmds, plot_cmds
+    from bilin_cli.cli import (
+        adversarial_cmds,
+        features_cmds,
+        inspect_cmds,
+        lm_cmds,
+        lowrank_cmds,
+        plot_cmds,
+    )
 
     inspect_cmds.register(app)
     lowrank_cmds.register(app)
     plot_cmds.register(app)
     lm_cmds.register(app)
     features_cmds.register(app)
+    adversarial_cmds.register(app)
 
 
 _register()

@@ -1,0 +1,424 @@
+"""Adversarial masks built from eigenvectors alone (the paper's §4.4): ``bilin adversarial``.
+
+A single-layer classifier computes ``logit_c(x) = sum_i lambda_ci (v_ci . E x)^2``
+(``E : (d, n_in)`` the embedding, identity for a model without one). The recipe:
+
+1. **Stack** the top ``n`` positive eigenvectors of every class's ``Q(e_c)`` (hidden
+   space, ``v : (d,)``) as the rows of ``S : (m, d)``, ``m = n_classes * n``,
+   class-major (class 0's eigenvectors 1..n, then class 1's, ...).
+2. **Pseudo-invert.** ``M = pinv(S) : (d, m)`` has ``S M = I``: its column ``m_j``
+   excites stacked eigenvector ``j`` by one unit and every other one by zero.
+3. **Project to pixels.** The mask for stack entry ``j`` is
+
+       p_j = pinv(S E) e_j = E^T m~_j,      m~_j = S^T (S E E^T S^T)^{-1} e_j
+
+   i.e. the projection ``E^T`` that ``bilin eig`` uses to show eigenvectors as
+   pixels, applied to the pseudo-inverse taken in the metric ``E E^T`` so that the
+   promise survives the projection: ``S (E p_j) = e_j`` exactly, and ``p_j`` is the
+   smallest pixel perturbation (L2) that does this. Plain ``E^T m_j`` leaks into
+   the other stacked eigenvectors (up to 12% of the target's excitation on the
+   MNIST sample); ``pinv(E) m_j`` is exact too but amplifies E's small singular
+   values into pixel noise that barely moves the logits.
+4. **Sign.** Adding ``s p`` changes the target's eigen-activation on image ``x`` from
+   ``a = v_j . E x`` to ``a + s t`` with ``t = v_j . E p``; the contribution is
+   ``lambda (a + s t)^2``, whose mean over the images of the *other* classes is
+   ``mean(a^2) + 2 s t mean(a) + t^2``. So ``s = sign(t * mean(a))`` makes
+   ``|v_j . E(x + p)|`` grow on average on those images (``s = +1`` on a tie).
+5. **Scale** to unit standard deviation about zero over *all* ``n_in`` pixels
+   (``sqrt(mean(p^2)) = 1``), so ``strength`` is the root-mean-square pixel change
+   and ``||strength * p||_2 = strength * sqrt(n_in)`` for every variant: variants
+   are compared at equal L2 budget.
+
+Variants: ``dense`` (all pixels); ``edge`` (only pixels lit, ``x > 0``, in under 1%
+of the images: step 3 is then solved on those pixels only, ``pinv(S E[:, R])``, so
+the isolation stays exact); ``top-pixels`` (the dense mask at a fixed strength
+restricted to its ``N`` largest-``|p|`` pixels, inputs clamped to [0, 1]).
+Baseline: the same mask with its pixels permuted (fixed seed) within the pixels the
+variant may use (all of them for dense and top-pixels, the edge for edge), then the
+same restriction and clamping.
+
+The data set supplies the sign (step 4), the edge pixels and the metrics; the
+masks themselves come from the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bilin_cli.errors import BilinError
+from bilin_cli.interaction import interaction
+from bilin_cli.model import BilinearLayer, BilinearModel
+from bilin_cli.spectra import eigh_sorted
+
+VARIANTS = ("dense", "edge", "top-pixels")
+EDGE_SHARE = 0.01  # a pixel is "edge" when lit (> 0) in under 1% of the images
+DENSE_SWEEP = tuple(round(0.025 * i, 3) for i in range(1, 13))  # 0.025 .. 0.300
+# Edge pixels reach the hidden layer through embedding columns about 3.5x weaker than
+# central ones on the MNIST sample (weight decay shrinks what is almost never lit), so
+# the dense range moves nothing there; the edge sweep goes ten times further.
+EDGE_SWEEP = tuple(round(0.25 * i, 2) for i in range(1, 13))  # 0.25 .. 3.00
+TOP_PIXELS_SWEEP = tuple(range(20, 401, 20))  # N = 20, 40, .., 400
+# At unit strength the dense mask's std is a full pixel range: on the MNIST sample its
+# ~190 largest pixels exceed 1 in size, so the clamp sets them to 0 or 1, and the
+# top-pixels sweep mostly measures how many pixels must be switched, not how far.
+TOP_PIXELS_STRENGTH = 1.0
+
+
+def check_supported(model: BilinearModel) -> None:
+    """Masks need a classifier with one bilinear layer and no residual path."""
+    if model.kind == "lm":
+        raise BilinError(
+            "adversarial masks need a classifier (its head defines the classes); this is "
+            f"a {model.layout}"
+        )
+    if model.n_layers != 1:
+        raise BilinError(
+            f"adversarial masks support single-bilinear-layer models; this one has "
+            f"{model.n_layers}"
+        )
+    if model.residual:
+        raise BilinError(
+            "adversarial masks of residual models are not supported: the linear skip path is "
+            "not part of the eigendecomposition"
+        )
+
+
+@dataclass
+class EigenStack:
+    """The stacked top positive eigenvectors of every class and their pseudo-inverse."""
+
+    classes: np.ndarray  # (m,) class of each stacked eigenvector
+    ranks: np.ndarray  # (m,) 1-based rank among that class's positive eigenvalues
+    eigenvalues: np.ndarray  # (m,)
+    S: np.ndarray  # (m, d) eigenvectors as rows (hidden space, unit norm)
+    hidden: np.ndarray  # (m, d) rows m_j = column j of pinv(S), so S @ hidden.T = I
+    per_class: int
+
+    def index(self, target: int, eig: int) -> int:
+        """Row of class ``target``'s eigenvector ``eig`` (1 = top) in the stack."""
+        return target * self.per_class + eig - 1
+
+
+def eigen_stack(model: BilinearModel, per_class: int = 1,
+                advance: Callable[[], None] | None = None) -> EigenStack:
+    """Stack the top ``per_class`` positive eigenvectors of every class (float64).
+
+    The eigenvectors are those of the interaction part ``Q(e_c)`` of the layer's input
+    ``E x`` (with biases, the linear and constant parts are left out: a mask cannot
+    change the constant input 1).
+    """
+    check_supported(model)
+    if per_class < 1:
+        raise BilinError(f"--per-class must be >= 1, got {per_class}")
+    L = model.layer(0, np.float64)
+    n_cls = L.o
+    if n_cls * per_class > L.d:
+        raise BilinError(
+            f"{n_cls} classes x {per_class} eigenvectors = {n_cls * per_class} stacked vectors "
+            f"exceed the layer's input dimension {L.d}: the pseudo-inverse cannot isolate them; "
+            "lower --per-class"
+        )
+    rows, classes, ranks, lams = [], [], [], []
+    for c in range(n_cls):
+        u = np.zeros(n_cls)
+        u[c] = 1.0
+        lam, vecs = eigh_sorted(interaction(L, u).Q)
+        pos = np.flatnonzero(lam > 0)[:per_class]  # |lambda| order = largest positive first
+        if pos.size < per_class:
+            raise BilinError(
+                f"class {c} has only {pos.size} positive eigenvalue(s); lower --per-class"
+            )
+        rows.append(vecs[pos])
+        lams.append(lam[pos])
+        classes += [c] * per_class
+        ranks += list(range(1, per_class + 1))
+        if advance:
+            advance()
+    S = np.concatenate(rows)
+    return EigenStack(np.array(classes), np.array(ranks), np.concatenate(lams), S,
+                      np.linalg.pinv(S).T, per_class)
+
+
+def embedding(model: BilinearModel) -> np.ndarray:
+    """``E : (d, n_in)`` in float64; the identity for a model that takes ``x`` directly."""
+    E = model.embed(np.float64)
+    return np.eye(model.shapes[0].d) if E is None else E
+
+
+def edge_region(x: np.ndarray, share: float = EDGE_SHARE) -> np.ndarray:
+    """``(n_in,)`` bool: pixels lit (``> 0``) in fewer than ``share`` of the images ``x``."""
+    return (x > 0).mean(axis=0) < share
+
+
+def pixel_inverse(S: np.ndarray, E: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``p_j = pinv(S E[:, R]) e_j`` placed into ``(m, n_in)`` (zero outside ``R``).
+
+    ``S (E p_j) = e_j`` whenever ``S E[:, R]`` has full row rank ``m``.
+    """
+    n_in = E.shape[1]
+    region = np.ones(n_in, bool) if region is None else region
+    if region.sum() < S.shape[0]:
+        raise BilinError(
+            f"only {int(region.sum())} pixels may change but {S.shape[0]} eigenvectors are "
+            "stacked: the mask cannot isolate one of them; lower --per-class or use --variant dense"
+        )
+    out = np.zeros((S.shape[0], n_in))
+    out[:, region] = np.linalg.pinv(S @ E[:, region]).T
+    return out
+
+
+@dataclass
+class Mask:
+    """One target's mask at unit strength, ready to add to inputs."""
+
+    target: int
+    eig: int
+    variant: str
+    index: int  # row of the target eigenvector in the stack
+    pixel: np.ndarray  # (n_in,) sign fixed, unit std about zero over all pixels
+    baseline: np.ndarray  # (n_in,) ``pixel`` permuted within ``region``
+    region: np.ndarray  # (n_in,) bool: pixels the variant may change
+    sign: int
+    excitation: np.ndarray  # (m,) S E pixel: the stack's activations one unit adds
+    leak: float  # max_{i != j} |excitation_i| / |excitation_j| (0 = perfectly isolated)
+
+
+def build_mask(
+    stack: EigenStack,
+    E: np.ndarray,
+    inverse: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    target: int,
+    eig: int,
+    variant: str,
+    region: np.ndarray,
+    seed: int = 0,
+) -> Mask:
+    """Sign-fixed, unit-std mask for ``target``'s eigenvector ``eig`` (see module docstring).
+
+    ``inverse : (m, n_in)`` is :func:`pixel_inverse` for ``region``; ``x : (N, n_in)``,
+    ``y : (N,)`` supply the images of the other classes that fix the sign.
+    """
+    j = stack.index(target, eig)
+    p = inverse[j].copy()
+    other = y != target
+    if not other.any():
+        raise BilinError(f"the data has no images outside class {target}: nothing to move")
+    v = stack.S[j]
+    # mean_x (v . E x) over other-class images = v . E mean(x): one matrix-vector product.
+    mean_a = float(v @ (E @ x[other].mean(axis=0, dtype=np.float64)))
+    t = float(v @ (E @ p))
+    sign = -1 if t * mean_a < 0 else 1
+    rms = float(np.sqrt(np.mean(p**2)))
+    if rms == 0:
+        raise BilinError(f"the mask for class {target} is zero: its eigenvector has no pixels")
+    p *= sign / rms
+    excitation = stack.S @ (E @ p)
+    off = np.delete(np.abs(excitation), j)
+    leak = float(off.max() / abs(excitation[j])) if off.size else 0.0
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(region)
+    baseline = np.zeros_like(p)
+    baseline[idx] = p[rng.permutation(idx)]
+    return Mask(target, eig, variant, j, p, baseline, region, sign, excitation, leak)
+
+
+def restrict_top(mask: np.ndarray, n_pixels: int) -> np.ndarray:
+    """``mask`` with all but its ``n_pixels`` largest-``|value|`` pixels set to zero."""
+    keep = np.argsort(-np.abs(mask), kind="stable")[:n_pixels]
+    out = np.zeros_like(mask)
+    out[keep] = mask[keep]
+    return out
+
+
+def perturb(x: np.ndarray, mask: np.ndarray, strength: float,
+            n_pixels: int | None = None) -> np.ndarray:
+    """``x + strength * mask``; with ``n_pixels``: top-pixels only, clamped to [0, 1]."""
+    if n_pixels is None:
+        return x + (strength * mask).astype(x.dtype)
+    q = restrict_top(strength * mask, n_pixels).astype(x.dtype)
+    return np.clip(x + q, 0, 1)
+
+
+@dataclass
+class LayerCache:
+    """The layer's pre-activations on the clean data, computed once for every mask."""
+
+    H: np.ndarray  # (N, d) E x
+    left: np.ndarray  # (N, h) W E x + b_w
+    right: np.ndarray  # (N, h) V E x + b_v
+
+
+def layer_cache(model: BilinearModel, x: np.ndarray, dtype: type = np.float32) -> LayerCache:
+    L = model.layer(0, dtype)
+    E = model.embed(dtype)
+    H = x.astype(dtype) if E is None else x.astype(dtype) @ E.T
+    return LayerCache(H, _side(H, L.W, L.b_w), _side(H, L.V, L.b_v))
+
+
+def _side(H: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    out = H @ W.T
+    return out if b is None else out + b
+
+
+def _logits(L: BilinearLayer, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    g = left * right
+    y = g if L.P is None else g @ L.P.T
+    return y if L.b_p is None else y + L.b_p
+
+
+def _rates(logits: np.ndarray, y: np.ndarray, target: int) -> tuple[float, float]:
+    """``(accuracy, share of other-class images predicted as target)``."""
+    pred = np.argmax(logits, axis=1)
+    other = y != target
+    return float(np.mean(pred == y)), float(np.mean(pred[other] == target))
+
+
+def clean_rates(model: BilinearModel, cache: LayerCache, y: np.ndarray,
+                targets: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """Accuracy and target rate of the unperturbed model, per target."""
+    logits = _logits(model.layer(0, cache.H.dtype.type), cache.left, cache.right)
+    return {t: _rates(logits, y, t) for t in targets}
+
+
+def sweep(
+    model: BilinearModel,
+    cache: LayerCache,
+    x: np.ndarray,
+    y: np.ndarray,
+    mask: Mask,
+    strengths: Sequence[float],
+    n_pixels: Sequence[int] | None = None,
+    advance: Callable[[], None] | None = None,
+) -> list[dict]:
+    """One row per strength (or per ``n_pixels`` at the single strength ``strengths[0]``).
+
+    Rows: ``strength``, (``n_pixels``,) ``accuracy``, ``target_rate``,
+    ``baseline_accuracy``, ``baseline_target_rate``, ``ratio`` (target rate over the
+    baseline's; None when the baseline moves nothing).
+
+    Without clamping the layer input is ``E x + s E p``, so each strength costs one
+    element-wise product and the head: ``W E (x + s p) = W E x + s W E p``.
+    """
+    dtype = cache.H.dtype.type
+    L = model.layer(0, dtype)
+    E = model.embed(dtype)
+    rows = []
+    if n_pixels is None:
+        for s in strengths:
+            row = {"strength": float(s)}
+            for key, vec in (("", mask.pixel), ("baseline_", mask.baseline)):
+                dh = (s * vec).astype(dtype)
+                if E is not None:
+                    dh = E @ dh
+                logits = _logits(L, cache.left + L.W @ dh, cache.right + L.V @ dh)
+                row[key + "accuracy"], row[key + "target_rate"] = _rates(logits, y, mask.target)
+            rows.append(_with_ratio(row))
+            if advance:
+                advance()
+        return rows
+    s = float(strengths[0])
+    # The layer's input weights seen from the pixels: W E, V E : (h, n_in).
+    WE, VE = (L.W, L.V) if E is None else (L.W @ E, L.V @ E)
+    for n in n_pixels:
+        row = {"n_pixels": int(n), "strength": s}
+        for key, vec in (("", mask.pixel), ("baseline_", mask.baseline)):
+            q = restrict_top(s * vec, int(n))
+            idx = np.flatnonzero(q)
+            # Clamping makes the change per image, but only on the N chosen pixels.
+            delta = np.clip(x[:, idx] + q[idx].astype(dtype), 0, 1) - x[:, idx]
+            logits = _logits(L, cache.left + delta @ WE[:, idx].T,
+                             cache.right + delta @ VE[:, idx].T)
+            row[key + "accuracy"], row[key + "target_rate"] = _rates(logits, y, mask.target)
+        rows.append(_with_ratio(row))
+        if advance:
+            advance()
+    return rows
+
+
+def _with_ratio(row: dict) -> dict:
+    b = row["baseline_target_rate"]
+    row["ratio"] = row["target_rate"] / b if b > 0 else None
+    return row
+
+
+def mean_rows(per_target: list[list[dict]]) -> list[dict]:
+    """Average the rows of several targets (same sweep) metric by metric.
+
+    ``ratio`` is the ratio of the mean rates, not the mean of the ratios.
+    """
+    out = []
+    for rows in zip(*per_target, strict=True):
+        row = {k: rows[0][k] for k in ("n_pixels", "strength") if k in rows[0]}
+        for k in ("accuracy", "target_rate", "baseline_accuracy", "baseline_target_rate"):
+            row[k] = float(np.mean([r[k] for r in rows]))
+        out.append(_with_ratio(row))
+    return out
+
+
+def input_logits(model: BilinearModel, x1: np.ndarray, mask: Mask, strength: float,
+                 n_pixels: int | None = None, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """Logits ``(n_classes,)`` of one input ``x1 : (n_in,)``: clean, masked, baseline-masked."""
+    x1 = np.asarray(x1, dtype)[None]
+    return {
+        "old": model.forward(x1, dtype)[0],
+        "new": model.forward(perturb(x1, mask.pixel, strength, n_pixels), dtype)[0],
+        "baseline": model.forward(perturb(x1, mask.baseline, strength, n_pixels), dtype)[0],
+    }
+
+
+@dataclass
+class InputImage:
+    """One input read by ``--input``."""
+
+    x: np.ndarray  # (n_in,) flattened row-major
+    label: int | None  # None for a PNG
+    data: str  # the data file it came from ("" for a PNG)
+    shape: tuple[int, ...] | None  # image shape, where known
+
+
+def load_input(spec: str, dtype: type = np.float32) -> InputImage:
+    """``DATA:INDEX`` (an .npz or idx directory and a 0-based index) or ``IMAGE.png``.
+
+    A PNG is read with
+    matplotlib (values in [0, 1]); colour images are averaged over R, G, B. Like the
+    data sets, it must show a light digit on a dark background.
+    """
+    from pathlib import Path
+
+    if spec.lower().endswith(".png"):
+        path = Path(spec)
+        if not path.is_file():
+            raise BilinError(f"{path}: no such image file")
+        import matplotlib.image
+
+        try:
+            img = np.asarray(matplotlib.image.imread(path), dtype=np.float64)
+        except Exception as exc:  # PIL raises several types for a broken file
+            raise BilinError(f"{path}: not a readable PNG ({exc})") from None
+        if img.ndim == 3:
+            img = img[..., :3].mean(axis=2)
+        if img.ndim != 2:
+            raise BilinError(f"{path}: expected a greyscale image, got shape {img.shape}")
+        if img.max() > 1:  # 16-bit or integer PNGs come back unscaled
+            img = img / (65535.0 if img.max() > 255 else 255.0)
+        return InputImage(img.reshape(-1).astype(dtype), None, "", img.shape)
+    data, sep, index = spec.rpartition(":")
+    if not sep or not data:
+        raise BilinError(f"--input {spec!r}: give DATA.npz:INDEX (e.g. "
+                         "sample_checkpoints/data/mnist-test.npz:17) or IMAGE.png")
+    try:
+        i = int(index)
+    except ValueError:
+        raise BilinError(f"--input {spec!r}: the index after ':' must be an integer") from None
+    from bilin_cli.data import load_dataset
+
+    dataset = load_dataset(data, dtype)
+    n = dataset.y.size
+    if not 0 <= i < n:
+        raise BilinError(f"--input index {i} is out of range: {data} has {n} images (0..{n - 1})")
+    return InputImage(dataset.x[i], int(dataset.y[i]), data, dataset.image_shape)

@@ -1,0 +1,415 @@
+"""``bilin adversarial``: masks built from eigenvectors that push images to a chosen class."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from bilin_cli import adversarial as adv
+from bilin_cli.atomic import atomic_write, check_writable
+from bilin_cli.cli.options import (
+    Ckpt,
+    DataOpt,
+    Float64Opt,
+    ForceOpt,
+    FormatOpt,
+    JsonOpt,
+    MapOpt,
+    OutputOpt,
+    dtype_of,
+    load,
+    load_data,
+    output_settings,
+)
+from bilin_cli.errors import BilinError
+from bilin_cli.progress import progress
+from bilin_cli.render import emit
+from bilin_cli.views_adversarial import input_report, sweep_report
+
+N_EXAMPLES = 6  # perturbed examples drawn per target with --images
+
+
+class Variant(str, Enum):
+    dense = "dense"
+    edge = "edge"
+    top_pixels = "top-pixels"
+
+
+def _parse_sweep(text: str, integer: bool) -> list:
+    kind = "pixel counts, e.g. 20,50,100" if integer else "strengths, e.g. 0.05,0.1,0.3"
+    try:
+        values = [(int if integer else float)(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise typer.BadParameter(f"a comma-separated list of {kind}", param_hint="--sweep") from None
+    if not values or min(values) <= 0:
+        raise typer.BadParameter(f"a comma-separated list of positive {kind}",
+                                 param_hint="--sweep")
+    return sorted(set(values))
+
+
+def _parse_target(text: str, n_cls: int, names: list[str] | None) -> list[int] | None:
+    """``None`` for ``all``, else ``[c]`` from an index or a class name."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        c = int(text)
+    except ValueError:
+        if names and text in names:
+            return [names.index(text)]
+        known = f" or one of {', '.join(names)}" if names else ""
+        raise BilinError(f"--target {text!r}: give a class index 0..{n_cls - 1}{known}, "
+                         "or all") from None
+    if not 0 <= c < n_cls:
+        raise BilinError(f"class {c} is out of range: this model has {n_cls} classes "
+                         f"(0..{n_cls - 1})")
+    return [c]
+
+
+def _settings(variant: str, strength: float | None, pixels: int | None, sweep: str | None,
+              single: bool) -> tuple[list[float], list[int] | None]:
+    """``(strengths, n_pixels)`` to evaluate; top-pixels sweeps N at ``strengths[0]``."""
+    if strength is not None and strength <= 0:
+        raise BilinError(f"--strength must be positive, got {strength}")
+    if pixels is not None and pixels < 1:
+        raise BilinError(f"--pixels must be a positive integer, got {pixels}")
+    if variant != "top-pixels":
+        if pixels is not None:
+            raise typer.BadParameter("--pixels goes with --variant top-pixels",
+                                     param_hint="--pixels")
+        if strength is not None and sweep is not None:
+            raise typer.BadParameter("give --strength S or --sweep S1,S2,..., not both",
+                                     param_hint="--sweep")
+        default = adv.EDGE_SWEEP if variant == "edge" else adv.DENSE_SWEEP
+        if strength is not None:
+            return [strength], None
+        if sweep is not None:
+            return _parse_sweep(sweep, integer=False), None
+        # One input: the end of the default sweep, where the sweep's effect is largest.
+        return ([default[-1]] if single else list(default)), None
+    if pixels is not None and sweep is not None:
+        raise typer.BadParameter("give --pixels N or --sweep N1,N2,..., not both",
+                                 param_hint="--sweep")
+    s = strength if strength is not None else adv.TOP_PIXELS_STRENGTH
+    if pixels is not None:
+        return [s], [pixels]
+    if sweep is not None:
+        return [s], _parse_sweep(sweep, integer=True)
+    return [s], [adv.TOP_PIXELS_SWEEP[-1]] if single else list(adv.TOP_PIXELS_SWEEP)
+
+
+def _image_shape(*candidates, n_in: int) -> tuple[int, ...] | None:
+    for shape in candidates:
+        if shape and int(np.prod(shape)) == n_in:
+            return tuple(int(s) for s in shape)
+    return None
+
+
+def _image_files(folder: Path, targets: list[int], single: bool, force: bool) -> dict:
+    """The PNG paths ``--images`` will write, checked before any work is done."""
+    if folder.exists() and not folder.is_dir():
+        raise BilinError(f"{folder} is a file; --images takes a directory")
+    if not folder.exists() and not folder.parent.exists():
+        raise BilinError(f"{folder.parent}: no such directory")
+    files = {}
+    for t in targets:
+        files[t] = {"mask": folder / f"mask-t{t}.png",
+                    "examples": folder / (f"input-t{t}.png" if single else f"examples-t{t}.png")}
+    if not force:
+        for group in files.values():
+            for p in group.values():
+                if p.exists():
+                    raise BilinError(f"{p} already exists; pass --force to overwrite it")
+    return files
+
+
+def adversarial(
+    ckpt: Ckpt,
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Class to push images to: an index, a class "
+                          "name, or all (every class in turn, with the mean).",
+                          show_default=False)
+    ],
+    eig: Annotated[
+        int, typer.Option("--eig", "-e", help="Which of the target's top positive eigenvectors "
+                          "the mask excites (1 = top).")
+    ] = 1,
+    per_class: Annotated[
+        int | None, typer.Option("--per-class", help="Top positive eigenvectors stacked per "
+                                 "class (default: --eig).", show_default=False)
+    ] = None,
+    variant: Annotated[
+        Variant, typer.Option(help="dense: every pixel; edge: only pixels lit in under 1% of "
+                              "the images; top-pixels: the N largest mask pixels, inputs "
+                              "clamped to [0, 1].")
+    ] = Variant.dense,
+    strength: Annotated[
+        float | None, typer.Option("--strength", "-s", help="One strength (mask std per pixel) "
+                                   "instead of the sweep; with top-pixels, the fixed strength "
+                                   f"(default {adv.TOP_PIXELS_STRENGTH:g}).",
+                                   show_default=False)
+    ] = None,
+    pixels: Annotated[
+        int | None, typer.Option("--pixels", "-n", help="top-pixels: one pixel count N "
+                                 "instead of the sweep.", show_default=False)
+    ] = None,
+    sweep: Annotated[
+        str | None, typer.Option("--sweep", help="Values to sweep: strengths (default dense "
+                                 "0.025..0.3 step 0.025, edge 0.25..3 step 0.25), or pixel "
+                                 "counts for top-pixels (default 20..400 step 20).",
+                                 show_default=False)
+    ] = None,
+    input_: Annotated[
+        str | None, typer.Option("--input", "-i", help="Perturb one input: DATA.npz:INDEX "
+                                 "(0-based) or a greyscale IMAGE.png; prints old and new "
+                                 "prediction and logits.", show_default=False)
+    ] = None,
+    data: DataOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the baseline's permutation.")] = 0,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw target rate and accuracy against the "
+                                  "sweep to a PNG.", show_default=False)
+    ] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Write the masks (and the stack they come "
+                                  "from) to an .npz.", show_default=False)
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Write each mask and a few perturbed "
+                                  "examples as PNGs into this directory.", show_default=False)
+    ] = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Adversarial masks from eigenvectors alone: push images of other classes to a target.
+
+    Recipe (paper §4.4): stack the top positive eigenvector(s) of every class,
+    pseudo-invert, and take the pixel mask p = pinv(S E) e_j, which excites the
+    target's eigenvector j and no other stacked one (S E p = e_j). Its sign makes
+    |v_j . E x| grow on average on images of the other classes; it is scaled to unit
+    std over all pixels, times the strength. Reported per strength (or pixel count):
+    accuracy, the rate at which other-class images are classified as the target,
+    and both again for a baseline: the same mask with its pixels randomly permuted.
+
+    The data (default: a shipped sample's test split) fixes the sign, the edge pixels
+    and the metrics. With --input, one image is perturbed (default: the end of the
+    default sweep) and its old and new logits are printed.
+
+    Examples:
+
+        bilin adversarial sample_checkpoints/mnist --target 3
+
+        bilin adversarial sample_checkpoints/mnist --target all --strength 0.3
+
+        bilin adversarial sample_checkpoints/mnist --target 3 --variant top-pixels --plot px.png
+
+        bilin adversarial sample_checkpoints/mnist --target 3 --input sample_checkpoints/data/mnist-test.npz:17
+    """
+    if input_ is not None and sweep is not None:
+        raise typer.BadParameter("--input perturbs one image at one strength; drop --sweep",
+                                 param_hint="--sweep")
+    if input_ is not None and plot is not None:
+        raise typer.BadParameter("--plot draws the sweep; it does not go with --input",
+                                 param_hint="--plot")
+    if eig < 1:
+        raise BilinError(f"--eig must be >= 1 (1 = the top eigenvector), got {eig}")
+    per_class = eig if per_class is None else per_class
+    if per_class < eig:
+        raise BilinError(f"--eig {eig} needs --per-class >= {eig} (got {per_class}): the "
+                         "eigenvector must be in the stack")
+    strengths, n_pixels = _settings(variant.value, strength, pixels, sweep, input_ is not None)
+    fmt_ = output_settings(json_, fmt, output)
+    for path in (output, plot, save):
+        if path is not None:
+            check_writable(path, force)
+    dtype = dtype_of(float64)
+    checkpoint, model = load(ckpt, map_file)
+    adv.check_supported(model)
+    n_cls = model.shapes[-1].o
+    names = model.output_names or [str(c) for c in range(n_cls)]
+    chosen = _parse_target(target, n_cls, model.output_names)
+    targets = list(range(n_cls)) if chosen is None else chosen
+    n_in = model.embed_shape[1] if model.embed_key else model.shapes[0].d
+    if n_pixels is not None and max(n_pixels) > n_in:
+        raise BilinError(f"--pixels {max(n_pixels)} exceeds the {n_in} input pixels")
+    files = (_image_files(images, targets, input_ is not None, force)
+             if images is not None else None)
+
+    one = None
+    if input_ is not None:
+        one = adv.load_input(input_, dtype)
+        if one.x.size != n_in:
+            raise BilinError(f"--input {input_}: {one.x.size} pixels, the model takes {n_in}")
+        from bilin_cli.data import default_data_path
+
+        # Data for the sign and the metrics: --data, else the checkpoint's own split, else
+        # the file the input came from.
+        if data is None and one.data and default_data_path(ckpt, checkpoint.config) is None:
+            data = Path(one.data)
+    dataset = load_data(data, ckpt, checkpoint.config, dtype)
+    from bilin_cli.data import check_fits
+
+    check_fits(dataset, n_in, n_cls)
+    shape = _image_shape(dataset.image_shape, model.input_shape,
+                         one.shape if one else None, n_in=n_in)
+    if files is not None and shape is None:
+        raise BilinError("--images needs image-shaped inputs; this data is flat and the "
+                         "checkpoint gives no input_shape")
+
+    with progress("eigendecomposing classes", n_cls) as advance:
+        stack = adv.eigen_stack(model, per_class, advance)
+    E = adv.embedding(model)
+    region = (adv.edge_region(dataset.x) if variant is Variant.edge
+              else np.ones(n_in, dtype=bool))
+    if not region.any():
+        raise BilinError(f"no edge pixels: every pixel is lit in at least "
+                         f"{adv.EDGE_SHARE:.0%} of the images")
+    inverse = adv.pixel_inverse(stack.S, E, region)
+    masks = [adv.build_mask(stack, E, inverse, dataset.x, dataset.y, t, eig, variant.value,
+                            region, seed) for t in targets]
+    common = {
+        "eig": eig, "per_class": per_class, "variant": variant.value,
+        "stacked": int(stack.S.shape[0]), "region_pixels": int(region.sum()),
+        "edge_share": adv.EDGE_SHARE,
+        "projection": "p = pinv(S E) e_j (S E p = e_j); unit std over all pixels x strength",
+        "baseline": f"mask pixels permuted within the variant's pixels (seed {seed})",
+    }
+    if save is not None:
+        _save(save, stack, E, inverse, masks, region, strengths, n_pixels, shape, force)
+        print(f"wrote {save}", file=sys.stderr)
+    if input_ is not None:
+        _one_input(model, one.x, one.label, input_, masks, names, strengths[0],
+                   n_pixels[0] if n_pixels else None, dtype, chosen is None, common, shape,
+                   files, force, fmt_, output)
+        return
+
+    cache = adv.layer_cache(model, dataset.x, dtype)
+    clean = adv.clean_rates(model, cache, dataset.y, targets)
+    per_target = []
+    total = len(masks) * len(n_pixels or strengths)
+    with progress("evaluating masks", total) as advance:
+        for m in masks:
+            rows = adv.sweep(model, cache, dataset.x, dataset.y, m, strengths, n_pixels, advance)
+            per_target.append({
+                "target": m.target, "target_name": names[m.target],
+                "eigenvalue": float(stack.eigenvalues[m.index]), "sign": m.sign,
+                "leak": m.leak, "clean_target_rate": clean[m.target][1], "rows": rows,
+            })
+    doc = {"target": "all" if chosen is None else targets[0], **common,
+           "data": dataset.source, "n": int(dataset.y.size),
+           "clean_accuracy": clean[targets[0]][0],
+           "swept": "n_pixels" if n_pixels is not None else "strength"}
+    if n_pixels is not None:
+        doc["strength"] = strengths[0]
+    if chosen is None:
+        doc["rows"] = adv.mean_rows([t["rows"] for t in per_target])
+        doc["per_target"] = per_target
+    else:
+        doc.update({k: v for k, v in per_target[0].items() if k != "target"})
+    if plot is not None:
+        from bilin_cli.plotting_adversarial import rate_curves
+
+        key = doc["swept"]
+        who = "mean over all targets" if chosen is None else f"target {names[targets[0]]}"
+        rate_curves([r[key] for r in doc["rows"]], doc["rows"],
+                    [t["rows"] for t in per_target] if chosen is None else None,
+                    "pixels changed (N)" if key == "n_pixels" else "strength (mask std per pixel)",
+                    f"{Path(ckpt).name}: {variant.value} mask, eigenvector #{eig}, {who}",
+                    plot, force)
+        print(f"wrote {plot}", file=sys.stderr)
+    if files is not None:
+        images.mkdir(exist_ok=True)
+        _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
+                       dtype)
+    emit(sweep_report(doc), fmt_, output, force)
+
+
+def _one_input(model, x1, label, spec, masks, names, strength, n_pixels, dtype, all_targets,
+               common, shape, files, force, fmt_, output) -> None:
+    results = []
+    for m in masks:
+        logits = adv.input_logits(model, x1, m, strength, n_pixels, dtype)
+        results.append({"target": m.target, "target_name": names[m.target],
+                        **{k: {"prediction": int(np.argmax(v)), "logits": v.tolist()}
+                           for k, v in logits.items()}})
+        if files is not None:
+            from bilin_cli.plotting_adversarial import input_figure, mask_figure
+
+            files[m.target]["mask"].parent.mkdir(exist_ok=True)
+            x_new = adv.perturb(x1[None], m.pixel, strength, n_pixels)[0]
+            old, new = results[-1]["old"]["prediction"], results[-1]["new"]["prediction"]
+            mask_figure(m.pixel, m.baseline, shape, f"target {names[m.target]}: {m.variant} "
+                        f"mask, eigenvector #{m.eig} (unit std)", files[m.target]["mask"], force)
+            input_figure(x1, x_new - x1, x_new, shape,
+                         (f"input: {names[old]}", "change", f"perturbed: {names[new]}"),
+                         files[m.target]["examples"], force)
+    if files is not None:
+        print(f"wrote {2 * len(masks)} PNGs", file=sys.stderr)
+    doc = {"input": spec, "label": label, "target": "all" if all_targets else masks[0].target,
+           **common, "strength": strength, "n_pixels": n_pixels, "class_names": names,
+           "old": results[0]["old"]}
+    if all_targets:
+        doc["targets"] = [{k: r[k] for k in ("target", "target_name", "new", "baseline")}
+                          for r in results]
+    else:
+        doc.update(new=results[0]["new"], baseline=results[0]["baseline"])
+    emit(input_report(doc), fmt_, output, force)
+
+
+def _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
+                   dtype) -> None:
+    """Each mask, and the first few other-class images before and after it."""
+    from bilin_cli.plotting_adversarial import examples_figure, mask_figure
+
+    # The strongest setting of the sweep, where the effect is easiest to see.
+    s = strengths[-1] if n_pixels is None else strengths[0]
+    n = None if n_pixels is None else n_pixels[-1]
+    how = f"strength {s:g}" if n is None else f"top {n} pixels, strength {s:g}"
+    for m in masks:
+        idx = np.flatnonzero(dataset.y != m.target)[:N_EXAMPLES]
+        clean = dataset.x[idx]
+        pert = adv.perturb(clean, m.pixel, s, n)
+        before = np.argmax(model.forward(clean, dtype), axis=1)
+        after = np.argmax(model.forward(pert, dtype), axis=1)
+        mask_figure(m.pixel, m.baseline, shape, f"target {names[m.target]}: {m.variant} mask, "
+                    f"eigenvector #{m.eig} (unit std)", files[m.target]["mask"], force)
+        examples_figure(clean, pert, shape, [f"pred {names[b]}" for b in before],
+                        [f"-> {names[a]}" for a in after],
+                        f"target {names[m.target]}, {how}", files[m.target]["examples"], force)
+    print(f"wrote {2 * len(masks)} PNGs", file=sys.stderr)
+
+
+def _save(path, stack, E, inverse, masks, region, strengths, n_pixels, shape, force) -> None:
+    arrays = {
+        "targets": np.array([m.target for m in masks]),
+        "eig": np.array(masks[0].eig),
+        "variant": np.array(masks[0].variant),
+        "masks": np.stack([m.pixel for m in masks]),  # unit std: x + strength * mask
+        "baselines": np.stack([m.baseline for m in masks]),
+        "signs": np.array([m.sign for m in masks]),
+        "region": region,
+        "stack": stack.S,
+        "stack_classes": stack.classes,
+        "stack_ranks": stack.ranks,
+        "eigenvalues": stack.eigenvalues,
+        "hidden_inverse": stack.hidden,  # rows m_j: S m_j = e_j
+        "pixel_inverse": inverse,  # rows p_j: S E p_j = e_j (unsigned, unscaled)
+        "strengths": np.array(strengths),
+    }
+    if n_pixels is not None:
+        arrays["n_pixels"] = np.array(n_pixels)
+    if shape is not None:
+        arrays["image_shape"] = np.array(shape)
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), force)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(adversarial)
