@@ -1,0 +1,237 @@
+"""Commands that show what a model's features are: ``hosvd``, ``explain`` and ``compare``."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bilin_cli.atomic import check_writable
+from bilin_cli.cli.inspect_cmds import Basis
+from bilin_cli.cli.options import (
+    Ckpt,
+    Float64Opt,
+    ForceOpt,
+    FormatOpt,
+    JsonOpt,
+    LayerOpt,
+    MapOpt,
+    OutputOpt,
+    dtype_of,
+    load,
+    output_settings,
+)
+from bilin_cli.progress import progress
+from bilin_cli.render import emit
+
+PlotOpt = Annotated[
+    Path | None, typer.Option("--plot", help="Also draw a figure to this PNG.", show_default=False)
+]
+
+
+class HosvdMethod(str, Enum):
+    auto = "auto"
+    gram = "gram"
+    unfold = "unfold"
+
+
+def _check_targets(force: bool, *targets) -> None:
+    for target in targets:
+        if target is not None:
+            check_writable(target, force)
+
+
+def hosvd(
+    ckpt: Ckpt,
+    layer: LayerOpt = None,
+    components: Annotated[
+        int, typer.Option("--components", "-K", help="Number of components (largest sigma) to show.")
+    ] = 10,
+    top: Annotated[
+        int, typer.Option("--top", "-k", help="Eigenpairs of each component's Q_k to show.")
+    ] = 5,
+    basis: Annotated[
+        Basis,
+        typer.Option(help="input: eigenvectors through the embedding, in pixels (default where "
+                     "there is one); hidden: the layer's own input space."),
+    ] = Basis.auto,
+    method: Annotated[
+        HosvdMethod,
+        typer.Option(help="gram: B B^T from (h, h) products, never forms B; unfold: SVD of the "
+                     "(o, d^2) unfolding; auto: whichever needs less memory."),
+    ] = HosvdMethod.auto,
+    max_memory: Annotated[
+        float | None,
+        typer.Option("--max-memory", help="Memory limit in GB (default: MemAvailable).",
+                     show_default=False),
+    ] = None,
+    plot: PlotOpt = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Higher-order SVD of a layer: B = sum_k sigma_k u_k (x) Q_k, each Q_k eigendecomposed.
+
+    The symmetrized tensor B (o, d, d) unfolded to (o, d^2) is split into
+    components: u_k (unit, one entry per output/class) says how much each output
+    uses component k, and Q_k (a symmetric interaction matrix, unit Frobenius
+    norm) is eigendecomposed like any other (|lambda| descending, bilin eig's sign
+    rule). Each u_k's largest-magnitude entry is positive. With biases only the
+    interaction block is decomposed. The (o, d^2) unfolding is not formed by
+    default; the estimated memory is checked against MemAvailable first.
+
+    --format npz -o FILE writes sigma (K,), U (o, K), eigenvalues (K, top) and
+    eigenvectors (K, top, dim).
+
+    Examples:
+
+        bilin hosvd sample_checkpoints/mnist --components 5
+
+        bilin hosvd sample_checkpoints/mnist --json | jq '.singular_values'
+
+        bilin hosvd sample_checkpoints/mnist --plot hosvd.png --format npz -o hosvd.npz
+    """
+    from bilin_cli.hosvd import hosvd as run_hosvd
+    from bilin_cli.views_features import hosvd_report
+
+    fmt_ = output_settings(json_, fmt, output)
+    _check_targets(force, output, plot)
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    index = model.resolve_layer(layer)
+    res = run_hosvd(model, index, components, top, basis.value, dtype, method.value, max_memory)
+    if plot is not None:
+        from bilin_cli.plotting_features import hosvd_plot
+
+        hosvd_plot(res, f"{Path(ckpt).name}, layer {index}: HOSVD", plot, force)
+        print(f"wrote {plot}", file=sys.stderr)
+    emit(hosvd_report(res, model.warnings), fmt_, output, force)
+
+
+def explain(
+    ckpt: Ckpt,
+    input_: Annotated[
+        str,
+        typer.Option("--input", "-i", help="DATA:INDEX (an .npz with x, y or an idx directory), "
+                     "an image file (28x28 greyscale PNG for MNIST), a .npy vector, or "
+                     "comma-separated numbers.", show_default=False),
+    ],
+    classes: Annotated[
+        int, typer.Option("--classes", "-n", help="Explain the N classes with the largest logits.")
+    ] = 3,
+    top: Annotated[
+        int, typer.Option("--top", "-k", help="Largest contributions to show per sign.")
+    ] = 5,
+    plot: PlotOpt = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Explain one prediction: each eigenvector's contribution lambda_i (v_i . h)^2 to a logit.
+
+    For each of the top classes the logit is split exactly into the contributions
+    of all eigenvectors of that class's Q (h = E x, the layer's input) plus, with
+    biases, a linear and a constant part (and the skip path of a residual model).
+    The largest positive and negative contributions are listed with their index in
+    'bilin eig --all' order; the check field gives the residual of the sum against
+    the model's forward pass. Classifiers only (image and toy models).
+
+    Examples:
+
+        bilin explain sample_checkpoints/mnist --input sample_checkpoints/data/mnist-test.npz:0
+
+        bilin explain sample_checkpoints/mnist --input digit.png --classes 2 --plot why.png
+
+        bilin explain sample_checkpoints/mnist -i sample_checkpoints/data/mnist-test.npz:7 --json
+    """
+    from bilin_cli.errors import BilinError
+    from bilin_cli.explain import check_classifier, load_input
+    from bilin_cli.explain import explain as run_explain
+    from bilin_cli.views_features import explain_report
+
+    fmt_ = output_settings(json_, fmt, output)
+    _check_targets(force, output, plot)
+    if top < 1:
+        raise BilinError(f"--top must be a positive integer, got {top}")
+    dtype = dtype_of(float64)
+    _, model = load(ckpt, map_file)
+    check_classifier(model)
+    inp = load_input(input_, model, dtype)
+    ex = run_explain(model, inp, classes, dtype)
+    if plot is not None:
+        from bilin_cli.plotting_features import explain_plot
+
+        label = f", label {inp.source['label']}" if "label" in inp.source else ""
+        explain_plot(ex, top, f"{Path(ckpt).name}: predicted {ex.classes[0].name}{label}", plot,
+                     force)
+        print(f"wrote {plot}", file=sys.stderr)
+    emit(explain_report(ex, top, model.warnings + inp.warnings), fmt_, output, force)
+
+
+def compare(
+    a: Annotated[Path, typer.Argument(help="First checkpoint.", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Second checkpoint.", show_default=False)],
+    class_: Annotated[
+        list[int] | None,
+        typer.Option("--class", "-c", help="Classes to compare (repeatable; default: all).",
+                     show_default=False),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", "-k", help="Compare the K eigenpairs of largest |lambda|.")
+    ] = 10,
+    basis: Annotated[
+        Basis,
+        typer.Option(help="input: pixels (E^T v), where both models embed inputs of the same "
+                     "size (default then); hidden: the layers' input space (needs equal d)."),
+    ] = Basis.auto,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """How alike two classifiers' features are, per class (e.g. two training seeds).
+
+    For each class: |cos| of rank-matched eigenvectors (i-th of A vs i-th of B),
+    the mean |cos| after Hungarian matching of the top-K (never below the
+    rank-matched mean), and the Quadratic Form Similarity
+    QFS = tr(A B) / (||A||_F ||B||_F) with A = sum_{top-K} lambda_i x_i x_i^T
+    (1 = the same quadratic form; independent of eigenvector signs). "QFS all"
+    uses every eigenpair. Vectors are compared in pixel space where both models
+    embed the same input size, else in hidden space.
+
+    Examples:
+
+        bilin compare sample_checkpoints/mnist sample_checkpoints/fmnist --top 5
+
+        bilin compare sample_checkpoints/mnist sample_checkpoints/mnist --class 3 --json
+    """
+    from bilin_cli.similarity import compare as run_compare
+    from bilin_cli.views_features import compare_report
+
+    fmt_ = output_settings(json_, fmt, output)
+    _check_targets(force, output)
+    dtype = dtype_of(float64)
+    _, ma = load(a, map_file)
+    _, mb = load(b, map_file)
+    n = len(class_) if class_ else ma.shapes[-1].o
+    with progress("comparing classes", n) as advance:
+        doc = run_compare(ma, mb, class_ or None, top, basis.value, dtype, advance)
+    doc = {"a": str(a), "b": str(b), **doc}
+    emit(compare_report(doc, ma.warnings + mb.warnings), fmt_, output, force)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(hosvd)
+    app.command(no_args_is_help=True)(explain)
+    app.command(no_args_is_help=True)(compare)

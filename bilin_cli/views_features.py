@@ -1,0 +1,197 @@
+"""Presentation of ``hosvd``, ``explain`` and ``compare`` results as Reports (no math here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bilin_cli.explain import Explanation
+from bilin_cli.hosvd import HOSVD
+from bilin_cli.render import Report
+from bilin_cli.views import _size, _top_entries
+
+
+def _loading_text(u: np.ndarray, names: list[str] | None, n: int = 3) -> str:
+    idx = np.argsort(-np.abs(u), kind="stable")[:n]
+    return " ".join(f"{names[i] if names else i}:{u[i]:+.2f}" for i in idx)
+
+
+def hosvd_doc(res: HOSVD) -> dict:
+    share = res.energy_share
+    comps = []
+    for k in range(res.sigma.size):
+        comps.append({
+            "index": k,
+            "sigma": float(res.sigma[k]),
+            "energy_share": float(share[k]),
+            "loadings": res.U[:, k].tolist(),
+            "effective_rank": float(res.effective_ranks[k]),
+            "eigenvalues": res.eigenvalues[k].tolist(),
+            "eigenvectors": res.eigenvectors[k].tolist(),
+        })
+    doc = {
+        "layout": res.layout,
+        "layer": res.layer,
+        "basis": res.basis,
+        "method": res.method,
+        "dtype": res.dtype,
+        "d": res.d,
+        "o": res.o,
+        "n_components": int(res.sigma.size),
+        "singular_values": res.sigma.tolist(),
+        "all_singular_values": res.sigma_all.tolist(),
+        "output_names": res.output_names,
+        "components": comps,
+        "memory": {"estimated_bytes": res.bytes_needed, "unfolding_bytes": res.unfolding_bytes},
+        "conventions": {
+            "decomposition": "B = sum_k sigma_k u_k (x) Q_k, ||u_k|| = ||Q_k||_F = 1",
+            "loadings": "u_k[c]: how much output c uses component k",
+            "sign": "each u_k's largest-magnitude entry is positive (Q_k follows); eigenvectors "
+                    "of Q_k as in bilin eig",
+            "energy_share": "sigma_k^2 / sum of all sigma^2 (share of ||B||_F^2)",
+        },
+        "notes": res.notes,
+    }
+    if res.input_shape:
+        doc["input_shape"] = list(res.input_shape)
+    return doc
+
+
+def hosvd_report(res: HOSVD, warnings: list[str] | None = None) -> Report:
+    shape = res.input_shape
+    if shape and int(np.prod(shape)) != res.eigenvectors.shape[-1]:
+        shape = None
+    total = res.sigma_all.size
+    summary = [
+        ("layout", res.layout),
+        ("layer", str(res.layer)),
+        ("unfolding", f"({res.o}, {res.d}^2): {_size(res.unfolding_bytes)} in float64"),
+        ("method", f"{res.method} (about {_size(res.bytes_needed)}, {res.dtype})"),
+        ("basis", res.basis + (" (pixels: E^T v)" if res.basis == "input" else "")),
+        ("components", f"{res.sigma.size} of {total} singular values; "
+                       f"{100 * float(res.energy_share.sum()):.2f}% of ||B||_F^2"),
+    ]
+    rows = []
+    for k in range(res.sigma.size):
+        lam = res.eigenvalues[k]
+        rows.append([
+            k, float(res.sigma[k]), float(res.energy_share[k]),
+            _loading_text(res.U[:, k], res.output_names),
+            float(res.effective_ranks[k]),
+            " ".join(f"{v:+.3f}" for v in lam),
+            _top_entries(res.eigenvectors[k, 0], shape),
+        ])
+    arrays = {"sigma": res.sigma, "U": res.U, "eigenvalues": res.eigenvalues,
+              "eigenvectors": res.eigenvectors, "all_singular_values": res.sigma_all}
+    return Report(
+        "bilin hosvd", hosvd_doc(res), summary,
+        ["component", "sigma", "energy share", "largest loadings (output:u)", "effective rank",
+         "top eigenvalues of Q_k", "top eigenvector's largest entries"],
+        rows, arrays, notes=res.notes, warnings=warnings or [],
+    )
+
+
+def _contrib_rows(ce, idx: np.ndarray) -> list[dict]:
+    return [{"index": int(i), "eigenvalue": float(ce.eigenvalues[i]),
+             "projection": float(ce.projections[i]),
+             "contribution": float(ce.contributions[i])} for i in idx]
+
+
+def explain_doc(ex: Explanation, top: int) -> dict:
+    classes = []
+    for ce in ex.classes:
+        scale = max(abs(ce.logit), float(np.abs(ce.contributions).sum()), 1e-30)
+        classes.append({
+            "class": ce.cls,
+            "name": ce.name,
+            "logit": ce.logit,
+            "interaction": ce.interaction,
+            "linear": ce.linear,
+            "constant": ce.constant,
+            "skip": ce.skip,
+            "positive": _contrib_rows(ce, ce.top(top, +1)),
+            "negative": _contrib_rows(ce, ce.top(top, -1)),
+            "n_positive": int(np.sum(ce.contributions > 0)),
+            "n_negative": int(np.sum(ce.contributions < 0)),
+            "check": {
+                "sum_of_parts": ce.total,
+                "logit": ce.logit,
+                "residual": ce.residual,
+                "relative_residual": abs(ce.residual) / scale,
+            },
+        })
+    names = ex.output_names
+    doc = {
+        "input": ex.input.source,
+        "prediction": ex.prediction,
+        "prediction_name": names[ex.prediction] if names else str(ex.prediction),
+        "logits": ex.logits.tolist(),
+        "output_names": names,
+        "layout": ex.layout,
+        "layer": ex.layer,
+        "dtype": ex.dtype,
+        "classes": classes,
+        "max_abs_residual": max((abs(c.residual) for c in ex.classes), default=0.0),
+        "conventions": {
+            "logit": "interaction (sum of all contributions) + linear + constant [+ skip]",
+            "contribution": "lambda_i (v_i . h)^2, h = the layer's input (E x for image models)",
+            "index": "0-based position in 'bilin eig --all' order (|lambda| descending)",
+        },
+        "notes": ex.notes,
+    }
+    if "label" in ex.input.source:
+        doc["correct"] = ex.input.source["label"] == ex.prediction
+    return doc
+
+
+def explain_report(ex: Explanation, top: int, warnings: list[str] | None = None) -> Report:
+    doc = explain_doc(ex, top)
+    src = ex.input.source
+    where = src.get("path", "values") + (f" [{src['index']}]" if "index" in src else "")
+    if "label" in src:
+        where += f" (label {src['label']})"
+    summary = [("input", where), ("prediction", f"{doc['prediction_name']} "
+                                                f"(logit {ex.logits[ex.prediction]:.4g})"),
+               ("layout", f"{ex.layout}, layer {ex.layer}")]
+    rows = []
+    for cd in doc["classes"]:
+        parts = [f"interaction {cd['interaction']:.4g}"]
+        for key in ("linear", "constant", "skip"):
+            if cd[key] is not None:
+                parts.append(f"{key} {cd[key]:.4g}")
+        summary.append((f"class {cd['name']}", f"logit {cd['logit']:.4g} = " + " + ".join(parts)
+                        + f"  (residual {cd['check']['residual']:.2g})"))
+        for sign in ("positive", "negative"):
+            for r in cd[sign]:
+                rows.append([cd["name"], sign, r["index"], r["eigenvalue"], r["projection"],
+                             r["contribution"]])
+    arrays = {
+        "logits": ex.logits,
+        "input": ex.input.x,
+        "classes": np.array([c.cls for c in ex.classes]),
+        "eigenvalues": np.stack([c.eigenvalues for c in ex.classes]),
+        "contributions": np.stack([c.contributions for c in ex.classes]),
+    }
+    return Report("bilin explain", doc, summary,
+                  ["class", "sign", "eigenvector", "eigenvalue", "v.h", "contribution"],
+                  rows, arrays, notes=ex.notes, warnings=warnings or [])
+
+
+def compare_report(doc: dict, warnings: list[str] | None = None) -> Report:
+    def f(v):
+        return None if v is None else float(v)
+
+    summary = [("A", doc["a"]), ("B", doc["b"]),
+               ("space", doc["space"] + (" (pixels: E^T v)" if doc["space"] == "input" else "")),
+               ("top K", str(doc["top_k"]))]
+    m = doc["mean"]
+    summary.append(("mean", f"rank-matched |cos| {m['rank_matched_mean']:.4f}, Hungarian "
+                            f"|cos| {m['hungarian_mean']:.4f}, QFS top-K "
+                            + ("-" if m["qfs"] is None else f"{m['qfs']:.4f}")))
+    rows = [[r["class"], r["name"], r["rank_matched_mean"], r["hungarian_mean"], f(r["qfs"]),
+             f(r["qfs_all"])] for r in doc["classes"]]
+    return Report("bilin compare", doc, summary,
+                  ["class", "name", "rank-matched |cos|", "Hungarian |cos|", "QFS top-K",
+                   "QFS all"], rows,
+                  notes=doc["notes"] + ["QFS = tr(A B) / (||A||_F ||B||_F), "
+                                        "A = sum_{top-K} lambda_i x_i x_i^T"],
+                  warnings=warnings or [])
