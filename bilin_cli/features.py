@@ -78,42 +78,87 @@ def eigen_in_features(Q: np.ndarray, D: np.ndarray, top: int, n_features: int) -
     return out
 
 
+def _output_unfolding(layer: BilinearLayer) -> np.ndarray:
+    """``B_flat : (o, d*d)``, row c = the symmetrized ``B_c`` (one product per output)."""
+    P = np.eye(layer.h, dtype=layer.W.dtype) if layer.P is None else layer.P
+    Wt, V = layer.W.T, layer.V
+    B = np.empty((P.shape[0], layer.d, layer.d), dtype=layer.W.dtype)
+    for c in range(P.shape[0]):
+        A = (Wt * P[c]) @ V
+        B[c] = 0.5 * (A + A.T)
+    return B.reshape(P.shape[0], -1)
+
+
+def _spectra_stats(lam: np.ndarray, k: int) -> dict:
+    s = lam[order_by_magnitude(lam)].astype(np.float64)
+    absl = np.abs(s)
+    total, sq = absl.sum(), float((s**2).sum())
+    return {
+        "top_k_share": float(absl[:k].sum() / total) if total else 0.0,
+        "effective_rank": float(total**2 / sq) if sq else 0.0,
+        "sum_abs_eigenvalues": float(total),
+        "top_eigenvalues": s[:k].tolist(),
+    }
+
+
 def rank_features(
     layer: BilinearLayer,
     enc: np.ndarray,
     k: int = 2,
     features: np.ndarray | None = None,
-    chunk: int = 32,
+    chunk: int = 64,
     advance: Callable[[int], None] | None = None,
+    unfold_limit: int = 512 * 1024**2,
 ) -> list[dict]:
-    """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, d_out)``.
+    """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, o)``.
 
     Per feature: ``top_k_share`` = share of ``sum|lambda|`` in the ``k`` largest
-    ``|lambda|``, ``effective_rank`` = ``(sum|lambda|)^2 / sum lambda^2``. Built in
-    chunks from the factored form (``O(chunk * h * d)`` memory, never B).
+    ``|lambda|``, ``effective_rank`` = ``(sum|lambda|)^2 / sum lambda^2``.
+
+    ``Q`` for a chunk of features is one matrix product: with the ``(o, d^2)``
+    unfolding of B when it fits in ``unfold_limit`` bytes (``Q = E_chunk B_flat``),
+    else from the factored form (``W^T diag(P^T e_a) V`` batched). Eigenvalues of
+    the chunks are computed on two threads (LAPACK releases the GIL).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
-    C = enc[features] @ layer.P if layer.P is not None else enc[features]  # (n, h): P^T e_a
-    Wt, V = layer.W.T, layer.V
+    E = enc[features]
+    d = layer.d
+    use_unfolding = E.shape[1] * d * d * layer.W.itemsize <= unfold_limit
+    if use_unfolding:
+        B_flat = _output_unfolding(layer)
+    else:
+        C = E @ layer.P if layer.P is not None else E  # (n, h): P^T e_a
+        Wt, V = layer.W.T, layer.V
+
+    def chunk_Q(start: int) -> np.ndarray:
+        if use_unfolding:
+            return (E[start : start + chunk] @ B_flat).reshape(-1, d, d)
+        A = (Wt[None, :, :] * C[start : start + chunk, None, :]) @ V
+        return 0.5 * (A + A.transpose(0, 2, 1))
+
+    def chunk_eigvals(Q: np.ndarray) -> np.ndarray:
+        return np.linalg.eigvalsh(Q)
+
     rows = []
-    for start in range(0, len(features), chunk):
-        c = C[start : start + chunk]
-        A = (Wt[None, :, :] * c[:, None, :]) @ V  # (b, d, d) = W^T diag(c) V
-        Q = 0.5 * (A + A.transpose(0, 2, 1))
-        with threadpool_limits(1, user_api="blas"):
-            lam = np.linalg.eigvalsh(Q)  # (b, d)
+
+    def collect(start: int, lam: np.ndarray) -> None:
         for a, spectrum in zip(features[start : start + chunk], lam, strict=True):
-            s = spectrum[order_by_magnitude(spectrum)].astype(np.float64)
-            absl = np.abs(s)
-            total, sq = absl.sum(), float((s**2).sum())
-            rows.append({
-                "feature": int(a),
-                "top_k_share": float(absl[:k].sum() / total) if total else 0.0,
-                "effective_rank": float(total**2 / sq) if sq else 0.0,
-                "sum_abs_eigenvalues": float(total),
-                "top_eigenvalues": s[:k].tolist(),
-            })
+            rows.append({"feature": int(a), **_spectra_stats(spectrum, k)})
         if advance:
-            advance(len(c))
+            advance(len(lam))
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        # Build the next chunk's Q while the pool diagonalises earlier ones; at most
+        # three chunks are in flight, so memory stays O(chunk * d^2).
+        pending: list = []
+        for start in range(0, len(features), chunk):
+            pending.append((start, pool.submit(chunk_eigvals, chunk_Q(start))))
+            if len(pending) >= 3:
+                first, fut = pending.pop(0)
+                collect(first, fut.result())
+        for start, fut in pending:
+            collect(start, fut.result())
     rows.sort(key=lambda r: -r["top_k_share"])
     return rows

@@ -134,3 +134,20 @@ def test_token_str(cli, tmp_path, lm):
     (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}}))
     a = json.loads(cli("eig", path, "--token-str", " the", "--json")[1])
     assert a["direction"]["index"] == 7
+
+
+def test_rank_features_factored_path_equals_unfolding():
+    """Both ways of building Q (via B's unfolding, or batched from W, V, P) agree."""
+    from bilin_cli.features import rank_features
+    from bilin_cli.model import BilinearLayer
+
+    r = np.random.default_rng(9)
+    layer = BilinearLayer(r.standard_normal((14, 6)), r.standard_normal((14, 6)),
+                          r.standard_normal((5, 14)))
+    enc = r.standard_normal((23, 5))
+    a = rank_features(layer, enc, k=3, chunk=4)
+    b = rank_features(layer, enc, k=3, chunk=4, unfold_limit=0)
+    assert [x["feature"] for x in a] == [x["feature"] for x in b]
+    for x, y in zip(a, b, strict=True):
+        assert x["top_k_share"] == pytest.approx(y["top_k_share"], abs=1e-12)
+        assert x["effective_rank"] == pytest.approx(y["effective_rank"], rel=1e-12)
