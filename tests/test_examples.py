@@ -30,13 +30,14 @@ def help_examples() -> list[str]:
 
     group = typer.main.get_command(app)
     found = []
-    for name, command in sorted(group.commands.items()):
+    for _, command in sorted(group.commands.items()):
         doc = inspect.getdoc(command.callback) or ""
         found += [line.strip() for line in doc.splitlines() if line.strip().startswith("bilin ")]
     return found
 
 
 def run_example(cli, line: str, tmp_path: Path, monkeypatch) -> None:
+    """Run one example in a scratch directory linked to the shipped samples."""
     (tmp_path / "sample_checkpoints").symlink_to(ROOT / "sample_checkpoints")
     monkeypatch.chdir(tmp_path)
     command, _, pipe = line.partition("|")
@@ -61,6 +62,15 @@ def test_help_example_runs(cli, tmp_path, monkeypatch, line):
     run_example(cli, line, tmp_path, monkeypatch)
 
 
-@pytest.mark.parametrize("line", readme_examples())
-def test_readme_example_runs(cli, tmp_path, monkeypatch, line):
-    run_example(cli, line, tmp_path, monkeypatch)
+def test_readme_examples_run_in_order(cli, tmp_path, monkeypatch):
+    """The README's tour, line by line in one directory (later lines read earlier outputs)."""
+    lines = readme_examples()
+    assert len(lines) >= 15
+    (tmp_path / "sample_checkpoints").symlink_to(ROOT / "sample_checkpoints")
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        command, _, pipe = line.partition("|")
+        code, out, err = cli(*shlex.split(command)[1:])
+        assert code == 0, f"{line}\n{err}"
+        if pipe.strip().startswith("jq"):
+            json.loads(out)

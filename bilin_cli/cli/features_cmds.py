@@ -149,7 +149,7 @@ def explain(
 
         bilin explain sample_checkpoints/mnist --input sample_checkpoints/data/mnist-test.npz:0
 
-        bilin explain sample_checkpoints/mnist --input digit.png --classes 2 --plot why.png
+        bilin explain sample_checkpoints/mnist --input sample_checkpoints/data/mnist-test.npz:1 --classes 2 --plot why.png
 
         bilin explain sample_checkpoints/mnist -i sample_checkpoints/data/mnist-test.npz:7 --json
     """
