@@ -111,3 +111,18 @@ def test_json_goes_to_stdout_only(cli, ckpts):
     code, out, err = cli("eig", ckpts / "img", "--class", "1", "--json")
     assert code == 0 and err == ""
     json.loads(out)
+
+
+def test_pt_without_torch_says_how_to_install(ckpts):
+    """A .pt state dict on a machine without torch: one clear line, not an ImportError."""
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # make `import torch` fail as if it were not installed\n"
+        "from bilin_cli.cli.app import main\n"
+        f"sys.argv = ['bilin', 'info', {str(ckpts / 'mixed.pt')!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "bilin[torch]" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
