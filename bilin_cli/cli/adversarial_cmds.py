@@ -11,7 +11,7 @@ import numpy as np
 import typer
 
 from bilin_cli import adversarial as adv
-from bilin_cli.atomic import atomic_write, check_writable
+from bilin_cli.atomic import atomic_write
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -226,10 +226,7 @@ def adversarial(
         raise BilinError(f"--eig {eig} needs --per-class >= {eig} (got {per_class}): the "
                          "eigenvector must be in the stack")
     strengths, n_pixels = _settings(variant.value, strength, pixels, sweep, input_ is not None)
-    fmt_ = output_settings(json_, fmt, output)
-    for path in (output, plot, save):
-        if path is not None:
-            check_writable(path, force)
+    fmt_ = output_settings(json_, fmt, output, force, plot, save)
     dtype = dtype_of(float64)
     checkpoint, model = load(ckpt, map_file)
     adv.check_supported(model)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from bilin_cli.atomic import check_writable
 from bilin_cli.cli.inspect_cmds import Basis
 from bilin_cli.cli.options import (
     Ckpt,
@@ -36,12 +35,6 @@ class HosvdMethod(str, Enum):
     auto = "auto"
     gram = "gram"
     unfold = "unfold"
-
-
-def _check_targets(force: bool, *targets) -> None:
-    for target in targets:
-        if target is not None:
-            check_writable(target, force)
 
 
 def hosvd(
@@ -100,8 +93,7 @@ def hosvd(
     from bilin_cli.hosvd import hosvd as run_hosvd
     from bilin_cli.views_features import hosvd_report
 
-    fmt_ = output_settings(json_, fmt, output)
-    _check_targets(force, output, plot)
+    fmt_ = output_settings(json_, fmt, output, force, plot)
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -158,8 +150,7 @@ def explain(
     from bilin_cli.explain import explain as run_explain
     from bilin_cli.views_features import explain_report
 
-    fmt_ = output_settings(json_, fmt, output)
-    _check_targets(force, output, plot)
+    fmt_ = output_settings(json_, fmt, output, force, plot)
     if top < 1:
         raise BilinError(f"--top must be a positive integer, got {top}")
     dtype = dtype_of(float64)
@@ -219,8 +210,7 @@ def compare(
     from bilin_cli.similarity import compare as run_compare
     from bilin_cli.views_features import compare_report
 
-    fmt_ = output_settings(json_, fmt, output)
-    _check_targets(force, output)
+    fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
     _, ma = load(a, map_file)
     _, mb = load(b, map_file)

@@ -11,7 +11,6 @@ import numpy as np
 import typer
 
 from bilin_cli import directions
-from bilin_cli.atomic import check_writable
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -62,9 +61,7 @@ def info(
 
         bilin info sample_checkpoints/mnist
     """
-    fmt_ = output_settings(json_, fmt, output)
-    if output:
-        check_writable(output, force)
+    fmt_ = output_settings(json_, fmt, output, force)
     checkpoint, model = load(ckpt, map_file)
     emit(info_report(describe(checkpoint, model)), fmt_, output, force)
 
@@ -168,12 +165,10 @@ def eig(
             + (f" (got {' and '.join(chosen)})" if chosen else ""),
             param_hint="direction",
         )
-    fmt_ = output_settings(json_, fmt, output)
-    if show and fmt_ != "table":
+    if show and (json_ or (fmt or "table").lower() != "table"):
         raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
                                  param_hint="--show")
-    if output:
-        check_writable(output, force)
+    fmt_ = output_settings(json_, fmt, output, force)
     if not all_ and top < 1:
         raise BilinError(f"--top must be a positive integer, got {top}")
     dtype = dtype_of(float64)
@@ -250,10 +245,7 @@ def spectrum(
 
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --token 5 --format csv
     """
-    fmt_ = output_settings(json_, fmt, output)
-    for target in (output, plot):
-        if target:
-            check_writable(target, force)
+    fmt_ = output_settings(json_, fmt, output, force, plot)
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)

@@ -9,7 +9,6 @@ import numpy as np
 import typer
 
 from bilin_cli import directions
-from bilin_cli.atomic import check_writable
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -72,9 +71,7 @@ def interact(
 
         bilin interact sample_checkpoints/shakespeare --layer 1 --sae-in sample_checkpoints/shakespeare/sae-mlp-in-L1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
     """
-    fmt_ = output_settings(json_, fmt, output)
-    if output:
-        check_writable(output, force)
+    fmt_ = output_settings(json_, fmt, output, force)
     if top < 1 or eig < 0 or per_eig < 1:
         raise BilinError("--top and --features-per-eig must be positive, --eig >= 0")
     dtype = dtype_of(float64)
@@ -126,9 +123,7 @@ def rank_features_cmd(
 
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
     """
-    fmt_ = output_settings(json_, fmt, output)
-    if output:
-        check_writable(output, force)
+    fmt_ = output_settings(json_, fmt, output, force)
     if k < 1:
         raise BilinError(f"--k must be positive, got {k}")
     if limit is not None and limit < 1:

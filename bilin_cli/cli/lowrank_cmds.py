@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from bilin_cli.atomic import check_writable
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -115,10 +114,7 @@ def truncate(
         checkpoint_out, output = Path(output), None
         if checkpoint_out.exists() and not force:
             raise BilinError(f"{checkpoint_out} already exists; pass --force to overwrite it")
-    fmt_ = output_settings(json_, fmt, output)
-    for target in (output, plot):
-        if target is not None:
-            check_writable(target, force)
+    fmt_ = output_settings(json_, fmt, output, force, plot)
     dtype = dtype_of(float64)
     checkpoint, model = load(ckpt, map_file)
     names = model.output_names
@@ -194,9 +190,7 @@ def evaluate(
 
         bilin eval sample_checkpoints/fmnist --confusion --json | jq .accuracy
     """
-    fmt_ = output_settings(json_, fmt, output)
-    if output:
-        check_writable(output, force)
+    fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
     checkpoint, model = load(ckpt, map_file)
     dataset = load_data(data, ckpt, checkpoint.config, dtype)

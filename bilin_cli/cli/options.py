@@ -12,6 +12,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from bilin_cli.atomic import check_writable
 from bilin_cli.layouts import read_map, recognise
 from bilin_cli.loading import Checkpoint, open_checkpoint
 from bilin_cli.model import BilinearModel
@@ -62,9 +63,24 @@ OutputOpt = Annotated[
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
 
 
-def output_settings(json_flag: bool, fmt: str | None, output: str | None) -> str:
-    """Validate the shared output options before any work is done; return the format."""
-    return resolve_format(json_flag, fmt.lower() if fmt else None, output)
+def output_settings(
+    json_flag: bool,
+    fmt: str | None,
+    output: str | None,
+    force: bool = False,
+    *files: str | Path | None,
+) -> str:
+    """Validate the shared output options before any work is done; return the format.
+
+    ``output`` and any other ``files`` the command will write (``--plot``, ``--save``)
+    must be writable: they may not exist without ``--force``, so a long computation
+    never ends in a refusal to save it.
+    """
+    chosen = resolve_format(json_flag, fmt.lower() if fmt else None, output)
+    for target in (output, *files):
+        if target is not None:
+            check_writable(target, force)
+    return chosen
 
 
 def dtype_of(float64: bool) -> type:
