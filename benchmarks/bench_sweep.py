@@ -16,16 +16,14 @@ import time
 import numpy as np
 
 from bilin_cli.data import default_data_path, load_dataset
-from bilin_cli.evaluation import scores
 from bilin_cli.layouts import recognise
 from bilin_cli.loading import open_checkpoint
-from bilin_cli.truncation import class_spectra, sweep_logits
+from bilin_cli.truncation import accuracy_sweep, class_spectra
 
 
-def bilin_sweep(model, x, y, ks):
-    spectra = class_spectra(model)
-    logits = sweep_logits(model, spectra, x, ks)
-    return {k: scores(logits[k], y)["accuracy"] for k in ks}
+def bilin_sweep(model, data, ks):
+    doc = accuracy_sweep(model, class_spectra(model), data, ks)
+    return {r["k"]: r["accuracy"] for r in doc["sweep"]}
 
 
 def naive_sweep(model, x, y, ks):
@@ -55,7 +53,7 @@ def main() -> None:
     data = load_dataset(default_data_path(args.ckpt, ckpt.config))
     ks = list(range(31))
     t0 = time.perf_counter()
-    fast = bilin_sweep(model, data.x, data.y, ks)
+    fast = bilin_sweep(model, data, ks)
     t_fast = time.perf_counter() - t0
     t0 = time.perf_counter()
     slow = naive_sweep(model, data.x, data.y, ks)

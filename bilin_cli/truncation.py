@@ -175,3 +175,28 @@ def sweep_logits(
         for k in ks:
             out[k] += b_p
     return out
+
+
+def accuracy_sweep(
+    model: BilinearModel,
+    spectra: list[ClassSpectrum],
+    data,
+    ks: Iterable[int],
+    dtype: type = np.float32,
+    advance: Callable[[], None] | None = None,
+) -> dict:
+    """Accuracy of the rank-``K`` model for each ``K``, and its drop from the full model.
+
+    ``data`` is a :class:`bilin_cli.data.Dataset`; returns the JSON document of
+    ``bilin truncate --sweep``.
+    """
+    from bilin_cli.evaluation import model_logits, scores
+
+    full = scores(model_logits(model, data, dtype), data.y)["accuracy"]
+    logits = sweep_logits(model, spectra, data.x, ks, dtype, advance)
+    rows = []
+    for k in sorted(logits):
+        acc = scores(logits[k], data.y)["accuracy"]
+        rows.append({"k": k, "accuracy": acc, "drop": full - acc})
+    return {"full_accuracy": full, "n": int(data.y.size), "data": data.source, "sweep": rows,
+            "augmented": bool(model.shapes[0].bias)}

@@ -27,10 +27,10 @@ from bilin_cli.evaluation import model_logits, scores
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
 from bilin_cli.truncation import (
+    accuracy_sweep,
     choose_ranks,
     class_spectra,
     rank_report,
-    sweep_logits,
     truncated_tensors,
 )
 from bilin_cli.views import eval_report, sweep_report, truncate_report
@@ -123,18 +123,14 @@ def truncate(
         spectra = class_spectra(model, dtype, advance)
     if ks is not None:
         dataset = load_data(data, ckpt, checkpoint.config, dtype)
-        full = scores(model_logits(model, dataset, dtype), dataset.y)["accuracy"]
         with progress("sweeping ranks", n_cls) as advance:
-            logits = sweep_logits(model, spectra, dataset.x, ks, dtype, advance)
-        rows = [{"k": k, "accuracy": scores(logits[k], dataset.y)["accuracy"]} for k in ks]
-        for r in rows:
-            r["drop"] = full - r["accuracy"]
-        doc = {"full_accuracy": full, "n": int(dataset.y.size), "data": dataset.source,
-               "sweep": rows, "augmented": bool(model.shapes[0].bias)}
+            doc = accuracy_sweep(model, spectra, dataset, ks, dtype, advance)
+        rows = doc["sweep"]
         if plot is not None:
             from bilin_cli.plotting import accuracy_curve
 
-            accuracy_curve([r["k"] for r in rows], [r["accuracy"] for r in rows], full,
+            accuracy_curve([r["k"] for r in rows], [r["accuracy"] for r in rows],
+                           doc["full_accuracy"],
                            f"{Path(ckpt).name}: accuracy vs eigenvectors per class", plot, force)
             print(f"wrote {plot}", file=sys.stderr)
         emit(sweep_report(doc), fmt_, output, force)
