@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bilin_cli.model import BilinearLayer
-from bilin_cli.spectra import eigh_sorted, order_by_magnitude
+from bilin_cli.spectra import eigh_sorted
 
 
 def _top_indices(values: np.ndarray, n: int) -> np.ndarray:
@@ -89,16 +90,33 @@ def _output_unfolding(layer: BilinearLayer) -> np.ndarray:
     return B.reshape(P.shape[0], -1)
 
 
-def _spectra_stats(lam: np.ndarray, k: int) -> dict:
-    s = lam[order_by_magnitude(lam)].astype(np.float64)
-    absl = np.abs(s)
-    total, sq = absl.sum(), float((s**2).sum())
+def spectra_stats(lam: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Low-rankness of each spectrum in ``lam : (n, d)``, all rows at once.
+
+    ``top_k_share`` = share of ``sum|lambda|`` in the ``k`` largest ``|lambda|``;
+    ``effective_rank`` = ``(sum|lambda|)^2 / sum lambda^2``; ``top_eigenvalues : (n, k)``
+    signed, by ``|lambda|`` descending, positive first on ties (as ``spectra.order_by_magnitude``).
+    """
+    lam = lam.astype(np.float64)
+    order = np.lexsort((-lam, -np.abs(lam)), axis=-1)[:, :k]
+    top = np.take_along_axis(lam, order, axis=-1)
+    total = np.abs(lam).sum(axis=-1)
+    sq = (lam**2).sum(axis=-1)
+    safe_total = np.where(total > 0, total, 1.0)
     return {
-        "top_k_share": float(absl[:k].sum() / total) if total else 0.0,
-        "effective_rank": float(total**2 / sq) if sq else 0.0,
-        "sum_abs_eigenvalues": float(total),
-        "top_eigenvalues": s[:k].tolist(),
+        "top_k_share": np.where(total > 0, np.abs(top).sum(axis=-1) / safe_total, 0.0),
+        "effective_rank": np.where(sq > 0, total**2 / np.where(sq > 0, sq, 1.0), 0.0),
+        "sum_abs_eigenvalues": total,
+        "top_eigenvalues": top,
     }
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
 
 
 def rank_features(
@@ -106,9 +124,10 @@ def rank_features(
     enc: np.ndarray,
     k: int = 2,
     features: np.ndarray | None = None,
-    chunk: int = 64,
+    chunk: int = 32,
     advance: Callable[[int], None] | None = None,
     unfold_limit: int = 512 * 1024**2,
+    workers: int | None = None,
 ) -> list[dict]:
     """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, o)``.
 
@@ -117,8 +136,11 @@ def rank_features(
 
     ``Q`` for a chunk of features is one matrix product: with the ``(o, d^2)``
     unfolding of B when it fits in ``unfold_limit`` bytes (``Q = E_chunk B_flat``),
-    else from the factored form (``W^T diag(P^T e_a) V`` batched). Eigenvalues of
-    the chunks are computed on two threads (LAPACK releases the GIL).
+    else from the factored form (``W^T diag(P^T e_a) V`` batched). Chunks run on
+    ``workers`` threads (default: every available core), each building its own
+    ``Q`` and eigenvalues with single-threaded BLAS/LAPACK, which release the GIL;
+    many small independent eigenproblems scale across cores far better than
+    threading inside one 128x128 LAPACK call.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -132,33 +154,37 @@ def rank_features(
         C = E @ layer.P if layer.P is not None else E  # (n, h): P^T e_a
         Wt, V = layer.W.T, layer.V
 
-    def chunk_Q(start: int) -> np.ndarray:
+    def chunk_stats(start: int) -> dict[str, np.ndarray]:
         if use_unfolding:
-            return (E[start : start + chunk] @ B_flat).reshape(-1, d, d)
-        A = (Wt[None, :, :] * C[start : start + chunk, None, :]) @ V
-        return 0.5 * (A + A.transpose(0, 2, 1))
-
-    def chunk_eigvals(Q: np.ndarray) -> np.ndarray:
-        return np.linalg.eigvalsh(Q)
+            Q = (E[start : start + chunk] @ B_flat).reshape(-1, d, d)
+        else:
+            A = (Wt[None, :, :] * C[start : start + chunk, None, :]) @ V
+            Q = 0.5 * (A + A.transpose(0, 2, 1))
+        return spectra_stats(np.linalg.eigvalsh(Q), k)
 
     rows = []
-
-    def collect(start: int, lam: np.ndarray) -> None:
-        for a, spectrum in zip(features[start : start + chunk], lam, strict=True):
-            rows.append({"feature": int(a), **_spectra_stats(spectrum, k)})
-        if advance:
-            advance(len(lam))
-
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
-        # Build the next chunk's Q while the pool diagonalises earlier ones; at most
-        # three chunks are in flight, so memory stays O(chunk * d^2).
-        pending: list = []
-        for start in range(0, len(features), chunk):
-            pending.append((start, pool.submit(chunk_eigvals, chunk_Q(start))))
-            if len(pending) >= 3:
-                first, fut = pending.pop(0)
-                collect(first, fut.result())
-        for start, fut in pending:
-            collect(start, fut.result())
+    workers = workers or available_cores()
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        # Submit in windows so memory stays O(workers * chunk * d^2) however many features.
+        starts = list(range(0, len(features), chunk))
+        window = 2 * workers
+        pending = [(s, pool.submit(chunk_stats, s)) for s in starts[:window]]
+        next_i = window
+        while pending:
+            start, fut = pending.pop(0)
+            st = fut.result()
+            if next_i < len(starts):
+                pending.append((starts[next_i], pool.submit(chunk_stats, starts[next_i])))
+                next_i += 1
+            for i, a in enumerate(features[start : start + chunk]):
+                rows.append({
+                    "feature": int(a),
+                    "top_k_share": float(st["top_k_share"][i]),
+                    "effective_rank": float(st["effective_rank"][i]),
+                    "sum_abs_eigenvalues": float(st["sum_abs_eigenvalues"][i]),
+                    "top_eigenvalues": st["top_eigenvalues"][i].tolist(),
+                })
+            if advance:
+                advance(len(st["top_k_share"]))
     rows.sort(key=lambda r: -r["top_k_share"])
     return rows

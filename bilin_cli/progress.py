@@ -8,10 +8,10 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[], None]]:
-    """Yield an ``advance()`` callable; draws nothing unless stderr is a terminal."""
+def progress(description: str, total: int) -> Iterator[Callable[..., None]]:
+    """Yield an ``advance(n=1)`` callable; draws nothing unless stderr is a terminal."""
     if not sys.stderr.isatty():
-        yield lambda: None
+        yield lambda n=1: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -22,4 +22,4 @@ def progress(description: str, total: int) -> Iterator[Callable[[], None]]:
     )
     with bar:
         task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
+        yield lambda n=1: bar.advance(task, n)

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 from conftest import f32, reference_Q, write_transformer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 
@@ -100,6 +102,17 @@ def test_rank_features_equal_naive(cli, tmp_path, lm, fmt):
     code, out, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
                          "--limit", "4", "--format", "csv")
     assert code == 0 and len(out.strip().splitlines()) == 5
+    assert {int(line.split(",")[0]) for line in out.strip().splitlines()[1:]} == {0, 1, 2, 3}
+    # --top reports the most low-rank of all features; --threads changes nothing but speed
+    code, out, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
+                         "--top", "3", "--threads", "1", "--json", "--float64")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["features_ranked"] == 30 and doc["features"] == rows[:3]
+    for flag in ("--top", "--threads", "--limit", "--k"):
+        code, _, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
+                           flag, "0")
+        assert code == 1 and f"{flag} must be positive" in err
 
 
 def test_sae_feature_direction_in_eig(cli, tmp_path, lm):
@@ -151,3 +164,41 @@ def test_rank_features_factored_path_equals_unfolding():
     for x, y in zip(a, b, strict=True):
         assert x["top_k_share"] == pytest.approx(y["top_k_share"], abs=1e-12)
         assert x["effective_rank"] == pytest.approx(y["effective_rank"], rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 4), st.integers(0, 2**32 - 1), st.booleans())
+def test_spectra_stats_match_per_spectrum_reference(d, k, seed, ties):
+    """The vectorized statistics equal a per-spectrum computation, ties included."""
+    from bilin_cli.features import spectra_stats
+    from bilin_cli.spectra import order_by_magnitude
+
+    r = np.random.default_rng(seed)
+    lam = r.standard_normal((5, d))
+    if ties:  # +x and -x: the positive one comes first
+        lam[:, -1] = -lam[:, 0]
+    lam[0] = 0.0  # an all-zero spectrum reports zeros, not NaN
+    got = spectra_stats(lam, k)
+    for n, spectrum in enumerate(lam):
+        s = spectrum[order_by_magnitude(spectrum)]
+        a = np.abs(s)
+        assert got["top_eigenvalues"][n].tolist() == s[:k].tolist()
+        if n == 0:
+            assert got["top_k_share"][n] == 0 and got["effective_rank"][n] == 0
+            continue
+        assert got["top_k_share"][n] == pytest.approx(a[:k].sum() / a.sum(), rel=1e-12)
+        assert got["effective_rank"][n] == pytest.approx(a.sum() ** 2 / (s**2).sum(), rel=1e-12)
+
+
+def test_rank_features_same_on_any_number_of_workers():
+    from bilin_cli.features import rank_features
+    from bilin_cli.model import BilinearLayer
+
+    r = np.random.default_rng(4)
+    layer = BilinearLayer(r.standard_normal((20, 7)), r.standard_normal((20, 7)),
+                          r.standard_normal((6, 20)))
+    enc = r.standard_normal((37, 6))
+    one = rank_features(layer, enc, k=2, chunk=5, workers=1)
+    many = rank_features(layer, enc, k=2, chunk=5, workers=3)
+    assert one == many
+    assert sorted(x["feature"] for x in one) == list(range(37))

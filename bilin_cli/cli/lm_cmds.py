@@ -102,7 +102,19 @@ def rank_features_cmd(
     layer: LayerOpt = None,
     k: Annotated[int, typer.Option("--k", help="Eigenvalues counted as 'top'.")] = 2,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Only the first N features.", show_default=False)
+        int | None,
+        typer.Option("--limit", help="Rank only the first N features (a quick look).",
+                     show_default=False),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", help="Report only the N most low-rank features (all are ranked).",
+                     show_default=False),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="Worker threads [default: every available core].",
+                     show_default=False),
     ] = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
@@ -115,9 +127,12 @@ def rank_features_cmd(
 
     For every feature: the share of sum |lambda| in its top-k eigenvalues and its
     effective rank ((sum|lambda|)^2 / sum lambda^2), most low-rank first: the paper's
-    search for low-rank circuits. Streams over features with a progress bar.
+    search for low-rank circuits. Streams over features with a progress bar, on
+    every available core.
 
     Examples:
+
+        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10
 
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50
 
@@ -126,8 +141,9 @@ def rank_features_cmd(
     fmt_ = output_settings(json_, fmt, output, force)
     if k < 1:
         raise BilinError(f"--k must be positive, got {k}")
-    if limit is not None and limit < 1:
-        raise BilinError(f"--limit must be positive, got {limit}")
+    for name, value in (("--limit", limit), ("--top", top), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise BilinError(f"{name} must be positive, got {value}")
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -138,9 +154,10 @@ def rank_features_cmd(
                          f"has {L.o}")
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     with progress("ranking features", len(features)) as advance:
-        rows = rank_features(L, s_out.enc, k, features,
-                             advance=lambda n: [advance() for _ in range(n)])
-    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "features": rows}
+        rows = rank_features(L, s_out.enc, k, features, workers=threads,
+                             advance=advance)
+    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "features_ranked": len(rows),
+           "features": rows[:top]}
     emit(rank_features_report(doc), fmt_, output, force)
 
 
