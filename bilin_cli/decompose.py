@@ -47,6 +47,7 @@ class Decomposition:
     constant: float | None = None
     input_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
+    tokens: list[dict] | None = None  # LMs: each eigenvector read as tokens (token_reading)
 
     def as_dict(self) -> dict:
         """The JSON document of ``bilin eig`` (the contract scripts rely on)."""
@@ -75,6 +76,8 @@ class Decomposition:
             }
         if self.input_shape:
             doc["input_shape"] = list(self.input_shape)
+        if self.tokens is not None:
+            doc["tokens"] = self.tokens
         return doc
 
 

@@ -7,7 +7,6 @@ hidden space for an inner layer of a stacked classifier.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
+from bilin_cli.vocabulary import token_texts
 
 
 @dataclass
@@ -64,8 +64,9 @@ def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Directi
         raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
     _check_index(t, model.meta["head_rows"], "token", "tokens")
     info: dict = {"kind": "token", "index": t}
-    if "vocab" in model.meta:
-        info["string"] = model.meta["vocab"][t]
+    text = token_texts(model, t + 1)[t]
+    if text is not None:
+        info["string"] = text
     u = model.head(dtype)[t].copy()
     return Direction(
         u, info, ["direct path: the unembedding row, ignoring the final norm and later layers"]
@@ -107,27 +108,3 @@ def from_sae_feature(model: BilinearModel, layer: int, sae, a: int, dtype: type)
     notes = ["x^T Q x is the encoder's dot product with the layer output; the feature's "
              "pre-activation adds the encoder bias and subtracts e_a . b_dec"]
     return Direction(sae.enc[a].astype(dtype), info, notes)
-
-
-def token_id(model: BilinearModel, text: str) -> int:
-    """The id of ``text`` as ONE token: config.json's character vocabulary or tokenizer.json."""
-    vocab = model.meta.get("vocab")
-    if vocab is not None:
-        if text in vocab:
-            return vocab.index(text)
-        raise BilinError(f"{text!r} is not a token of this model's character vocabulary")
-    tok_path = model.meta.get("tokenizer")
-    if tok_path is None:
-        raise BilinError("this checkpoint has no tokenizer (tokenizer.json or a 'vocab' list in "
-                         "config.json): use --token ID")
-    try:
-        table = json.loads(Path(tok_path).read_text(encoding="utf-8"))["model"]["vocab"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BilinError(f"{tok_path}: cannot read the vocabulary ({exc})") from None
-    if isinstance(table, list):  # unigram tokenizers store [token, score] pairs
-        table = {entry[0]: i for i, entry in enumerate(table)}
-    # Byte-level BPE spells a leading space as "Ġ", SentencePiece as "▁".
-    for candidate in (text, text.replace(" ", "Ġ"), text.replace(" ", "▁")):
-        if candidate in table:
-            return int(table[candidate])
-    raise BilinError(f"{text!r} is not a single token of {tok_path}; use --token ID")

@@ -277,6 +277,8 @@ def _llama(ckpt: Checkpoint) -> BilinearModel | None:
         ckpt, "LLaMA-style gated MLP", "lm", layers,
         _present(ckpt, "model.embed_tokens.weight"), head,
     )
+    model.mlp_norm_keys = [_present(ckpt, f"model.layers.{i}.post_attention_layernorm.weight")
+                           for i in idx]
     act = ckpt.config.get("hidden_act", ckpt.config.get("hidden_activation"))
     if act not in IDENTITY_ACTS:
         model.warnings.append(

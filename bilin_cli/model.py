@@ -97,6 +97,8 @@ class BilinearModel:
     meta: dict = field(default_factory=dict)
 
     embed_shape: tuple[int, int] | None = None
+    # LMs: per layer, the key of the gain of the RMS norm right before the MLP, if stored.
+    mlp_norm_keys: list[str | None] = field(default_factory=list)
 
     @property
     def n_layers(self) -> int:
@@ -108,6 +110,12 @@ class BilinearModel:
     def embed(self, dtype: type = np.float32) -> np.ndarray | None:
         """``E : (d, n_in)`` or None."""
         return self._load_tensor(self.embed_key, dtype) if self.embed_key else None
+
+    def mlp_norm_gain(self, index: int, dtype: type = np.float32) -> np.ndarray | None:
+        """Gain ``(d,)`` of the RMS norm in front of layer ``index``'s MLP, or None."""
+        keys = self.mlp_norm_keys
+        key = keys[self.resolve_layer(index)] if keys else None
+        return self._load_tensor(key, dtype) if key else None
 
     def head(self, dtype: type = np.float32) -> np.ndarray | None:
         """Classifier head ``(n_classes, d_last)`` or unembedding ``(vocab, d_model)``."""

@@ -82,6 +82,21 @@ def _top_entries(vec: np.ndarray, shape: tuple[int, ...] | None, n: int = 3) -> 
     return " ".join(parts)
 
 
+def token_text(entry: dict) -> str:
+    """A token for a table cell: visible spaces and escapes, ``#id`` without a vocabulary."""
+    text = entry["text"]
+    if text is None:
+        return f"#{entry['token']}"
+    return repr(text)[1:-1].replace(" ", "␣") or "''"
+
+
+def _token_sides(reading: dict) -> str:
+    def side(entries: list[dict]) -> str:
+        return " ".join(token_text(e) for e in entries) or "-"
+
+    return f"{side(reading['positive'])} | {side(reading['negative'])}"
+
+
 def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
     doc = dec.as_dict()
     shape = dec.input_shape
@@ -111,7 +126,8 @@ def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
     for i, (lam, vec) in enumerate(zip(dec.eigenvalues, dec.eigenvectors, strict=True)):
         share = abs(float(lam)) / total if total else None
         cum = cum + share if share is not None else None
-        rows.append([i + 1, float(lam), share, cum, _top_entries(vec, shape)])
+        last = _token_sides(dec.tokens[i]) if dec.tokens else _top_entries(vec, shape)
+        rows.append([i + 1, float(lam), share, cum, last])
     arrays = {"eigenvalues": dec.eigenvalues, "eigenvectors": dec.eigenvectors}
     if dec.linear is not None:
         arrays["linear"] = dec.linear
@@ -121,7 +137,8 @@ def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
         "bilin eig",
         doc,
         summary,
-        ["rank", "eigenvalue", "share", "cumulative", "largest entries (index:value)"],
+        ["rank", "eigenvalue", "share", "cumulative",
+         "tokens (v·x > 0 | v·x < 0)" if dec.tokens else "largest entries (index:value)"],
         rows,
         arrays,
         notes=dec.notes,

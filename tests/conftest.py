@@ -188,7 +188,7 @@ def write_transformer(path: Path, d=8, h=16, vocab=11, n_layer=3, bias=False, se
 
 
 def write_llama(path: Path, d=8, h=12, vocab=9, n_layer=2, act="identity", seed=3,
-                as_bin=False) -> tuple[list[Ref], np.ndarray]:
+                as_bin=False, mlp_gain=False) -> tuple[list[Ref], np.ndarray]:
     import torch
 
     r = _rng(seed)
@@ -201,6 +201,8 @@ def write_llama(path: Path, d=8, h=12, vocab=9, n_layer=2, act="identity", seed=
                          ("mlp.down_proj", (d, h)), ("self_attn.q_proj", (d, d))):
             sd[pre + k + ".weight"] = r.standard_normal(shape) / np.sqrt(shape[1])
         sd[pre + "input_layernorm.weight"] = np.ones(d)
+        if mlp_gain:  # the RMS-norm gain in front of the MLP, from its own stream
+            sd[pre + "post_attention_layernorm.weight"] = _rng(100 + i).uniform(0.2, 2.0, d)
     tsd = {k: torch.from_numpy(f32(v)) for k, v in sd.items()}
     for i in range(n_layer):
         pre = f"model.layers.{i}.mlp."

@@ -10,7 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli import directions
+from bilin_cli import directions, vocabulary
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -30,6 +30,8 @@ from bilin_cli.errors import BilinError
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
 from bilin_cli.summary import describe
+from bilin_cli.token_reading import NOTE as TOKENS_NOTE
+from bilin_cli.token_reading import read_as_tokens
 from bilin_cli.views import chain_report, eig_report, info_report, spectrum_report
 
 
@@ -121,6 +123,12 @@ def eig(
         bool, typer.Option("--show", help="Draw the eigenvectors in the terminal (blue > 0, "
                            "red < 0, as RdBu); images for image models.")
     ] = False,
+    tokens: Annotated[
+        int | None,
+        typer.Option("--tokens", help="Language models: read each eigenvector as the N tokens "
+                     "whose embeddings (direct path) it weighs most, per sign; 0 = off "
+                     "[default: 5].", show_default=False),
+    ] = None,
     chain: Annotated[
         int | None,
         typer.Option("--chain", help="Multi-layer models: use eigenvector J (1-based) of layer "
@@ -153,6 +161,8 @@ def eig(
 
         bilin eig sample_checkpoints/shakespeare --layer 2 --token-str e
 
+        bilin eig sample_checkpoints/shakespeare --layer 1 --token-str " " --top 4 --tokens 8
+
         bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
     """
     if (sae is None) != (feature is None):
@@ -179,7 +189,7 @@ def eig(
     elif token is not None:
         u = directions.from_token(model, index, token, dtype)
     elif token_str is not None:
-        u = directions.from_token(model, index, directions.token_id(model, token_str), dtype)
+        u = directions.from_token(model, index, vocabulary.token_id(model, token_str), dtype)
     elif sae is not None:
         from bilin_cli.sae import load_sae
 
@@ -187,12 +197,24 @@ def eig(
     else:
         u = directions.from_file(model, index, direction, dtype)
     k = None if all_ else top
+    if tokens is not None and tokens < 0:
+        raise BilinError(f"--tokens must be 0 or positive, got {tokens}")
+    if tokens and (model.kind != "lm" or model.embed_key is None):
+        raise BilinError(f"--tokens reads eigenvectors through a language model's token "
+                         f"embedding; this {model.layout} has none")
+    if tokens and chain is not None:
+        raise BilinError("--tokens and --chain do not combine; read one layer at a time")
+    if tokens is None:
+        tokens = 5 if model.kind == "lm" and model.embed_key and chain is None else 0
     if chain is not None:
         steps = chain_decompose(model, index, u, chain, top=k, basis=basis.value, dtype=dtype)
         report = chain_report(steps, chain, model.warnings)
     else:
         dec = decompose(model, index, u, top=k, basis=basis.value, dtype=dtype,
                         method=method.value)
+        if tokens:
+            dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
+            dec.notes.append(TOKENS_NOTE)
         report = eig_report(dec, model.warnings)
     if show:
         last = steps[-1] if chain is not None else dec

@@ -1,0 +1,106 @@
+"""`eig --tokens`: each LM eigenvector read through the token embedding (direct path)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import write_image, write_llama, write_transformer
+from safetensors.numpy import load_file
+
+
+def expected_reading(X: np.ndarray, v: np.ndarray, n: int) -> tuple[list, list]:
+    """Independent reference: token ids of the n largest positive and n most negative X v."""
+    s = X @ v
+    pos = [int(t) for t in np.argsort(-s)[:n] if s[t] > 0]
+    neg = [int(t) for t in np.argsort(s)[:n] if s[t] < 0]
+    return pos, neg, s
+
+
+def rms_rows(E: np.ndarray) -> np.ndarray:
+    return E / np.sqrt((E**2).mean(axis=1, keepdims=True))
+
+
+def test_transformer_tokens_equal_reference(cli, tmp_path):
+    write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=3)
+    code, out, err = cli("eig", tmp_path / "lm", "--layer", "1", "--token", "3", "--top", "4",
+                         "--tokens", "3", "--json", "--float64")
+    assert code == 0, err
+    doc = json.loads(out)
+    wte = load_file(str(tmp_path / "lm" / "model.safetensors"))["transformer.wte.weight"]
+    X = rms_rows(wte.astype(np.float64))
+    assert len(doc["tokens"]) == 4
+    for v, reading in zip(doc["eigenvectors"], doc["tokens"], strict=True):
+        pos, neg, s = expected_reading(X, np.array(v), 3)
+        assert [e["token"] for e in reading["positive"]] == pos
+        assert [e["token"] for e in reading["negative"]] == neg
+        for e in reading["positive"] + reading["negative"]:
+            assert e["value"] == pytest.approx(s[e["token"]], rel=1e-9, abs=1e-12)
+            assert e["text"] == chr(97 + e["token"])  # config.json's character vocabulary
+    assert any("direct path from the embedding" in n for n in doc["notes"])
+
+
+def test_llama_reading_uses_the_mlp_norm_gain_and_tokenizer_text(cli, tmp_path):
+    path = tmp_path / "llama"
+    write_llama(path, vocab=9, mlp_gain=True)
+    vocab = {f"t{i}": i for i in range(9)} | {"Ġthe": 4, "Ċ": 6}
+    vocab.pop("t4"), vocab.pop("t6")
+    (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}}))
+    code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--all", "--tokens", "9",
+                         "--json", "--float64")
+    assert code == 0, err
+    doc = json.loads(out)
+    sd = load_file(str(path / "model.safetensors"))
+    g = sd["model.layers.1.post_attention_layernorm.weight"].astype(np.float64)
+    X = rms_rows(sd["model.embed_tokens.weight"].astype(np.float64)) * g
+    texts = {}
+    for v, reading in zip(doc["eigenvectors"], doc["tokens"], strict=True):
+        pos, neg, s = expected_reading(X, np.array(v), 9)
+        assert [e["token"] for e in reading["positive"]] == pos
+        assert [e["token"] for e in reading["negative"]] == neg
+        assert sorted(pos + neg) == [t for t in range(9) if s[t] != 0]
+        texts |= {e["token"]: e["text"] for e in reading["positive"] + reading["negative"]}
+    assert texts[4] == " the" and texts[6] == "\n" and texts[0] == "t0"
+    # The table shows them visibly: a space as ␣, a newline escaped.
+    code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--all", "--tokens", "9")
+    assert code == 0, err
+    assert "tokens (v·x > 0 | v·x < 0)" in out and "␣the" in out and "\\n" in out
+
+
+def test_tokens_default_off_and_errors(cli, tmp_path):
+    write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=2)
+    code, out, _ = cli("eig", tmp_path / "lm", "--token", "1", "--json")
+    assert code == 0 and len(json.loads(out)["tokens"][0]["positive"]) <= 5
+    code, out, _ = cli("eig", tmp_path / "lm", "--token", "1", "--tokens", "0", "--json")
+    assert code == 0 and "tokens" not in json.loads(out)
+    code, _, err = cli("eig", tmp_path / "lm", "--token", "1", "--tokens", "-2")
+    assert code == 1 and "--tokens must be 0 or positive" in err
+    code, _, err = cli("eig", tmp_path / "lm", "--layer", "1", "--token", "1", "--tokens", "3",
+                       "--chain", "1")
+    assert code == 1 and "do not combine" in err
+    write_image(tmp_path / "img")
+    code, out, _ = cli("eig", tmp_path / "img", "--class", "1", "--json")
+    assert code == 0 and "tokens" not in json.loads(out)
+    code, _, err = cli("eig", tmp_path / "img", "--class", "1", "--tokens", "3")
+    assert code == 1 and err.startswith("error: --tokens reads eigenvectors through")
+
+
+def test_readme_reading_matches_the_shakespeare_sample(cli):
+    """The token reading the README shows is what `eig` computes on the shipped sample."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    shown = [line.split("│")[-1].strip() for line in readme.splitlines()
+             if line.strip().startswith(("1 │", "2 │", "3 │")) and " | " in line]
+    assert len(shown) == 3
+    code, out, err = cli("eig", root / "sample_checkpoints" / "shakespeare", "--layer", "1",
+                         "--token-str", " ", "--top", "3", "--json")
+    assert code == 0, err
+    from bilin_cli.views import token_text
+
+    for text, reading in zip(shown, json.loads(out)["tokens"], strict=True):
+        left, right = text.split(" | ")
+        assert left.split() == [token_text(e) for e in reading["positive"]]
+        assert right.split() == [token_text(e) for e in reading["negative"]]
