@@ -10,7 +10,7 @@ bilin's time on one core as well, so the part of the ratio that comes from the
 cores is visible: both sides need one exact eigendecomposition per feature, so
 on a d=128 model the single-core ratio is bounded by what B's contraction costs.
 
-    python benchmarks/bench_rank_features.py [--layer 1] [--sae DIR] [--repeat 3]
+    python benchmarks/bench_rank_features.py [--layer 1] [--sae DIR] [--repeat 3] [--device cuda]
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--sae", default=None, help="default: <ckpt>/sae-mlp-out-L<layer>")
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs for each side")
+    ap.add_argument("--device", default=None,
+                    help="also time bilin's torch path on this device (e.g. cuda)")
     args = ap.parse_args()
     sae_path = args.sae or f"{args.ckpt}/sae-mlp-out-L{args.layer}"
     layer = recognise(open_checkpoint(args.ckpt)).layer(args.layer, np.float64)
@@ -64,6 +66,10 @@ def main() -> None:
     rows, t_fast = best_of(args.repeat, lambda: rank_features(layer, enc, args.k))
     _, t_one = best_of(args.repeat, lambda: rank_features(layer, enc, args.k, workers=1))
     ref, t_slow = best_of(args.repeat, lambda: naive(layer, enc, args.k))
+    if args.device:
+        rank_features(layer, enc, args.k, device=args.device)  # warm-up: context, kernels
+        rows_dev, t_dev = best_of(args.repeat,
+                                  lambda: rank_features(layer, enc, args.k, device=args.device))
 
     err_share = max(abs(r["top_k_share"] - ref[r["feature"]][0]) for r in rows)
     err_rank = max(abs(r["effective_rank"] - ref[r["feature"]][1]) / ref[r["feature"]][1]
@@ -72,6 +78,10 @@ def main() -> None:
     print(f"  naive  {t_slow:8.3f} s   (full B tensor, per-feature einsum + eigvalsh)")
     print(f"  ratio  {t_slow / t_fast:8.1f}x faster")
     print(f"  bilin on 1 core {t_one:.3f} s: {t_slow / t_one:.1f}x")
+    if args.device:
+        err_dev = max(abs(r["top_k_share"] - ref[r["feature"]][0]) for r in rows_dev)
+        print(f"  bilin --device {args.device} {t_dev:.3f} s: {t_slow / t_dev:.1f}x "
+              f"(max |top-{args.k} share difference| {err_dev:.1e})")
     print(f"  max |top-{args.k} share difference| {err_share:.1e}; "
           f"max relative effective-rank difference {err_rank:.1e}")
     best = rows[0]

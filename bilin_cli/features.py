@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from itertools import islice
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bilin_cli.accel import torch_device
 from bilin_cli.model import BilinearLayer
 from bilin_cli.spectra import eigh_sorted
 
@@ -124,10 +127,11 @@ def rank_features(
     enc: np.ndarray,
     k: int = 2,
     features: np.ndarray | None = None,
-    chunk: int = 32,
+    chunk: int | None = None,
     advance: Callable[[int], None] | None = None,
     unfold_limit: int = 512 * 1024**2,
     workers: int | None = None,
+    device: str | None = None,
 ) -> list[dict]:
     """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, o)``.
 
@@ -136,55 +140,91 @@ def rank_features(
 
     ``Q`` for a chunk of features is one matrix product: with the ``(o, d^2)``
     unfolding of B when it fits in ``unfold_limit`` bytes (``Q = E_chunk B_flat``),
-    else from the factored form (``W^T diag(P^T e_a) V`` batched). Chunks run on
-    ``workers`` threads (default: every available core), each building its own
-    ``Q`` and eigenvalues with single-threaded BLAS/LAPACK, which release the GIL;
-    many small independent eigenproblems scale across cores far better than
-    threading inside one 128x128 LAPACK call.
+    else from the factored form (``W^T diag(P^T e_a) V`` batched). On the CPU the
+    chunks run on ``workers`` threads (default: every available core), each with
+    single-threaded BLAS/LAPACK, which release the GIL: many small independent
+    eigenproblems scale across cores far better than threading inside one 128x128
+    LAPACK call. With ``device`` (a torch device such as ``"cuda"``) each chunk is
+    one batched ``torch.linalg.eigvalsh`` there instead.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
     E = enc[features]
+    use_unfolding = E.shape[1] * layer.d * layer.d * layer.W.itemsize <= unfold_limit
+    if device is None:
+        spectra = _cpu_chunk_spectra(layer, E, chunk or 32, use_unfolding, workers)
+    else:
+        spectra = _torch_chunk_spectra(layer, E, chunk or 256, use_unfolding, device)
+    rows = []
+    for start, lam in spectra:
+        st = spectra_stats(lam, k)
+        for i, a in enumerate(features[start : start + len(lam)]):
+            rows.append({
+                "feature": int(a),
+                "top_k_share": float(st["top_k_share"][i]),
+                "effective_rank": float(st["effective_rank"][i]),
+                "sum_abs_eigenvalues": float(st["sum_abs_eigenvalues"][i]),
+                "top_eigenvalues": st["top_eigenvalues"][i].tolist(),
+            })
+        if advance:
+            advance(len(lam))
+    rows.sort(key=lambda r: -r["top_k_share"])
+    return rows
+
+
+def _cpu_chunk_spectra(
+    layer: BilinearLayer, E: np.ndarray, chunk: int, use_unfolding: bool, workers: int | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, eigenvalues of Q for E[start:start+chunk])`` in order, on a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
     d = layer.d
-    use_unfolding = E.shape[1] * d * d * layer.W.itemsize <= unfold_limit
     if use_unfolding:
         B_flat = _output_unfolding(layer)
     else:
         C = E @ layer.P if layer.P is not None else E  # (n, h): P^T e_a
         Wt, V = layer.W.T, layer.V
 
-    def chunk_stats(start: int) -> dict[str, np.ndarray]:
+    def chunk_eigvals(start: int) -> np.ndarray:
         if use_unfolding:
             Q = (E[start : start + chunk] @ B_flat).reshape(-1, d, d)
         else:
             A = (Wt[None, :, :] * C[start : start + chunk, None, :]) @ V
             Q = 0.5 * (A + A.transpose(0, 2, 1))
-        return spectra_stats(np.linalg.eigvalsh(Q), k)
+        return np.linalg.eigvalsh(Q)
 
-    rows = []
     workers = workers or available_cores()
+    starts = iter(range(0, E.shape[0], chunk))
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        # Submit in windows so memory stays O(workers * chunk * d^2) however many features.
-        starts = list(range(0, len(features), chunk))
-        window = 2 * workers
-        pending = [(s, pool.submit(chunk_stats, s)) for s in starts[:window]]
-        next_i = window
+        # A sliding window of submitted chunks keeps memory at O(workers * chunk * d^2).
+        pending = deque((s, pool.submit(chunk_eigvals, s)) for s in islice(starts, 2 * workers))
         while pending:
-            start, fut = pending.pop(0)
-            st = fut.result()
-            if next_i < len(starts):
-                pending.append((starts[next_i], pool.submit(chunk_stats, starts[next_i])))
-                next_i += 1
-            for i, a in enumerate(features[start : start + chunk]):
-                rows.append({
-                    "feature": int(a),
-                    "top_k_share": float(st["top_k_share"][i]),
-                    "effective_rank": float(st["effective_rank"][i]),
-                    "sum_abs_eigenvalues": float(st["sum_abs_eigenvalues"][i]),
-                    "top_eigenvalues": st["top_eigenvalues"][i].tolist(),
-                })
-            if advance:
-                advance(len(st["top_k_share"]))
-    rows.sort(key=lambda r: -r["top_k_share"])
-    return rows
+            start, fut = pending.popleft()
+            following = next(starts, None)
+            if following is not None:
+                pending.append((following, pool.submit(chunk_eigvals, following)))
+            yield start, fut.result()
+
+
+def _torch_chunk_spectra(
+    layer: BilinearLayer, E: np.ndarray, chunk: int, use_unfolding: bool, device: str
+) -> Iterator[tuple[int, np.ndarray]]:
+    """As :func:`_cpu_chunk_spectra`, each chunk one batched eigvalsh on a torch device."""
+    torch, dev = torch_device(device)
+    d = layer.d
+
+    def put(a: np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
+    Et = put(E)
+    if use_unfolding:
+        B_flat = put(_output_unfolding(layer))
+    else:
+        C = Et @ put(layer.P) if layer.P is not None else Et
+        Wt, V = put(layer.W).T, put(layer.V)
+    for start in range(0, E.shape[0], chunk):
+        if use_unfolding:
+            Q = (Et[start : start + chunk] @ B_flat).reshape(-1, d, d)
+        else:
+            A = (Wt[None, :, :] * C[start : start + chunk, None, :]) @ V
+            Q = 0.5 * (A + A.transpose(1, 2))
+        yield start, torch.linalg.eigvalsh(Q).cpu().numpy()

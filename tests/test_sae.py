@@ -149,8 +149,10 @@ def test_token_str(cli, tmp_path, lm):
     assert a["direction"]["index"] == 7
 
 
-def test_rank_features_factored_path_equals_unfolding():
-    """Both ways of building Q (via B's unfolding, or batched from W, V, P) agree."""
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_rank_features_factored_path_equals_unfolding(device):
+    """Both ways of building Q (via B's unfolding, or batched from W, V, P) agree, on
+    NumPy and on a torch device."""
     from bilin_cli.features import rank_features
     from bilin_cli.model import BilinearLayer
 
@@ -159,7 +161,7 @@ def test_rank_features_factored_path_equals_unfolding():
                           r.standard_normal((5, 14)))
     enc = r.standard_normal((23, 5))
     a = rank_features(layer, enc, k=3, chunk=4)
-    b = rank_features(layer, enc, k=3, chunk=4, unfold_limit=0)
+    b = rank_features(layer, enc, k=3, chunk=4, unfold_limit=0, device=device)
     assert [x["feature"] for x in a] == [x["feature"] for x in b]
     for x, y in zip(a, b, strict=True):
         assert x["top_k_share"] == pytest.approx(y["top_k_share"], abs=1e-12)
@@ -202,3 +204,45 @@ def test_rank_features_same_on_any_number_of_workers():
     many = rank_features(layer, enc, k=2, chunk=5, workers=3)
     assert one == many
     assert sorted(x["feature"] for x in one) == list(range(37))
+
+
+def test_rank_features_on_a_torch_device_equals_numpy(cli, tmp_path, lm):
+    """--device runs the same computation batched in torch (here on its CPU device)."""
+    path, refs = lm
+    write_sae(tmp_path / "out", 8, 30, "saelens", 3)
+    args = ("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out", "--json",
+            "--float64")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    code, out_t, err = cli(*args, "--device", "cpu")
+    assert code == 0, err
+    a, b = json.loads(out)["features"], json.loads(out_t)["features"]
+    assert [r["feature"] for r in a] == [r["feature"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert y["top_k_share"] == pytest.approx(x["top_k_share"], abs=1e-12)
+        assert y["effective_rank"] == pytest.approx(x["effective_rank"], rel=1e-12)
+    code, _, err = cli(*args, "--device", "tpu")
+    assert code == 1 and err.startswith("error: --device")
+
+
+def test_device_errors(monkeypatch):
+    import builtins
+
+    import torch
+
+    from bilin_cli.accel import torch_device
+    from bilin_cli.errors import BilinError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BilinError, match="no CUDA device"):
+        torch_device("cuda")
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(BilinError, match=r"needs torch: pip install 'bilin\[torch\]'"):
+        torch_device("cuda")

@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from bilin_cli import directions
+from bilin_cli.accel import torch_device
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -116,6 +117,12 @@ def rank_features_cmd(
         typer.Option("--threads", help="Worker threads [default: every available core].",
                      show_default=False),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Run Q and its eigenvalues on a torch device (cuda, "
+                     "cuda:1, mps, cpu) in batches; needs torch [default: NumPy on the CPU].",
+                     show_default=False),
+    ] = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -144,6 +151,8 @@ def rank_features_cmd(
     for name, value in (("--limit", limit), ("--top", top), ("--threads", threads)):
         if value is not None and value < 1:
             raise BilinError(f"{name} must be positive, got {value}")
+    if device is not None:
+        torch_device(device)  # a missing torch or GPU fails before any loading
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -154,7 +163,7 @@ def rank_features_cmd(
                          f"has {L.o}")
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     with progress("ranking features", len(features)) as advance:
-        rows = rank_features(L, s_out.enc, k, features, workers=threads,
+        rows = rank_features(L, s_out.enc, k, features, workers=threads, device=device,
                              advance=advance)
     doc = {"layer": index, "sae_out": str(sae_out), "k": k, "features_ranked": len(rows),
            "features": rows[:top]}

@@ -1,0 +1,30 @@
+"""Choosing a torch device for the heavy linear algebra (``--device cuda``).
+
+torch is imported here only, and only when a device is asked for: everything runs
+on NumPy without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bilin_cli.errors import BilinError
+
+
+def torch_device(name: str) -> tuple[Any, Any]:
+    """``(torch, torch.device(name))``, or a one-line error if it cannot be used here."""
+    try:
+        import torch
+    except ImportError:
+        raise BilinError(f"--device {name} needs torch: pip install 'bilin[torch]'") from None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise BilinError(f"--device {name!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BilinError(f"--device {name}: torch sees no CUDA device on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise BilinError(f"--device {name}: torch sees no Apple MPS device on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise BilinError(f"--device {name}: use cpu, cuda, cuda:N or mps")
+    return torch, dev
