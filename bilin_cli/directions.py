@@ -64,7 +64,7 @@ def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Directi
         raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
     _check_index(t, model.meta["head_rows"], "token", "tokens")
     info: dict = {"kind": "token", "index": t}
-    text = token_texts(model, t + 1)[t]
+    text = token_texts(model, [t])[t]
     if text is not None:
         info["string"] = text
     u = model.head(dtype)[t].copy()

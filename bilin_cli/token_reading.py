@@ -39,17 +39,15 @@ def read_as_tokens(model: BilinearModel, layer: int, vecs: np.ndarray, n: int) -
     entries ``{"token": id, "text": str | None, "value": v . x_t}``."""
     X = direct_path_inputs(model, layer)
     S = X @ np.asarray(vecs, dtype=np.float64).T  # (vocab, k): s_t for every eigenvector
-    texts = token_texts(model, X.shape[0])
     n = min(n, X.shape[0])
-
-    def entries(column: np.ndarray, idx: np.ndarray) -> list[dict]:
-        return [{"token": int(t), "text": texts[t], "value": float(column[t])} for t in idx]
-
-    out = []
+    sides = []
     for s in S.T:
         order = np.argsort(-s, kind="stable")
-        pos = [t for t in order[:n] if s[t] > 0]
-        neg = [t for t in order[::-1][:n] if s[t] < 0]
-        out.append({"positive": entries(s, np.array(pos, dtype=np.int64)),
-                    "negative": entries(s, np.array(neg, dtype=np.int64))})
-    return out
+        sides.append((s, [int(t) for t in order[:n] if s[t] > 0],
+                      [int(t) for t in order[::-1][:n] if s[t] < 0]))
+    texts = token_texts(model, sorted({t for _, pos, neg in sides for t in pos + neg}))
+
+    def entries(s: np.ndarray, ids: list[int]) -> list[dict]:
+        return [{"token": t, "text": texts[t], "value": float(s[t])} for t in ids]
+
+    return [{"positive": entries(s, pos), "negative": entries(s, neg)} for s, pos, neg in sides]

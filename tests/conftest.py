@@ -223,6 +223,22 @@ def write_llama(path: Path, d=8, h=12, vocab=9, n_layer=2, act="identity", seed=
     return refs, tsd["lm_head.weight"].double().numpy()
 
 
+def write_tokenizer(path: Path):
+    """A byte-level BPE tokenizer.json trained by the tokenizers package, as HF models ship."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["the cat sat on the mat", "café au lait", "the end\nnew line"] * 20,
+                            trainer)
+    path.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path / "tokenizer.json"))
+    return tok
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run ``bilin ARGS`` in-process through the real entry point; return (code, out, err)."""

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import f32, reference_Q, write_transformer
+from conftest import f32, reference_Q, write_tokenizer, write_transformer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
@@ -138,15 +138,24 @@ def test_token_str(cli, tmp_path, lm):
     assert a["eigenvalues"] == b["eigenvalues"] and a["direction"]["index"] == 2
     code, _, err = cli("eig", path, "--token-str", "zz")
     assert code == 1 and "not a token" in err
-    # A tokenizer.json (byte-level BPE spelling) instead of a vocab list.
-    cfg = json.loads((path / "config.json").read_text())
+    # A tokenizer.json (byte-level BPE, as Hugging Face models ship) instead of a vocab list.
+    tok = write_tokenizer(tmp_path / "bpe")
+    write_transformer(tmp_path / "bpe", vocab=tok.get_vocab_size(), n_layer=1)
+    cfg = json.loads((tmp_path / "bpe" / "config.json").read_text())
     del cfg["vocab"]
-    (path / "config.json").write_text(json.dumps(cfg))
-    vocab = {f"t{i}": i for i in range(11)} | {"Ġthe": 7}
-    vocab.pop("t7")
-    (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}}))
-    a = json.loads(cli("eig", path, "--token-str", " the", "--json")[1])
-    assert a["direction"]["index"] == 7
+    (tmp_path / "bpe" / "config.json").write_text(json.dumps(cfg))
+    for text in (" the", "é", "\n", "Ġthe"):  # "Ġthe": the stored spelling of " the"
+        code, out, err = cli("eig", tmp_path / "bpe", "--token-str", text, "--json")
+        assert code == 0, err
+        direction = json.loads(out)["direction"]
+        want = tok.encode(text.replace("Ġ", " "), add_special_tokens=False).ids
+        assert len(want) == 1 and direction["index"] == want[0]
+        assert direction["string"] == text.replace("Ġ", " ")
+    code, _, err = cli("eig", tmp_path / "bpe", "--token-str", " café")
+    assert code == 1 and "is 2 tokens" in err and "not one" in err
+    (tmp_path / "bpe" / "tokenizer.json").write_text("{not json")
+    code, _, err = cli("eig", tmp_path / "bpe", "--token-str", "x")
+    assert code == 1 and "not a tokenizer.json the tokenizers package can read" in err
 
 
 @pytest.mark.parametrize("device", [None, "cpu"])

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_image, write_llama, write_transformer
+from conftest import write_image, write_llama, write_tokenizer, write_transformer
 from safetensors.numpy import load_file
 
 
@@ -43,11 +43,10 @@ def test_transformer_tokens_equal_reference(cli, tmp_path):
 
 def test_llama_reading_uses_the_mlp_norm_gain_and_tokenizer_text(cli, tmp_path):
     path = tmp_path / "llama"
-    write_llama(path, vocab=9, mlp_gain=True)
-    vocab = {f"t{i}": i for i in range(9)} | {"Ġthe": 4, "Ċ": 6}
-    vocab.pop("t4"), vocab.pop("t6")
-    (path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocab}}))
-    code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--all", "--tokens", "9",
+    tok = write_tokenizer(path)
+    n = tok.get_vocab_size()
+    write_llama(path, vocab=n, mlp_gain=True)
+    code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--all", "--tokens", str(n),
                          "--json", "--float64")
     assert code == 0, err
     doc = json.loads(out)
@@ -55,15 +54,18 @@ def test_llama_reading_uses_the_mlp_norm_gain_and_tokenizer_text(cli, tmp_path):
     g = sd["model.layers.1.post_attention_layernorm.weight"].astype(np.float64)
     X = rms_rows(sd["model.embed_tokens.weight"].astype(np.float64)) * g
     texts = {}
-    for v, reading in zip(doc["eigenvectors"], doc["tokens"], strict=True):
-        pos, neg, s = expected_reading(X, np.array(v), 9)
+    for v, reading in zip(doc["eigenvectors"][:4], doc["tokens"][:4], strict=True):
+        pos, neg, s = expected_reading(X, np.array(v), n)
         assert [e["token"] for e in reading["positive"]] == pos
         assert [e["token"] for e in reading["negative"]] == neg
-        assert sorted(pos + neg) == [t for t in range(9) if s[t] != 0]
+        assert sorted(pos + neg) == [t for t in range(n) if s[t] != 0]
         texts |= {e["token"]: e["text"] for e in reading["positive"] + reading["negative"]}
-    assert texts[4] == " the" and texts[6] == "\n" and texts[0] == "t0"
+    the, newline = tok.token_to_id("Ġthe"), tok.token_to_id("Ċ")
+    assert texts[the] == " the" and texts[newline] == "\n" and texts[0] == "<s>"
+    assert texts[tok.token_to_id("Ã©")] == "é"
     # The table shows them visibly: a space as ␣, a newline escaped.
-    code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--all", "--tokens", "9")
+    code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--top", "2", "--tokens",
+                         str(n))
     assert code == 0, err
     assert "tokens (v·x > 0 | v·x < 0)" in out and "␣the" in out and "\\n" in out
 
