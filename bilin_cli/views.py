@@ -189,10 +189,16 @@ def truncate_report(doc: dict) -> Report:
 def spectrum_report(doc: dict) -> Report:
     summary = [("layout", doc["layout"]), ("layer", str(doc["layer"])),
                ("eigenvalues per direction", str(doc["n_eigenvalues"]))]
+    saes = sorted({s["direction"]["sae"] for s in doc["directions"]
+                   if s["direction"]["kind"] == "sae_feature"})
+    summary += [("output SAE", sae) for sae in saes]
     rows = []
     for s in doc["directions"]:
+        info = s["direction"]
         rows.append([
-            _direction_text(s["direction"]),
+            # one SAE: its path is in the summary, so the row says only which feature
+            f"SAE feature {info['feature']}" if info["kind"] == "sae_feature" and len(saes) == 1
+            else _direction_text(info),
             " ".join(f"{v:.3g}" for v in s["top_positive"]),
             " ".join(f"{v:.3g}" for v in s["top_negative"]),
             s["effective_rank"], s["k50"], s["k90"], s["k99"],

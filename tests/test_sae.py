@@ -255,3 +255,24 @@ def test_device_errors(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(BilinError, match=r"needs torch: pip install 'bilin\[torch\]'"):
         torch_device("cuda")
+
+
+def test_spectrum_of_sae_features_and_token_strings(cli, tmp_path, lm):
+    """`spectrum --sae/--feature` and `--token-str` summarize the same Q as the reference."""
+    path, refs = lm
+    enc, _ = write_sae(tmp_path / "out", 8, 12, "saelens", 6)
+    code, out, err = cli("spectrum", path, "--layer", "1", "--sae", tmp_path / "out",
+                         "--feature", "4", "--feature", "9", "--token-str", "c", "--json",
+                         "--float64")
+    assert code == 0, err
+    rows = json.loads(out)["directions"]
+    assert [r["direction"]["kind"] for r in rows] == ["token", "sae_feature", "sae_feature"]
+    assert rows[0]["direction"]["index"] == 2
+    for row, u in zip(rows[1:], (enc[4], enc[9]), strict=True):
+        lam = np.linalg.eigvalsh(reference_Q(refs[1], u))
+        a = np.abs(lam)
+        assert row["effective_rank"] == pytest.approx(a.sum() ** 2 / (a**2).sum(), rel=1e-9)
+        assert row["top_positive"][0] == pytest.approx(lam.max(), rel=1e-9)
+        assert row["top_negative"][0] == pytest.approx(lam.min(), rel=1e-9)
+    code, _, err = cli("spectrum", path, "--layer", "1", "--feature", "3")
+    assert code == 2 and "--sae and --feature go together" in err

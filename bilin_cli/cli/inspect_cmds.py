@@ -236,6 +236,20 @@ def spectrum(
         typer.Option("--token", "-t", help="Token ids (repeatable; language models).",
                      show_default=False),
     ] = None,
+    token_str: Annotated[
+        list[str] | None,
+        typer.Option("--token-str", help="Tokens by their text (repeatable; one token each).",
+                     show_default=False),
+    ] = None,
+    sae: Annotated[
+        Path | None,
+        typer.Option("--sae", help="Output SAE (paper or SAELens format) for --feature.",
+                     show_default=False),
+    ] = None,
+    feature: Annotated[
+        list[int] | None,
+        typer.Option("--feature", help="Features of --sae (repeatable).", show_default=False),
+    ] = None,
     direction: Annotated[
         list[Path] | None,
         typer.Option("--direction", "-d", help="Direction .npy files (repeatable).",
@@ -266,17 +280,30 @@ def spectrum(
         bilin spectrum sample_checkpoints/mnist --class 0 --class 1 --plot spectra.png
 
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --token 5 --format csv
+
+        bilin spectrum sample_checkpoints/shakespeare --layer 1 --token-str e --token-str " "
+
+        bilin spectrum sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 395 --feature 8
     """
+    if (sae is None) != (not feature):
+        raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
     fmt_ = output_settings(json_, fmt, output, force, plot)
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
     dirs = [directions.from_class(model, index, c, dtype) for c in class_ or []]
-    dirs += [directions.from_token(model, index, t, dtype) for t in token or []]
+    token_ids = [*(token or []), *(vocabulary.token_id(model, s) for s in token_str or [])]
+    dirs += [directions.from_token(model, index, t, dtype) for t in token_ids]
+    if sae is not None:
+        from bilin_cli.sae import load_sae
+
+        out_sae = load_sae(sae, dtype)
+        dirs += [directions.from_sae_feature(model, index, out_sae, f, dtype) for f in feature]
     dirs += [directions.from_file(model, index, p, dtype) for p in direction or []]
     if not dirs:
         if model.kind == "lm" or model.head_key is None:
-            raise BilinError("choose directions with --token T (repeatable) or --direction FILE")
+            raise BilinError("choose directions with --token T, --token-str S, --sae DIR "
+                             "--feature F (all repeatable) or --direction FILE")
         dirs = [directions.from_class(model, index, c, dtype) for c in range(model.shapes[-1].o)]
     with progress("eigendecomposing directions", len(dirs)) as advance:
         doc, lams = spectra(model, index, dirs, dtype, advance)
