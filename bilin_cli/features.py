@@ -132,6 +132,7 @@ def rank_features(
     unfold_limit: int = 512 * 1024**2,
     workers: int | None = None,
     device: str | None = None,
+    chunk_budget: int = 1024**3,
 ) -> list[dict]:
     """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, o)``.
 
@@ -140,7 +141,8 @@ def rank_features(
 
     ``Q`` for a chunk of features is one matrix product: with the ``(o, d^2)``
     unfolding of B when it fits in ``unfold_limit`` bytes (``Q = E_chunk B_flat``),
-    else from the factored form (``W^T diag(P^T e_a) V`` batched). On the CPU the
+    else from the factored form (``W^T diag(P^T e_a) V`` batched, chunks capped so the
+    products in flight stay under ``chunk_budget`` bytes). On the CPU the
     chunks run on ``workers`` threads (default: every available core), each with
     single-threaded BLAS/LAPACK, which release the GIL: many small independent
     eigenproblems scale across cores far better than threading inside one 128x128
@@ -149,11 +151,19 @@ def rank_features(
     """
     features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
     E = enc[features]
-    use_unfolding = E.shape[1] * layer.d * layer.d * layer.W.itemsize <= unfold_limit
+    size = layer.W.itemsize
+    use_unfolding = E.shape[1] * layer.d * layer.d * size <= unfold_limit
+    chunk = chunk or (32 if device is None else 256)
+    if not use_unfolding:
+        # The factored form holds a (chunk, d, h) product per chunk in flight: cap it so
+        # layers with thousands of dimensions stream instead of exhausting memory.
+        workers = workers or available_cores()
+        in_flight = (2 * workers if device is None else 1) * layer.d * layer.h * size
+        chunk = max(1, min(chunk, chunk_budget // in_flight))
     if device is None:
-        spectra = _cpu_chunk_spectra(layer, E, chunk or 32, use_unfolding, workers)
+        spectra = _cpu_chunk_spectra(layer, E, chunk, use_unfolding, workers)
     else:
-        spectra = _torch_chunk_spectra(layer, E, chunk or 256, use_unfolding, device)
+        spectra = _torch_chunk_spectra(layer, E, chunk, use_unfolding, device)
     rows = []
     for start, lam in spectra:
         st = spectra_stats(lam, k)

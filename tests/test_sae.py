@@ -171,6 +171,8 @@ def test_rank_features_factored_path_equals_unfolding(device):
     enc = r.standard_normal((23, 5))
     a = rank_features(layer, enc, k=3, chunk=4)
     b = rank_features(layer, enc, k=3, chunk=4, unfold_limit=0, device=device)
+    # a memory budget below one feature's product still streams, one feature at a time
+    assert rank_features(layer, enc, k=3, unfold_limit=0, chunk_budget=1, device=device) == b
     assert [x["feature"] for x in a] == [x["feature"] for x in b]
     for x, y in zip(a, b, strict=True):
         assert x["top_k_share"] == pytest.approx(y["top_k_share"], abs=1e-12)
