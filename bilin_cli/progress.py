@@ -23,3 +23,15 @@ def progress(description: str, total: int) -> Iterator[Callable[..., None]]:
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner with ``message`` while one long step runs; nothing unless stderr is a tty."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield

@@ -27,7 +27,7 @@ from bilin_cli.cli.options import (
 from bilin_cli.decompose import chain as chain_decompose
 from bilin_cli.decompose import decompose, spectra
 from bilin_cli.errors import BilinError
-from bilin_cli.progress import progress
+from bilin_cli.progress import progress, status
 from bilin_cli.render import emit
 from bilin_cli.summary import describe
 from bilin_cli.token_reading import NOTE as TOKENS_NOTE
@@ -207,11 +207,15 @@ def eig(
     if tokens is None:
         tokens = 5 if model.kind == "lm" and model.embed_key and chain is None else 0
     if chain is not None:
-        steps = chain_decompose(model, index, u, chain, top=k, basis=basis.value, dtype=dtype)
+        with status(f"decomposing layer {index} and the layers below"):
+            steps = chain_decompose(model, index, u, chain, top=k, basis=basis.value,
+                                    dtype=dtype)
         report = chain_report(steps, chain, model.warnings)
     else:
-        dec = decompose(model, index, u, top=k, basis=basis.value, dtype=dtype,
-                        method=method.value)
+        d = model.shapes[index].d
+        with status(f"eigendecomposing the {d}x{d} interaction matrix of layer {index}"):
+            dec = decompose(model, index, u, top=k, basis=basis.value, dtype=dtype,
+                            method=method.value)
         if tokens:
             dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
             dec.notes.append(TOKENS_NOTE)
