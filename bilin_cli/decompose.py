@@ -223,12 +223,19 @@ def chain(
         dec.top_share = float(np.abs(dec.eigenvalues).sum() / dec.sum_abs) if dec.sum_abs else 0.0
         steps.append(dec)
         notes = []
-        if model.kind == "lm":
-            notes.append(
-                "chained through the residual stream: attention and norms between layers are "
-                "ignored"
-            )
         info = {"kind": "chain", "from_layer": index, "eigenvector": j, "eigenvalue": lam_j}
+        if model.kind == "lm":
+            # Layer L reads g * x / rms(x) from the residual stream x, so v . input is
+            # (g * v) . x up to the positive 1/rms(x): g * v is the residual direction.
+            g = model.mlp_norm_gain(index, np.float64)
+            if g is not None:
+                v = g * v
+                info["norm_gain"] = True
+            notes.append(
+                "chained through the residual stream: attention between layers and the norms' "
+                "1/rms scale are ignored" + ("; each norm's gain is applied" if g is not None
+                                             else "")
+            )
         current = Direction(v.astype(dtype), info, notes)
     steps.append(decompose(model, 0, current, top=top, basis=basis, dtype=dtype))
     return steps

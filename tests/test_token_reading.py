@@ -106,3 +106,21 @@ def test_readme_reading_matches_the_shakespeare_sample(cli):
         left, right = text.split(" | ")
         assert left.split() == [token_text(e) for e in reading["positive"]]
         assert right.split() == [token_text(e) for e in reading["negative"]]
+
+
+def test_llama_chain_applies_the_mlp_norm_gain(cli, tmp_path):
+    """Chaining into layer 0 of a LLaMA model: the direction is g_1 * v (v from layer 1)."""
+    from conftest import reference_eigvals
+
+    path = tmp_path / "llama"
+    refs, unembed = write_llama(path, vocab=9, mlp_gain=True)
+    code, out, err = cli("eig", path, "--layer", "1", "--token", "4", "--chain", "1", "--all",
+                         "--json", "--float64")
+    assert code == 0, err
+    steps = json.loads(out)["steps"]
+    v = np.array(steps[0]["eigenvectors"][0])
+    g = load_file(str(path / "model.safetensors"))["model.layers.1.post_attention_layernorm.weight"]
+    assert steps[1]["direction"]["norm_gain"] is True
+    np.testing.assert_allclose(steps[1]["eigenvalues"],
+                               reference_eigvals(refs[0], g.astype(np.float64) * v), atol=1e-9)
+    assert any("gain is applied" in n for n in steps[1]["notes"])
