@@ -19,8 +19,8 @@ def torch_device(name: str) -> tuple[Any, Any]:
         raise BilinError(f"--device {name} needs torch: pip install 'bilin[torch]'") from None
     try:
         dev = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise BilinError(f"--device {name!r} is not a torch device ({exc})") from None
+    except (RuntimeError, ValueError):
+        raise BilinError(f"--device {name!r}: use cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BilinError(f"--device {name}: torch sees no CUDA device on this machine")
     if dev.type == "mps" and not torch.backends.mps.is_available():
