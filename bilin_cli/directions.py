@@ -7,6 +7,7 @@ hidden space for an inner layer of a stacked classifier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
-from bilin_cli.vocabulary import token_texts
+from bilin_cli.vocabulary import token_id, token_texts
 
 
 @dataclass
@@ -108,3 +109,28 @@ def from_sae_feature(model: BilinearModel, layer: int, sae, a: int, dtype: type)
     notes = ["x^T Q x is the encoder's dot product with the layer output; the feature's "
              "pre-activation adds the encoder bias and subtracts e_a . b_dec"]
     return Direction(sae.enc[a].astype(dtype), info, notes)
+
+
+def chosen(
+    model: BilinearModel,
+    layer: int,
+    dtype: type,
+    classes: Sequence[int] = (),
+    tokens: Sequence[int] = (),
+    token_strs: Sequence[str] = (),
+    sae: str | Path | None = None,
+    features: Sequence[int] = (),
+    files: Sequence[str | Path] = (),
+) -> list[Direction]:
+    """Every direction a command's options name, in that order: classes, tokens (ids, then
+    texts), SAE features, files."""
+    dirs = [from_class(model, layer, c, dtype) for c in classes]
+    ids = [*tokens, *(token_id(model, text) for text in token_strs)]
+    dirs += [from_token(model, layer, t, dtype) for t in ids]
+    if sae is not None:
+        from bilin_cli.sae import load_sae
+
+        out_sae = load_sae(sae, dtype)
+        dirs += [from_sae_feature(model, layer, out_sae, a, dtype) for a in features]
+    dirs += [from_file(model, layer, p, dtype) for p in files]
+    return dirs

@@ -10,7 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli import directions, vocabulary
+from bilin_cli import directions
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -66,6 +66,11 @@ def info(
     fmt_ = output_settings(json_, fmt, output, force)
     checkpoint, model = load(ckpt, map_file)
     emit(info_report(describe(checkpoint, model)), fmt_, output, force)
+
+
+def _given(value: object) -> tuple:
+    """A single option's value as the sequence directions.chosen takes (empty when unset)."""
+    return () if value is None else (value,)
 
 
 def eig(
@@ -184,18 +189,10 @@ def eig(
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    if class_ is not None:
-        u = directions.from_class(model, index, class_, dtype)
-    elif token is not None:
-        u = directions.from_token(model, index, token, dtype)
-    elif token_str is not None:
-        u = directions.from_token(model, index, vocabulary.token_id(model, token_str), dtype)
-    elif sae is not None:
-        from bilin_cli.sae import load_sae
-
-        u = directions.from_sae_feature(model, index, load_sae(sae, dtype), feature, dtype)
-    else:
-        u = directions.from_file(model, index, direction, dtype)
+    [u] = directions.chosen(
+        model, index, dtype, classes=_given(class_), tokens=_given(token),
+        token_strs=_given(token_str), sae=sae, features=_given(feature), files=_given(direction),
+    )
     k = None if all_ else top
     if tokens is not None and tokens < 0:
         raise BilinError(f"--tokens must be 0 or positive, got {tokens}")
@@ -275,7 +272,7 @@ def spectrum(
 ) -> None:
     """Spectra of many output directions: extremes, effective rank, K for 50/90/99%.
 
-    Without --class/--token/--direction a classifier shows every class.
+    Without a direction option a classifier shows every class.
 
     Examples:
 
@@ -295,15 +292,9 @@ def spectrum(
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    dirs = [directions.from_class(model, index, c, dtype) for c in class_ or []]
-    token_ids = [*(token or []), *(vocabulary.token_id(model, s) for s in token_str or [])]
-    dirs += [directions.from_token(model, index, t, dtype) for t in token_ids]
-    if sae is not None:
-        from bilin_cli.sae import load_sae
-
-        out_sae = load_sae(sae, dtype)
-        dirs += [directions.from_sae_feature(model, index, out_sae, f, dtype) for f in feature]
-    dirs += [directions.from_file(model, index, p, dtype) for p in direction or []]
+    dirs = directions.chosen(model, index, dtype, classes=class_ or (), tokens=token or (),
+                             token_strs=token_str or (), sae=sae, features=feature or (),
+                             files=direction or ())
     if not dirs:
         if model.kind == "lm" or model.head_key is None:
             raise BilinError("choose directions with --token T, --token-str S, --sae DIR "
