@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from bilin_cli.features import available_cores, rank_features
+from bilin_cli.accel import available_cores
+from bilin_cli.features import rank_features
 from bilin_cli.layouts import recognise
 from bilin_cli.loading import open_checkpoint
 from bilin_cli.sae import load_sae

@@ -1,11 +1,12 @@
-"""Choosing a torch device for the heavy linear algebra (``--device cuda``).
+"""Where the heavy linear algebra runs: the CPU cores bilin may use, or a torch device.
 
-torch is imported here only, and only when a device is asked for: everything runs
-on NumPy without it.
+torch is imported here only when a device is asked for (``--device cuda``):
+everything runs on NumPy without it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bilin_cli.errors import BilinError
@@ -28,3 +29,11 @@ def torch_device(name: str) -> tuple[Any, Any]:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise BilinError(f"--device {name}: use cpu, cuda, cuda:N or mps")
     return torch, dev
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -19,7 +18,7 @@ from itertools import islice
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bilin_cli.accel import torch_device
+from bilin_cli.accel import available_cores, torch_device
 from bilin_cli.model import BilinearLayer
 from bilin_cli.spectra import eigh_sorted
 
@@ -112,14 +111,6 @@ def spectra_stats(lam: np.ndarray, k: int) -> dict[str, np.ndarray]:
         "sum_abs_eigenvalues": total,
         "top_eigenvalues": top,
     }
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no affinity mask
-        return os.cpu_count() or 1
 
 
 def rank_features(
