@@ -66,6 +66,9 @@ def main() -> None:
     cores = available_cores()
     rows, t_fast = best_of(args.repeat, lambda: rank_features(layer, enc, args.k))
     _, t_one = best_of(args.repeat, lambda: rank_features(layer, enc, args.k, workers=1))
+    layer32 = recognise(open_checkpoint(args.ckpt)).layer(args.layer, np.float32)
+    enc32 = load_sae(sae_path, np.float32).enc
+    rows32, t_32 = best_of(args.repeat, lambda: rank_features(layer32, enc32, args.k))
     ref, t_slow = best_of(args.repeat, lambda: naive(layer, enc, args.k))
     if args.device:
         rank_features(layer, enc, args.k, device=args.device)  # warm-up: context, kernels
@@ -79,6 +82,9 @@ def main() -> None:
     print(f"  naive  {t_slow:8.3f} s   (full B tensor, per-feature einsum + eigvalsh)")
     print(f"  ratio  {t_slow / t_fast:8.1f}x faster")
     print(f"  bilin on 1 core {t_one:.3f} s: {t_slow / t_one:.1f}x")
+    err_32 = max(abs(r["top_k_share"] - ref[r["feature"]][0]) for r in rows32)
+    print(f"  bilin in float32 (the CLI's default) {t_32:.3f} s: {t_slow / t_32:.1f}x "
+          f"(max |top-{args.k} share difference| {err_32:.1e})")
     if args.device:
         err_dev = max(abs(r["top_k_share"] - ref[r["feature"]][0]) for r in rows_dev)
         print(f"  bilin --device {args.device} {t_dev:.3f} s: {t_slow / t_dev:.1f}x "
