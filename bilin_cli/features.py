@@ -124,11 +124,13 @@ def rank_features(
     workers: int | None = None,
     device: str | None = None,
     chunk_budget: int = 1024**3,
+    sort_by: str = "top_k_share",
 ) -> list[dict]:
     """Low-rankness of ``Q(e_a)`` for output-SAE encoder rows ``enc : (f, o)``.
 
     Per feature: ``top_k_share`` = share of ``sum|lambda|`` in the ``k`` largest
-    ``|lambda|``, ``effective_rank`` = ``(sum|lambda|)^2 / sum lambda^2``.
+    ``|lambda|``, ``effective_rank`` = ``(sum|lambda|)^2 / sum lambda^2``; most
+    low-rank first (``sort_by``: largest ``top_k_share`` or smallest ``effective_rank``).
 
     ``Q`` for a chunk of features is one matrix product: with the ``(o, d^2)``
     unfolding of B when it fits in ``unfold_limit`` bytes (``Q = E_chunk B_flat``),
@@ -168,7 +170,10 @@ def rank_features(
             })
         if advance:
             advance(len(lam))
-    rows.sort(key=lambda r: -r["top_k_share"])
+    if sort_by == "effective_rank":
+        rows.sort(key=lambda r: r["effective_rank"])
+    else:
+        rows.sort(key=lambda r: -r["top_k_share"])
     return rows
 
 

@@ -249,7 +249,8 @@ def interact_report(doc: dict) -> Report:
 
 def rank_features_report(doc: dict) -> Report:
     summary = [("layer", str(doc["layer"])), ("output SAE", doc["sae_out"]),
-               ("features ranked", str(doc["features_ranked"])), ("k", str(doc["k"]))]
+               ("features ranked", str(doc["features_ranked"])), ("k", str(doc["k"])),
+               ("sorted by", doc["sorted_by"].replace("_", " "))]
     rows = [[r["feature"], r["top_k_share"], r["effective_rank"], r["sum_abs_eigenvalues"],
              " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"])] for r in doc["features"]]
     return Report("bilin rank-features", doc, summary,

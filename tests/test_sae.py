@@ -109,6 +109,11 @@ def test_rank_features_equal_naive(cli, tmp_path, lm, fmt):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["features_ranked"] == 30 and doc["features"] == rows[:3]
+    code, out, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
+                         "--sort", "effective_rank", "--json", "--float64")
+    assert code == 0, err
+    by_rank = json.loads(out)["features"]
+    assert [r["effective_rank"] for r in by_rank] == sorted(r["effective_rank"] for r in rows)
     for flag in ("--top", "--threads", "--limit", "--k"):
         code, _, err = cli("rank-features", path, "--layer", "2", "--sae-out", tmp_path / "out",
                            flag, "0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,12 @@ from bilin_cli.render import emit
 from bilin_cli.sae import load_sae
 from bilin_cli.spectra import effective_rank, eigenvalues
 from bilin_cli.views import interact_report, rank_features_report
+
+
+class SortBy(str, Enum):
+    share = "top_k_share"
+    rank = "effective_rank"
+
 
 SaeOutOpt = Annotated[
     Path,
@@ -117,6 +124,10 @@ def rank_features_cmd(
         typer.Option("--threads", help="Worker threads [default: every available core].",
                      show_default=False),
     ] = None,
+    sort: Annotated[
+        SortBy, typer.Option("--sort", help="Most low-rank first by the top-k share (largest "
+                             "first) or by the effective rank (smallest first).")
+    ] = SortBy.share,
     device: Annotated[
         str | None,
         typer.Option("--device", help="Run Q and its eigenvalues on a torch device (cuda, "
@@ -141,7 +152,7 @@ def rank_features_cmd(
 
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10
 
-        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50
+        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50 --sort effective_rank
 
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
     """
@@ -164,8 +175,9 @@ def rank_features_cmd(
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     with progress("ranking features", len(features)) as advance:
         rows = rank_features(L, s_out.enc, k, features, workers=threads, device=device,
-                             advance=advance)
-    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "features_ranked": len(rows),
+                             advance=advance, sort_by=sort.value)
+    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "sorted_by": sort.value,
+           "features_ranked": len(rows),
            "features": rows[:top]}
     emit(rank_features_report(doc), fmt_, output, force)
 
