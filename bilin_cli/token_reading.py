@@ -21,25 +21,32 @@ NOTE = ("tokens: direct path from the embedding (x_t = g * e_t / rms(e_t); atten
         "earlier layers left out): v . x_t > 0 left of the bar, < 0 right, largest first")
 
 
-def direct_path_inputs(model: BilinearModel, layer: int, dtype: type = np.float64) -> np.ndarray:
-    """``X : (vocab, d)``, row ``t`` = the MLP input ``x_t`` of token ``t`` alone."""
+def token_scores(model: BilinearModel, layer: int, vecs: np.ndarray,
+                 block: int = 4096) -> np.ndarray:
+    """``S : (vocab, k)`` with ``S[t, i] = v_i . x_t``, ``x_t`` the MLP input of token ``t``
+    alone; ``vecs : (k, d)``. The embedding is read in float32 and ``block`` rows at a time
+    in float64, so a 128k-token vocabulary never exists as a float64 copy."""
     if model.kind != "lm" or model.embed_key is None:
         raise BilinError("reading eigenvectors as tokens needs a language model with an "
                          "embedding")
-    E = model.embed(dtype)
-    rms = np.sqrt(np.mean(E**2, axis=1, keepdims=True))
-    X = E / np.where(rms > 0, rms, 1.0)
-    g = model.mlp_norm_gain(layer, dtype)
-    return X if g is None else X * g
+    E = model.embed(np.float32)  # (vocab, d); a memory map where the file stores float32
+    g = model.mlp_norm_gain(layer, np.float64)
+    Vt = np.asarray(vecs, dtype=np.float64).T  # (d, k)
+    gVt = Vt if g is None else g[:, None] * Vt  # (g * x) . v = x . (g * v)
+    S = np.empty((E.shape[0], Vt.shape[1]))
+    for start in range(0, E.shape[0], block):
+        X = np.asarray(E[start : start + block], dtype=np.float64)
+        rms = np.sqrt(np.mean(X**2, axis=1, keepdims=True))
+        S[start : start + block] = (X / np.where(rms > 0, rms, 1.0)) @ gVt
+    return S
 
 
 def read_as_tokens(model: BilinearModel, layer: int, vecs: np.ndarray, n: int) -> list[dict]:
     """For each row ``v`` of ``vecs : (k, d)``: the ``n`` tokens of largest ``v . x_t``
     and the ``n`` most negative, as ``{"positive": [...], "negative": [...]}`` with
     entries ``{"token": id, "text": str | None, "value": v . x_t}``."""
-    X = direct_path_inputs(model, layer)
-    S = X @ np.asarray(vecs, dtype=np.float64).T  # (vocab, k): s_t for every eigenvector
-    n = min(n, X.shape[0])
+    S = token_scores(model, layer, vecs)  # (vocab, k): s_t for every eigenvector
+    n = min(n, S.shape[0])
     sides = []
     for s in S.T:
         order = np.argsort(-s, kind="stable")

@@ -124,3 +124,16 @@ def test_llama_chain_applies_the_mlp_norm_gain(cli, tmp_path):
     np.testing.assert_allclose(steps[1]["eigenvalues"],
                                reference_eigvals(refs[0], g.astype(np.float64) * v), atol=1e-9)
     assert any("gain is applied" in n for n in steps[1]["notes"])
+
+
+def test_token_scores_do_not_depend_on_the_block_size(tmp_path):
+    from bilin_cli.layouts import recognise
+    from bilin_cli.loading import open_checkpoint
+    from bilin_cli.token_reading import token_scores
+
+    write_llama(tmp_path / "llama", vocab=23, mlp_gain=True)
+    model = recognise(open_checkpoint(tmp_path / "llama"))
+    vecs = np.random.default_rng(0).standard_normal((3, 8))
+    whole = token_scores(model, 1, vecs)
+    assert whole.shape == (23, 3)
+    np.testing.assert_allclose(token_scores(model, 1, vecs, block=4), whole, rtol=1e-12)
