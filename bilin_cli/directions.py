@@ -53,7 +53,7 @@ def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Directi
             f"layer, or give --direction FILE.npy with {model.shapes[layer].o} entries"
         )
     info["path"] = "direct"
-    u = model.head(dtype)[c].copy()
+    u = model.head(dtype, slice(c, c + 1))[0].copy()
     return Direction(u, info, ["direct path only: the head row, ignoring later layers"])
 
 
@@ -68,7 +68,7 @@ def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Directi
     text = token_texts(model, [t])[t]
     if text is not None:
         info["string"] = text
-    u = model.head(dtype)[t].copy()
+    u = model.head(dtype, slice(t, t + 1))[0].copy()
     return Direction(
         u, info, ["direct path: the unembedding row, ignoring the final norm and later layers"]
     )

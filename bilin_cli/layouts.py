@@ -112,8 +112,8 @@ def _make_loader(ckpt: Checkpoint, layers: list[LayerKeys]):
         b_p = ckpt.get(lk.p_bias, dtype) if lk.p_bias else None
         return BilinearLayer(W, V, P, b_w, b_v, b_p)
 
-    def load_tensor(key: str, dtype: type) -> np.ndarray:
-        return ckpt.get(key, dtype)
+    def load_tensor(key: str, dtype: type, rows: slice | None = None) -> np.ndarray:
+        return ckpt.get(key, dtype, rows)
 
     return load_layer, load_tensor
 

@@ -56,14 +56,18 @@ class Checkpoint:
     tensors: dict[str, TensorInfo]
     config: dict
     files: list[Path]
-    _read: Callable[[str], np.ndarray] = field(repr=False)
+    _read: Callable[[str, slice | None], np.ndarray] = field(repr=False)
     container: str = "safetensors"
 
-    def get(self, key: str, dtype: np.dtype | type = np.float32) -> np.ndarray:
-        """Tensor ``key`` as a float array of ``dtype`` (never half precision)."""
+    def get(self, key: str, dtype: np.dtype | type = np.float32,
+            rows: slice | None = None) -> np.ndarray:
+        """Tensor ``key`` (only ``rows`` of it, if given) as a float array of ``dtype``.
+
+        Rows are cut before any conversion, so one row of a bf16 unembedding costs one
+        row, not the whole matrix widened to float."""
         if key not in self.tensors:
             raise BilinError(f"{self.path}: no tensor named {key!r}")
-        return np.asarray(self._read(key)).astype(dtype, copy=False)
+        return np.asarray(self._read(key, rows)).astype(dtype, copy=False)
 
     @property
     def file_size(self) -> int:
@@ -138,7 +142,7 @@ def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[st
     infos, entries, data_start = _parse_safetensors_header(path)
     mm: list[np.memmap] = []
 
-    def read(key: str) -> np.ndarray:
+    def read(key: str, rows: slice | None = None) -> np.ndarray:
         if not mm:
             if os.path.getsize(path) == data_start:
                 mm.append(np.zeros(0, np.uint8))
@@ -146,6 +150,8 @@ def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[st
                 mm.append(np.memmap(path, dtype=np.uint8, mode="r", offset=data_start))
         dtype, shape, begin, end = entries[key]
         arr = mm[0][begin:end].view(_ST_DTYPES[dtype]).reshape(shape)
+        if rows is not None:
+            arr = arr[rows]
         if dtype == "BF16":
             return _bf16_to_f32(arr)
         if dtype == "F16":
@@ -214,8 +220,10 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[str], np
         k: TensorInfo(tuple(v.shape), spelled.get(v.dtype, str(v.dtype))) for k, v in sd.items()
     }
 
-    def read(key: str) -> np.ndarray:
+    def read(key: str, rows: slice | None = None) -> np.ndarray:
         t = sd[key].detach()
+        if rows is not None:
+            t = t[rows]
         if t.dtype in (torch.bfloat16, torch.float16):
             t = t.float()
         return t.numpy()
@@ -263,8 +271,8 @@ def _open_sharded(index_path: Path) -> tuple[dict, Callable[[str], np.ndarray], 
         infos[key] = shard_infos[key]
         owner[key] = name
 
-    def read(key: str) -> np.ndarray:
-        return shards[owner[key]][1](key)
+    def read(key: str, rows: slice | None = None) -> np.ndarray:
+        return shards[owner[key]][1](key, rows)
 
     files = [index_path] + [index_path.parent / n for n in shards]
     return infos, read, files

@@ -86,7 +86,7 @@ class BilinearModel:
     kind: str
     shapes: list[LayerShape]
     _load_layer: Callable[[int, type], BilinearLayer] = field(repr=False)
-    _load_tensor: Callable[[str, type], np.ndarray | None] = field(repr=False)
+    _load_tensor: Callable[..., np.ndarray | None] = field(repr=False)
     residual: bool = False
     output_names: list[str] | None = None
     input_shape: tuple[int, ...] | None = None
@@ -107,9 +107,10 @@ class BilinearModel:
     def layer(self, index: int, dtype: type = np.float32) -> BilinearLayer:
         return self._load_layer(self.resolve_layer(index), dtype)
 
-    def embed(self, dtype: type = np.float32) -> np.ndarray | None:
-        """``E : (d, n_in)`` or None."""
-        return self._load_tensor(self.embed_key, dtype) if self.embed_key else None
+    def embed(self, dtype: type = np.float32, rows: slice | None = None) -> np.ndarray | None:
+        """``E : (d, n_in)`` (a classifier) or ``(vocab, d)`` (an LM), or None; only ``rows``
+        of it if given."""
+        return self._load_tensor(self.embed_key, dtype, rows) if self.embed_key else None
 
     def mlp_norm_gain(self, index: int, dtype: type = np.float32) -> np.ndarray | None:
         """Gain ``(d,)`` of the RMS norm in front of layer ``index``'s MLP, or None."""
@@ -117,9 +118,10 @@ class BilinearModel:
         key = keys[self.resolve_layer(index)] if keys else None
         return self._load_tensor(key, dtype) if key else None
 
-    def head(self, dtype: type = np.float32) -> np.ndarray | None:
-        """Classifier head ``(n_classes, d_last)`` or unembedding ``(vocab, d_model)``."""
-        return self._load_tensor(self.head_key, dtype) if self.head_key else None
+    def head(self, dtype: type = np.float32, rows: slice | None = None) -> np.ndarray | None:
+        """Classifier head ``(n_classes, d_last)`` or unembedding ``(vocab, d_model)``; only
+        ``rows`` of it if given."""
+        return self._load_tensor(self.head_key, dtype, rows) if self.head_key else None
 
     def resolve_layer(self, index: int | None) -> int:
         """Default: the only layer, or the last one; negative indices count from the end."""

@@ -24,18 +24,18 @@ NOTE = ("tokens: direct path from the embedding (x_t = g * e_t / rms(e_t); atten
 def token_scores(model: BilinearModel, layer: int, vecs: np.ndarray,
                  block: int = 4096) -> np.ndarray:
     """``S : (vocab, k)`` with ``S[t, i] = v_i . x_t``, ``x_t`` the MLP input of token ``t``
-    alone; ``vecs : (k, d)``. The embedding is read in float32 and ``block`` rows at a time
-    in float64, so a 128k-token vocabulary never exists as a float64 copy."""
+    alone; ``vecs : (k, d)``. The embedding is read ``block`` rows at a time, so a 128k-token
+    vocabulary is never widened to float64 (or bf16 to float32) all at once."""
     if model.kind != "lm" or model.embed_key is None:
         raise BilinError("reading eigenvectors as tokens needs a language model with an "
                          "embedding")
-    E = model.embed(np.float32)  # (vocab, d); a memory map where the file stores float32
     g = model.mlp_norm_gain(layer, np.float64)
     Vt = np.asarray(vecs, dtype=np.float64).T  # (d, k)
     gVt = Vt if g is None else g[:, None] * Vt  # (g * x) . v = x . (g * v)
-    S = np.empty((E.shape[0], Vt.shape[1]))
-    for start in range(0, E.shape[0], block):
-        X = np.asarray(E[start : start + block], dtype=np.float64)
+    n_vocab = model.embed_shape[0]
+    S = np.empty((n_vocab, Vt.shape[1]))
+    for start in range(0, n_vocab, block):
+        X = model.embed(np.float64, slice(start, start + block))
         rms = np.sqrt(np.mean(X**2, axis=1, keepdims=True))
         S[start : start + block] = (X / np.where(rms > 0, rms, 1.0)) @ gVt
     return S

@@ -8,6 +8,7 @@ import sys
 import tracemalloc
 
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from bilin_cli.decompose import decompose
@@ -59,7 +60,7 @@ def test_info_reads_no_tensor_data(tmp_path, monkeypatch):
     ckpt = open_checkpoint(tmp_path / "m")
     calls = []
     real = ckpt._read
-    ckpt._read = lambda key: calls.append(key) or real(key)
+    ckpt._read = lambda key, rows=None: calls.append(key) or real(key, rows)
     model = recognise(ckpt)
     from bilin_cli.summary import describe
 
@@ -67,3 +68,32 @@ def test_info_reads_no_tensor_data(tmp_path, monkeypatch):
     assert calls == []
     model.layer(0)
     assert sorted(calls) == ["blocks.0.weight", "head.weight"]
+
+
+def test_a_token_direction_reads_one_row_of_a_bf16_unembedding(tmp_path):
+    """--token T widens one row of a bf16 lm_head, not the whole matrix."""
+    from conftest import write_transformer
+
+    from bilin_cli import directions
+
+    _, unembed = write_transformer(tmp_path / "lm", vocab=11, bf16=True)
+    model = recognise(open_checkpoint(tmp_path / "lm"))
+    seen = []
+    real = model._load_tensor
+    model._load_tensor = lambda key, dtype, rows=None: seen.append(rows) or real(key, dtype, rows)
+    u = directions.from_token(model, 1, 7, np.float64)
+    np.testing.assert_array_equal(u.u, unembed[7])
+    assert seen == [slice(7, 8)]
+
+
+@pytest.mark.parametrize("kind", ["f32", "bf16", "sharded", "pt"])
+def test_row_reads_equal_slices_of_the_whole(tmp_path, kind):
+    from conftest import write_llama, write_transformer
+
+    if kind == "pt":
+        write_llama(tmp_path / "m", vocab=13, as_bin=True)
+    else:
+        write_transformer(tmp_path / "m", vocab=13, bf16=kind == "bf16", sharded=kind == "sharded")
+    ckpt = open_checkpoint(tmp_path / "m")
+    whole = ckpt.get("lm_head.weight", np.float64)
+    np.testing.assert_array_equal(ckpt.get("lm_head.weight", np.float64, slice(3, 9)), whole[3:9])
