@@ -86,6 +86,21 @@ def input_basis_available(model: BilinearModel, layer: int) -> bool:
     return model.embed_key is not None and model.kind != "lm" and layer == 0
 
 
+def resolve_basis(model: BilinearModel, layer: int, basis: str) -> str:
+    """``"auto"`` becomes ``"input"`` where the layer reads ``E x``, else ``"hidden"``;
+    an explicit ``"input"`` where it cannot be had is a user error."""
+    has_input = input_basis_available(model, layer)
+    if basis == "auto":
+        return "input" if has_input else "hidden"
+    if basis == "input" and not has_input:
+        what = "has no embedding" if model.embed_key is None else f"layer {layer} does not read E x"
+        raise BilinError(
+            f"--basis input needs an embedding right before the layer; this model {what}: "
+            "use --basis hidden"
+        )
+    return basis
+
+
 def decompose(
     model: BilinearModel,
     layer: int,
@@ -105,15 +120,7 @@ def decompose(
     """
     if top is not None and top < 1:
         raise BilinError(f"--top must be a positive integer, got {top}")
-    has_input = input_basis_available(model, layer)
-    if basis == "auto":
-        basis = "input" if has_input else "hidden"
-    elif basis == "input" and not has_input:
-        what = "has no embedding" if model.embed_key is None else f"layer {layer} does not read E x"
-        raise BilinError(
-            f"--basis input needs an embedding right before the layer; this model {what}: "
-            "use --basis hidden"
-        )
+    basis = resolve_basis(model, layer, basis)
     L = model.layer(layer, dtype)
     d = L.d
     k = d if top is None else min(top, d)

@@ -223,21 +223,13 @@ def hosvd(
     ``components=None`` keeps every component with a nonzero singular value.
     ``basis`` as in :func:`bilin_cli.decompose.decompose`.
     """
-    from bilin_cli.decompose import input_basis_available
+    from bilin_cli.decompose import resolve_basis
 
     if components is not None and components < 1:
         raise BilinError(f"--components must be a positive integer, got {components}")
     if top < 1:
         raise BilinError(f"--top must be a positive integer, got {top}")
-    has_input = input_basis_available(model, layer)
-    if basis == "auto":
-        basis = "input" if has_input else "hidden"
-    elif basis == "input" and not has_input:
-        what = "has no embedding" if model.embed_key is None else f"layer {layer} does not read E x"
-        raise BilinError(
-            f"--basis input needs an embedding right before the layer; this model {what}: "
-            "use --basis hidden"
-        )
+    basis = resolve_basis(model, layer, basis)
     shape = model.shapes[layer]
     method = choose_method(shape, method)
     needed = estimate_bytes(shape, method)
