@@ -147,10 +147,10 @@ def rank_features(
     size = layer.W.itemsize
     use_unfolding = E.shape[1] * layer.d * layer.d * size <= unfold_limit
     chunk = chunk or (32 if device is None else 256)
+    workers = workers or available_cores()
     if not use_unfolding:
         # The factored form holds a (chunk, d, h) product per chunk in flight: cap it so
         # layers with thousands of dimensions stream instead of exhausting memory.
-        workers = workers or available_cores()
         in_flight = (2 * workers if device is None else 1) * layer.d * layer.h * size
         chunk = max(1, min(chunk, chunk_budget // in_flight))
     if device is None:
@@ -178,7 +178,7 @@ def rank_features(
 
 
 def _cpu_chunk_spectra(
-    layer: BilinearLayer, E: np.ndarray, chunk: int, use_unfolding: bool, workers: int | None
+    layer: BilinearLayer, E: np.ndarray, chunk: int, use_unfolding: bool, workers: int
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, eigenvalues of Q for E[start:start+chunk])`` in order, on a thread pool."""
     from concurrent.futures import ThreadPoolExecutor
@@ -198,7 +198,6 @@ def _cpu_chunk_spectra(
             Q = 0.5 * (A + A.transpose(0, 2, 1))
         return np.linalg.eigvalsh(Q)
 
-    workers = workers or available_cores()
     starts = iter(range(0, E.shape[0], chunk))
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         # A sliding window of submitted chunks keeps memory at O(workers * chunk * d^2).
