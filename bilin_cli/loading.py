@@ -1,16 +1,21 @@
 """Reading tensors from checkpoint containers, lazily and without torch where possible.
 
-Containers: a ``.safetensors`` file (memory-mapped, parsed here so that bf16/f16
-need no torch), a Hugging Face style directory (``model.safetensors`` or a sharded
-``model.safetensors.index.json``, plus ``config.json``), and PyTorch ``.pt``/``.bin``
-state dicts, read with ``torch.load(weights_only=True)`` only.
+Containers: a ``.safetensors`` file (parsed and memory-mapped by the ``safetensors``
+package itself; ``ml_dtypes`` gives numpy a bfloat16, so bf16 needs no torch), a
+Hugging Face style directory (``model.safetensors``, a sharded
+``model.safetensors.index.json`` or ``pytorch_model.bin.index.json``, plus
+``config.json``), and PyTorch ``.pt``/``.pth``/``.bin``/``.ckpt`` files, read with
+``torch.load(weights_only=True)`` only. A training checkpoint that wraps the state
+dict (``{"epoch": 9, "model_state_dict": {...}}``, DataParallel's ``module.``
+prefix) is unwrapped; its other entries are kept as :attr:`Checkpoint.extras`.
+
+Every tensor a command reads is checked for NaN and infinity on the way in
+(:meth:`Checkpoint.get`), so no bad weight ever reaches the math.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +23,22 @@ from pathlib import Path
 import numpy as np
 
 from bilin_cli.errors import BilinError
+from bilin_cli.files import parse_json, read_json, regular_file
+from bilin_cli.printable import printable
 
-# safetensors dtype -> (numpy storage dtype, bytes per element)
-_ST_DTYPES: dict[str, str] = {
-    "F64": "<f8",
-    "F32": "<f4",
-    "F16": "<f2",
-    "BF16": "<u2",  # stored as raw 16-bit words, widened to float32 on read
-    "I64": "<i8",
-    "I32": "<i4",
-    "I16": "<i2",
-    "I8": "i1",
-    "U8": "u1",
-    "BOOL": "?",
-}
-_TORCH_SUFFIXES = {".pt", ".pth", ".bin"}
-_MAX_HEADER = 100 * 1024 * 1024
+# The safetensors dtypes bilin computes with (integers and bools are widened like floats).
+READABLE_DTYPES = frozenset(
+    {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+)
+_TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+_WEIGHT_SUFFIXES = {".safetensors", *_TORCH_SUFFIXES}
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors package's own limit
+
+# Keys under which training scripts store the model's state dict, most specific first.
+_WRAPPER_KEYS = ("model_state_dict", "state_dict", "model", "module", "net", "network",
+                 "model_state", "weights", "params", "ema_state_dict", "ema")
+# Prefixes that wrappers add to every key (DataParallel / DDP, torch.compile).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,10 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
 
 
 @dataclass
@@ -58,167 +66,286 @@ class Checkpoint:
     files: list[Path]
     _read: Callable[[str, slice | None], np.ndarray] = field(repr=False)
     container: str = "safetensors"
+    # Non-tensor entries of a training checkpoint (epoch, accuracy, ...), as short text.
+    extras: dict[str, str] = field(default_factory=dict)
+    # How the state dict was found inside a wrapper ("model_state_dict", "module. prefix").
+    unwrapped: list[str] = field(default_factory=list)
 
     def get(self, key: str, dtype: np.dtype | type = np.float32,
             rows: slice | None = None) -> np.ndarray:
         """Tensor ``key`` (only ``rows`` of it, if given) as a float array of ``dtype``.
 
         Rows are cut before any conversion, so one row of a bf16 unembedding costs one
-        row, not the whole matrix widened to float."""
-        if key not in self.tensors:
-            raise BilinError(f"{self.path}: no tensor named {key!r}")
-        return np.asarray(self._read(key, rows)).astype(dtype, copy=False)
+        row, not the whole matrix widened to float. NaN or infinity in what is read is
+        an error that names the tensor and counts the entries."""
+        info = self.tensors.get(key)
+        if info is None:
+            raise BilinError(f"{printable(self.path)}: no tensor named {printable(key)!r}")
+        if info.dtype not in READABLE_DTYPES:
+            raise BilinError(
+                f"{printable(self.path)}: tensor {printable(key)!r} has dtype {info.dtype}, "
+                "which bilin does not compute with; convert it to float32, float16 or bfloat16"
+            )
+        if rows is not None:
+            start, stop, _ = rows.indices(info.shape[0] if info.shape else 0)
+            rows = slice(start, max(start, stop))
+        try:
+            raw = self._read(key, rows)
+            arr = np.asarray(raw).astype(dtype, copy=False)
+        except BilinError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the readers raise many types on bad data
+            raise BilinError(
+                f"{printable(self.path)}: cannot read tensor {printable(key)!r} "
+                f"({printable(_first_line(exc))})"
+            ) from None
+        check_finite(arr, f"{printable(self.path)}: tensor {printable(key)!r}")
+        return arr
 
     @property
     def file_size(self) -> int:
         return sum(f.stat().st_size for f in self.files)
 
 
-def _bf16_to_f32(words: np.ndarray) -> np.ndarray:
-    # bf16 is the top half of an IEEE float32, so widening is a 16-bit shift.
-    return (words.astype(np.uint32) << 16).view(np.float32)
+def check_finite(arr: np.ndarray, what: str) -> None:
+    """Raise a BilinError naming ``what`` if ``arr`` holds NaN or infinity."""
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
+        return
+    # max and min propagate NaN and expose inf without allocating a mask the array's size.
+    if np.isfinite(arr.max()) and np.isfinite(arr.min()):
+        return
+    n_nan = int(np.count_nonzero(np.isnan(arr)))
+    n_inf = int(np.count_nonzero(np.isinf(arr)))
+    parts = [f"{n} {name}" for n, name in ((n_nan, "NaN"), (n_inf, "infinite")) if n]
+    raise BilinError(
+        f"{what} has {' and '.join(parts)} entries (of {arr.size}); bilin refuses to "
+        "decompose non-finite weights: retrain or repair the checkpoint"
+    )
 
 
-def _parse_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict, int]:
-    """Return (tensor infos, raw header entries, byte offset of the data region)."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_header(path: Path) -> dict:
+    """Pre-read a safetensors header: length, bounded JSON, duplicate keys, ``__metadata__``.
+
+    The ``safetensors`` package validates offsets, dtypes and byte counts; it keeps the
+    last of two entries with the same name, which would silently pick one of them."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
-            raise BilinError(f"{path}: not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", head)
+            raise BilinError(f"{printable(path)}: not a safetensors file (too short)")
+        n = int.from_bytes(head, "little")
         if n == 0 or n > _MAX_HEADER or 8 + n > size:
             raise BilinError(
-                f"{path}: not a valid safetensors file (header length {n} does not fit "
-                f"a {size}-byte file); is it truncated or another format?"
+                f"{printable(path)}: not a valid safetensors file (header length {n} does not "
+                f"fit a {size}-byte file); is it truncated or another format?"
             )
         raw = fh.read(n)
+    dupes: list[str] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        seen: dict = {}
+        for k, v in items:
+            if k in seen:
+                dupes.append(k)
+            seen[k] = v
+        return seen
+
+    import json
+
+    from bilin_cli.files import MAX_JSON_DEPTH
+
     try:
-        header = json.loads(raw.decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError
+        header = json.loads(raw, object_pairs_hook=pairs)
+    except RecursionError:
+        raise BilinError(f"{printable(path)}: not a valid safetensors file (header JSON nested "
+                         f"more than {MAX_JSON_DEPTH} levels)") from None
     except (UnicodeDecodeError, ValueError):
-        raise BilinError(f"{path}: not a valid safetensors file (unreadable header)") from None
-    data_start = 8 + n
-    data_size = size - data_start
-    infos: dict[str, TensorInfo] = {}
-    entries: dict = {"__metadata__": header.get("__metadata__") or {}}
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            dtype, shape = entry["dtype"], tuple(int(s) for s in entry["shape"])
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise BilinError(f"{path}: corrupted safetensors header at tensor {key!r}") from None
-        if dtype not in _ST_DTYPES:
-            raise BilinError(f"{path}: tensor {key!r} has unsupported dtype {dtype}")
-        numel = int(np.prod(shape, dtype=np.int64))
-        if not (0 <= begin <= end <= data_size) or end - begin != numel * np.dtype(
-            _ST_DTYPES[dtype]
-        ).itemsize:
-            raise BilinError(
-                f"{path}: corrupted or truncated safetensors file (tensor {key!r} needs bytes "
-                f"{begin}..{end} of a {data_size}-byte data section)"
-            )
-        infos[key] = TensorInfo(shape, dtype)
-        entries[key] = (dtype, shape, begin, end)
-    return infos, entries, data_start
+        raise BilinError(f"{printable(path)}: not a valid safetensors file (unreadable header)"
+                         ) from None
+    if not isinstance(header, dict):
+        raise BilinError(f"{printable(path)}: not a valid safetensors file (the header is "
+                         "not a JSON object)")
+    if dupes:
+        raise BilinError(f"{printable(path)}: corrupted safetensors header: tensor "
+                         f"{printable(dupes[0])!r} is listed twice")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict)
+                                 and all(isinstance(v, str) for v in meta.values())):
+        raise BilinError(f"{printable(path)}: corrupted safetensors header: __metadata__ must "
+                         "map names to strings")
+    return meta or {}
 
 
-def embedded_config(path: Path) -> dict:
+def embedded_config(metadata: dict) -> dict:
     """A config that bilin stored in a safetensors file's metadata (``bilin_config``)."""
-    _, entries, _ = _parse_safetensors_header(path)
-    raw = entries["__metadata__"].get("bilin_config") if isinstance(
-        entries["__metadata__"], dict) else None
+    raw = metadata.get("bilin_config")
+    if not raw:
+        return {}
     try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
+        data = parse_json(raw, "bilin_config metadata")
+    except BilinError:
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[str], np.ndarray]]:
-    infos, entries, data_start = _parse_safetensors_header(path)
-    mm: list[np.memmap] = []
+def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict]:
+    regular_file(path, "checkpoint file")
+    metadata = _check_header(path)
+    import ml_dtypes  # noqa: F401 - registers bfloat16 with numpy for safetensors' numpy mode
+    from safetensors import safe_open
+
+    try:
+        handle = safe_open(str(path), framework="numpy")
+        infos = {}
+        for key in handle.keys():
+            view = handle.get_slice(key)
+            infos[key] = TensorInfo(tuple(int(s) for s in view.get_shape()), view.get_dtype())
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError
+        raise BilinError(
+            f"{printable(path)}: not a valid safetensors file, corrupted or truncated "
+            f"({printable(_first_line(exc).removeprefix('Error while deserializing header: '))})"
+        ) from None
 
     def read(key: str, rows: slice | None = None) -> np.ndarray:
-        if not mm:
-            if os.path.getsize(path) == data_start:
-                mm.append(np.zeros(0, np.uint8))
-            else:
-                mm.append(np.memmap(path, dtype=np.uint8, mode="r", offset=data_start))
-        dtype, shape, begin, end = entries[key]
-        arr = mm[0][begin:end].view(_ST_DTYPES[dtype]).reshape(shape)
-        if rows is not None:
-            arr = arr[rows]
-        if dtype == "BF16":
-            return _bf16_to_f32(arr)
-        if dtype == "F16":
-            return arr.astype(np.float32)
-        return arr
+        if rows is None:
+            return handle.get_tensor(key)
+        if rows.stop <= rows.start:
+            return np.zeros((0, *infos[key].shape[1:]), np.float32)
+        return handle.get_slice(key)[rows]
 
-    return infos, read
+    return infos, read, metadata
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BilinError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BilinError(f"{path}: expected a JSON object")
-    return data
+def _short(value: object) -> str:
+    """A one-line description of a non-tensor entry of a training checkpoint."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return printable(repr(value), 80)
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)}"
+    if isinstance(value, dict):
+        return f"dict of {len(value)}"
+    return type(value).__name__
 
 
-def _flatten_state_dict(obj, torch, prefix: str = "") -> dict:
-    """Flatten nested dicts of tensors; anything that is not a tensor is an error."""
-    out: dict = {}
-    if not isinstance(obj, dict):
-        raise BilinError(
-            f"expected a state dict (a dict of tensors), found {type(obj).__name__}"
-        )
+def _tensor_dict(obj, torch, prefix: str = "", depth: int = 0) -> tuple[dict, dict]:
+    """(tensors, other entries) of nested dicts, flattened with dotted names."""
+    tensors, other = {}, {}
+    if depth > 16:
+        other[prefix.rstrip(".")] = "nested too deeply"
+        return tensors, other
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten_state_dict(value, torch, name + "."))
+            t, o = _tensor_dict(value, torch, name + ".", depth + 1)
+            tensors.update(t)
+            other.update(o)
         elif isinstance(value, torch.Tensor):
-            out[name] = value
+            tensors[name] = value
         else:
+            other[name] = _short(value)
+    return tensors, other
+
+
+def _is_state_dict(obj, torch) -> bool:
+    """A non-empty dict whose leaves are all tensors under string names."""
+    if not isinstance(obj, dict) or not obj:
+        return False
+    return all(isinstance(k, str) and (isinstance(v, torch.Tensor) or _is_state_dict(v, torch))
+               for k, v in obj.items())
+
+
+def unwrap_state_dict(obj, torch) -> tuple[dict, dict, list[str]]:
+    """The model's state dict inside what ``torch.load`` returned.
+
+    Returns (tensors by name, the other entries as short text, how it was unwrapped).
+    A plain state dict is returned as it is; a training dict is searched for its one
+    tensor dict (``model_state_dict``, ``state_dict``, ``model``, ...), and a prefix
+    that every key shares (``module.``, ``_orig_mod.``) is stripped."""
+    if not isinstance(obj, dict):
+        raise BilinError(f"expected a state dict (a dict of tensors), found "
+                         f"{type(obj).__name__}; save the model's state_dict() with torch.save")
+    how: list[str] = []
+    if _is_state_dict(obj, torch):
+        tensors, other = _tensor_dict(obj, torch)
+    else:
+        candidates = [k for k, v in obj.items() if isinstance(k, str) and _is_state_dict(v, torch)
+                      and "optim" not in k.lower() and "sched" not in k.lower()]
+        named = [k for k in _WRAPPER_KEYS if k in candidates]
+        if named:
+            pick = named[0]
+        elif len(candidates) == 1:
+            pick = candidates[0]
+        elif candidates:
             raise BilinError(
-                f"holds a non-tensor entry {name!r} ({type(value).__name__}); save only "
-                "the model's state_dict() with torch.save"
+                "holds several tensor dicts (" + ", ".join(printable(c) for c in candidates[:6])
+                + "); save the model's state_dict() alone with torch.save"
             )
-    return out
+        else:
+            tensors, other = _tensor_dict(obj, torch)
+            if not tensors:
+                raise BilinError("holds no tensors; save the model's state_dict() with "
+                                 "torch.save")
+            pick = None
+        if pick is not None:
+            tensors, _ = _tensor_dict(obj[pick], torch)
+            other = {}
+            for key, value in obj.items():
+                if key == pick:
+                    continue
+                if isinstance(value, torch.Tensor) and value.numel() == 1:
+                    other[str(key)] = printable(repr(value.item()), 80)
+                else:
+                    other[str(key)] = _short(value)
+            how.append(f"state dict found under {printable(pick)!r}")
+    for prefix in _WRAPPER_PREFIXES:
+        if tensors and all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            how.append(f"{prefix!r} prefix removed")
+    return tensors, other, how
 
 
-def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[str], np.ndarray]]:
+_TORCH_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+}
+
+
+def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, list[str]]:
+    regular_file(path, "checkpoint file")
     try:
         import torch
     except ImportError:
         raise BilinError(
-            f"{path}: reading PyTorch state dicts needs torch; install it with "
+            f"{printable(path)}: reading PyTorch state dicts needs torch; install it with "
             "pip install 'bilin[torch]' or convert the file to .safetensors"
         ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BilinError(
-            f"{path}: cannot be read as a PyTorch state dict with weights_only=True ({first})"
+            f"{printable(path)}: cannot be read as a PyTorch state dict with weights_only=True "
+            f"({printable(_first_line(exc))})"
         ) from None
     try:
-        sd = _flatten_state_dict(obj, torch)
+        sd, extras, how = unwrap_state_dict(obj, torch)
     except BilinError as exc:
-        raise BilinError(f"{path}: {exc}") from None
-    spelled = {
-        torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
-        torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
-        torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
-    }
-    infos = {
-        k: TensorInfo(tuple(v.shape), spelled.get(v.dtype, str(v.dtype))) for k, v in sd.items()
-    }
+        raise BilinError(f"{printable(path)}: {exc}") from None
+    infos = {}
+    for k, v in sd.items():
+        if v.layout != torch.strided or v.is_quantized:
+            raise BilinError(f"{printable(path)}: tensor {printable(k)!r} is sparse or "
+                             "quantized; bilin reads dense tensors")
+        spelled = _TORCH_DTYPES.get(str(v.dtype).removeprefix("torch."), str(v.dtype))
+        infos[k] = TensorInfo(tuple(int(s) for s in v.shape), spelled)
 
     def read(key: str, rows: slice | None = None) -> np.ndarray:
         t = sd[key].detach()
@@ -228,99 +355,133 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable[[str], np
             t = t.float()
         return t.numpy()
 
-    return infos, read
+    return infos, read, extras, how
 
 
-def _open_file(path: Path) -> tuple[dict[str, TensorInfo], Callable[[str], np.ndarray], str]:
-    if path.suffix.lower() in _TORCH_SUFFIXES:
-        infos, read = _torch_reader(path)
-        return infos, read, "pytorch"
-    if path.suffix.lower() != ".safetensors":
+def _open_file(path: Path):
+    """(infos, read, container, metadata, extras, how) of one weights file."""
+    regular_file(path, "checkpoint file")
+    suffix = path.suffix.lower()
+    if suffix in _TORCH_SUFFIXES:
+        infos, read, extras, how = _torch_reader(path)
+        return infos, read, "pytorch", {}, extras, how
+    if suffix != ".safetensors":
         with open(path, "rb") as fh:
             magic = fh.read(9)
-        if magic[:2] == b"PK":  # torch.save's zip container under an unusual name
-            infos, read = _torch_reader(path)
-            return infos, read, "pytorch"
+        # torch.save's zip container, or its legacy pickle format, under an unusual name.
+        if magic[:2] == b"PK" or magic[:1] == b"\x80":
+            infos, read, extras, how = _torch_reader(path)
+            return infos, read, "pytorch", {}, extras, how
         if len(magic) < 9 or magic[8:9] != b"{":
             raise BilinError(
-                f"{path}: not a checkpoint (expected a .safetensors file, a PyTorch "
+                f"{printable(path)}: not a checkpoint (expected a .safetensors file, a PyTorch "
                 ".pt/.bin state dict, or a directory with config.json)"
             )
-    infos, read = _safetensors_reader(path)
-    return infos, read, "safetensors"
+    infos, read, metadata = _safetensors_reader(path)
+    return infos, read, "safetensors", metadata, {}, []
 
 
-def _open_sharded(index_path: Path) -> tuple[dict, Callable[[str], np.ndarray], list[Path]]:
-    index = _read_json(index_path)
+def _confined(folder: Path, name: object, index_path: Path) -> Path:
+    """Shard ``name`` of an index, which must be a plain file name inside ``folder``."""
+    if not isinstance(name, str) or not name:
+        raise BilinError(f"{printable(index_path)}: weight_map values must be file names")
+    candidate = folder / name
+    base = folder.resolve()
+    if os.path.isabs(name) or not candidate.resolve().is_relative_to(base):
+        raise BilinError(
+            f"{printable(index_path)}: shard {printable(name)!r} is outside the model folder; "
+            "refusing to follow it"
+        )
+    return candidate
+
+
+def _open_sharded(index_path: Path):
+    index = read_json(index_path, "shard index")
     weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
-        raise BilinError(f"{index_path}: no 'weight_map' in the shard index")
-    shards: dict[str, tuple[dict, Callable]] = {}
+        raise BilinError(f"{printable(index_path)}: no 'weight_map' object in the shard index")
+    folder = index_path.parent
+    shards: dict[str, tuple] = {}
+    for key, name in weight_map.items():
+        shard = _confined(folder, name, index_path)
+        if name in shards:
+            continue
+        if not shard.exists():
+            raise BilinError(f"{printable(index_path)}: shard {printable(name)} is missing")
+        infos, read, _, _, _, _ = _open_file(shard)
+        shards[name] = (infos, read)
     infos: dict[str, TensorInfo] = {}
     owner: dict[str, str] = {}
-    for name in sorted(set(weight_map.values())):
-        shard = index_path.parent / name
-        if not shard.is_file():
-            raise BilinError(f"{index_path}: shard {name} is missing")
-        shard_infos, shard_read = _safetensors_reader(shard)
-        shards[name] = (shard_infos, shard_read)
     for key, name in weight_map.items():
         shard_infos = shards[name][0]
         if key not in shard_infos:
-            raise BilinError(f"{index_path}: index says {key!r} is in {name}, but it is not")
+            raise BilinError(f"{printable(index_path)}: index says {printable(key)!r} is in "
+                             f"{printable(name)}, but it is not")
         infos[key] = shard_infos[key]
         owner[key] = name
 
     def read(key: str, rows: slice | None = None) -> np.ndarray:
         return shards[owner[key]][1](key, rows)
 
-    files = [index_path] + [index_path.parent / n for n in shards]
+    files = [index_path] + [folder / n for n in shards]
     return infos, read, files
 
 
-_DIR_CANDIDATES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.pt",
-    "model.pth",
-)
+_DIR_CANDIDATES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth",
+                   "checkpoint.pt", "model.ckpt")
+_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _weights_in(folder: Path) -> Path:
+    found = [folder / c for c in _DIR_CANDIDATES if (folder / c).is_file()]
+    if found:
+        return found[0]
+    singles = sorted(p for p in folder.iterdir()
+                     if p.suffix.lower() in _WEIGHT_SUFFIXES and p.is_file())
+    if len(singles) == 1:
+        return singles[0]
+    if len(singles) > 1:
+        names = ", ".join(printable(p.name) for p in singles[:6])
+        raise BilinError(f"{printable(folder)}: several weight files ({names}); name one of "
+                         "them, or add a model.safetensors.index.json")
+    raise BilinError(
+        f"{printable(folder)}: no weights found (looked for model.safetensors, "
+        "model.safetensors.index.json, pytorch_model.bin, *.pt, *.safetensors)"
+    )
 
 
 def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Open a checkpoint file or directory; reads headers and config, no tensor data."""
     p = Path(path)
+    if not os.path.lexists(p):
+        raise BilinError(f"{printable(p)}: no such file or directory")
     if not p.exists():
-        raise BilinError(f"{p}: no such file or directory")
+        raise BilinError(f"{printable(p)}: a broken symbolic link")
+    metadata: dict = {}
+    extras: dict = {}
+    how: list[str] = []
     if p.is_dir():
         config_path = p / "config.json"
-        index = p / "model.safetensors.index.json"
-        if index.is_file():
+        index = next((p / n for n in _INDEXES if (p / n).exists()), None)
+        if index is not None:
             infos, read, files = _open_sharded(index)
-            container = "safetensors (sharded)"
+            container = "safetensors (sharded)" if index.name.startswith("model.") else \
+                "pytorch (sharded)"
         else:
-            found = [p / c for c in _DIR_CANDIDATES if (p / c).is_file()]
-            if not found:
-                singles = sorted(p.glob("*.safetensors"))
-                if len(singles) == 1:
-                    found = singles
-            if not found:
-                raise BilinError(
-                    f"{p}: no weights found (looked for model.safetensors, "
-                    "model.safetensors.index.json, pytorch_model.bin, model.pt)"
-                )
-            infos, read, container = _open_file(found[0])
-            files = [found[0]]
+            weights = _weights_in(p)
+            infos, read, container, metadata, extras, how = _open_file(weights)
+            files = [weights]
     else:
         config_path = p.parent / "config.json"
-        infos, read, container = _open_file(p)
+        infos, read, container, metadata, extras, how = _open_file(p)
         files = [p]
-    config = _read_json(config_path) if config_path.is_file() else {}
-    if config_path.is_file():
+    config = read_json(config_path, "config.json") if config_path.exists() else {}
+    if config_path.exists():
         files = [*files, config_path]
     if container == "safetensors" and not p.is_dir():
         # A config stored inside the file (bilin truncate -o X.safetensors) is the most
         # specific description of it, so it wins over a config.json beside it.
-        config = {**config, **embedded_config(p)}
+        config = {**config, **embedded_config(metadata)}
     if not infos:
-        raise BilinError(f"{p}: the checkpoint holds no tensors")
-    return Checkpoint(p, infos, config, files, read, container)
+        raise BilinError(f"{printable(p)}: the checkpoint holds no tensors")
+    return Checkpoint(p, infos, config, files, read, container, extras, how)

@@ -44,7 +44,7 @@ CASES = [
     ("truncated safetensors", ["eig", "{r}/trunc", "--class", "0"], "truncated"),
     ("empty directory", ["info", "{r}/empty"], "no weights found"),
     ("corrupt .pt", ["info", "{r}/bad.pt"], "cannot be read"),
-    ("non-tensor .pt", ["info", "{r}/mixed.pt"], "non-tensor entry 'epoch'"),
+    ("unrecognised .pt", ["eig", "{r}/mixed.pt", "--class", "0"], "no known bilinear layout"),
     ("pickled object", ["info", "{r}/evil.pt"], "weights_only"),
     ("class out of range", ["eig", "{r}/img", "--class", "5"], "class 5 is out of range"),
     ("negative class", ["eig", "{r}/img", "--class", "-1"], "out of range"),
