@@ -21,9 +21,12 @@ from bilin_cli.cli.options import (
     JsonOpt,
     MapOpt,
     OutputOpt,
+    count,
     dtype_of,
     load,
     load_data,
+    number,
+    number_list,
     output_settings,
 )
 from bilin_cli.errors import BilinError
@@ -32,6 +35,10 @@ from bilin_cli.render import emit
 from bilin_cli.views_adversarial import input_report, sweep_report
 
 N_EXAMPLES = 6  # perturbed examples drawn per target with --images
+# Masks have unit std per pixel on inputs in [0, 1]; far beyond this the squared terms of
+# the forward pass overflow float32, so larger strengths are refused, not computed as NaN.
+MAX_STRENGTH = 1e6
+STRENGTH_RULE = f"positive and at most {MAX_STRENGTH:.0f}"
 
 
 class Variant(str, Enum):
@@ -41,15 +48,11 @@ class Variant(str, Enum):
 
 
 def _parse_sweep(text: str, integer: bool) -> list:
-    kind = "pixel counts, e.g. 20,50,100" if integer else "strengths, e.g. 0.05,0.1,0.3"
-    try:
-        values = [(int if integer else float)(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise typer.BadParameter(f"a comma-separated list of {kind}", param_hint="--sweep") from None
-    if not values or min(values) <= 0:
-        raise typer.BadParameter(f"a comma-separated list of positive {kind}",
-                                 param_hint="--sweep")
-    return sorted(set(values))
+    if integer:
+        return number_list(text, "--sweep", integer=True, low=1,
+                           says="pixel counts >= 1")
+    return number_list(text, "--sweep", integer=False, low=0, low_open=True, high=MAX_STRENGTH,
+                       says=f"strengths in (0, {MAX_STRENGTH:.0f}]")
 
 
 def _parse_target(text: str, n_cls: int, names: list[str] | None) -> list[int] | None:
@@ -73,10 +76,6 @@ def _parse_target(text: str, n_cls: int, names: list[str] | None) -> list[int] |
 def _settings(variant: str, strength: float | None, pixels: int | None, sweep: str | None,
               single: bool) -> tuple[list[float], list[int] | None]:
     """``(strengths, n_pixels)`` to evaluate; top-pixels sweeps N at ``strengths[0]``."""
-    if strength is not None and strength <= 0:
-        raise BilinError(f"--strength must be positive, got {strength}")
-    if pixels is not None and pixels < 1:
-        raise BilinError(f"--pixels must be a positive integer, got {pixels}")
     if variant != "top-pixels":
         if pixels is not None:
             raise typer.BadParameter("--pixels goes with --variant top-pixels",
@@ -136,11 +135,12 @@ def adversarial(
     ],
     eig: Annotated[
         int, typer.Option("--eig", "-e", help="Which of the target's top positive eigenvectors "
-                          "the mask excites (1 = top).")
+                          "the mask excites (1 = top).", callback=count(1))
     ] = 1,
     per_class: Annotated[
         int | None, typer.Option("--per-class", help="Top positive eigenvectors stacked per "
-                                 "class (default: --eig).", show_default=False)
+                                 "class (default: --eig).", show_default=False,
+                                 callback=count(1))
     ] = None,
     variant: Annotated[
         Variant, typer.Option(help="dense: every pixel; edge: only pixels lit in under 1% of "
@@ -151,11 +151,14 @@ def adversarial(
         float | None, typer.Option("--strength", "-s", help="One strength (mask std per pixel) "
                                    "instead of the sweep; with top-pixels, the fixed strength "
                                    f"(default {adv.TOP_PIXELS_STRENGTH:g}).",
-                                   show_default=False)
+                                   show_default=False,
+                                   callback=number(0, MAX_STRENGTH, low_open=True,
+                                                   says=STRENGTH_RULE))
     ] = None,
     pixels: Annotated[
         int | None, typer.Option("--pixels", "-n", help="top-pixels: one pixel count N "
-                                 "instead of the sweep.", show_default=False)
+                                 "instead of the sweep.", show_default=False,
+                                 callback=count(1))
     ] = None,
     sweep: Annotated[
         str | None, typer.Option("--sweep", help="Values to sweep: strengths (default dense "
@@ -169,7 +172,10 @@ def adversarial(
                                  "prediction and logits.", show_default=False)
     ] = None,
     data: DataOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the baseline's permutation.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the baseline's permutation (0 or positive).",
+                          callback=count(0))
+    ] = 0,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Draw target rate and accuracy against the "
                                   "sweep to a PNG.", show_default=False)
@@ -219,8 +225,6 @@ def adversarial(
     if input_ is not None and plot is not None:
         raise typer.BadParameter("--plot draws the sweep; it does not go with --input",
                                  param_hint="--plot")
-    if eig < 1:
-        raise BilinError(f"--eig must be >= 1 (1 = the top eigenvector), got {eig}")
     per_class = eig if per_class is None else per_class
     if per_class < eig:
         raise BilinError(f"--eig {eig} needs --per-class >= {eig} (got {per_class}): the "

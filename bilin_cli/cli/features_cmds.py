@@ -19,8 +19,10 @@ from bilin_cli.cli.options import (
     LayerOpt,
     MapOpt,
     OutputOpt,
+    count,
     dtype_of,
     load,
+    number,
     output_settings,
 )
 from bilin_cli.progress import progress
@@ -41,10 +43,12 @@ def hosvd(
     ckpt: Ckpt,
     layer: LayerOpt = None,
     components: Annotated[
-        int, typer.Option("--components", "-K", help="Number of components (largest sigma) to show.")
+        int, typer.Option("--components", "-K", help="Number of components (largest sigma) to show.",
+                          callback=count(1))
     ] = 10,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Eigenpairs of each component's Q_k to show.")
+        int, typer.Option("--top", "-k", help="Eigenpairs of each component's Q_k to show.",
+                          callback=count(1))
     ] = 5,
     basis: Annotated[
         Basis,
@@ -59,7 +63,8 @@ def hosvd(
     max_memory: Annotated[
         float | None,
         typer.Option("--max-memory", help="Memory limit in GB (default: MemAvailable).",
-                     show_default=False),
+                     show_default=False,
+                     callback=number(0, low_open=True, says="a positive, finite number of GB")),
     ] = None,
     plot: PlotOpt = None,
     float64: Float64Opt = False,
@@ -115,10 +120,12 @@ def explain(
                      "comma-separated numbers.", show_default=False),
     ],
     classes: Annotated[
-        int, typer.Option("--classes", "-n", help="Explain the N classes with the largest logits.")
+        int, typer.Option("--classes", "-n", help="Explain the N classes with the largest logits.",
+                          callback=count(1))
     ] = 3,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Largest contributions to show per sign.")
+        int, typer.Option("--top", "-k", help="Largest contributions to show per sign.",
+                          callback=count(1))
     ] = 5,
     plot: PlotOpt = None,
     float64: Float64Opt = False,
@@ -145,14 +152,11 @@ def explain(
 
         bilin explain sample_checkpoints/mnist -i sample_checkpoints/data/mnist-test.npz:7 --json
     """
-    from bilin_cli.errors import BilinError
     from bilin_cli.explain import check_classifier, load_input
     from bilin_cli.explain import explain as run_explain
     from bilin_cli.views_features import explain_report
 
     fmt_ = output_settings(json_, fmt, output, force, plot)
-    if top < 1:
-        raise BilinError(f"--top must be a positive integer, got {top}")
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     check_classifier(model)
@@ -177,7 +181,8 @@ def compare(
                      show_default=False),
     ] = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Compare the K eigenpairs of largest |lambda|.")
+        int, typer.Option("--top", "-k", help="Compare the K eigenpairs of largest |lambda|.",
+                          callback=count(1))
     ] = 10,
     basis: Annotated[
         Basis,

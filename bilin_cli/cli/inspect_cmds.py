@@ -20,6 +20,7 @@ from bilin_cli.cli.options import (
     LayerOpt,
     MapOpt,
     OutputOpt,
+    count,
     dtype_of,
     load,
     output_settings,
@@ -110,7 +111,8 @@ def eig(
     ] = None,
     layer: LayerOpt = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Keep the K eigenpairs of largest |lambda|.")
+        int, typer.Option("--top", "-k", help="Keep the K eigenpairs of largest |lambda|.",
+                          callback=count(1))
     ] = 10,
     all_: Annotated[bool, typer.Option("--all", help="Keep every eigenpair.")] = False,
     basis: Annotated[
@@ -132,13 +134,13 @@ def eig(
         int | None,
         typer.Option("--tokens", help="Language models: read each eigenvector as the N tokens "
                      "whose embeddings (direct path) it weighs most, per sign; 0 = off "
-                     "[default: 5].", show_default=False),
+                     "[default: 5].", show_default=False, callback=count(0)),
     ] = None,
     chain: Annotated[
         int | None,
         typer.Option("--chain", help="Multi-layer models: use eigenvector J (1-based) of layer "
                      "L as the output direction of layer L-1, down to the input.",
-                     show_default=False),
+                     show_default=False, callback=count(1)),
     ] = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
@@ -184,8 +186,6 @@ def eig(
         raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
                                  param_hint="--show")
     fmt_ = output_settings(json_, fmt, output, force)
-    if not all_ and top < 1:
-        raise BilinError(f"--top must be a positive integer, got {top}")
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -194,8 +194,6 @@ def eig(
         token_strs=_given(token_str), sae=sae, features=_given(feature), files=_given(direction),
     )
     k = None if all_ else top
-    if tokens is not None and tokens < 0:
-        raise BilinError(f"--tokens must be 0 or positive, got {tokens}")
     if tokens and (model.kind != "lm" or model.embed_key is None):
         raise BilinError(f"--tokens reads eigenvectors through a language model's token "
                          f"embedding; this {model.layout} has none")
@@ -261,7 +259,8 @@ def spectrum(
         Path | None, typer.Option("--plot", help="Draw the spectra to a PNG.", show_default=False)
     ] = None,
     plot_top: Annotated[
-        int, typer.Option("--plot-top", help="Eigenvalues per sign drawn in --plot.")
+        int, typer.Option("--plot-top", help="Eigenvalues per sign drawn in --plot.",
+                          callback=count(1))
     ] = 30,
     float64: Float64Opt = False,
     map_file: MapOpt = None,

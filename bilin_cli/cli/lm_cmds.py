@@ -20,6 +20,7 @@ from bilin_cli.cli.options import (
     LayerOpt,
     MapOpt,
     OutputOpt,
+    count,
     dtype_of,
     load,
     output_settings,
@@ -39,6 +40,8 @@ class SortBy(str, Enum):
     rank = "effective_rank"
 
 
+MAX_THREADS = 1024  # more threads than this is a typo, not a machine
+
 SaeOutOpt = Annotated[
     Path,
     typer.Option("--sae-out", help="SAE on the layer's output (paper or SAELens format).",
@@ -56,10 +59,16 @@ def interact(
     feature: Annotated[int, typer.Option("--feature", help="Output SAE feature index.",
                                          show_default=False)],
     layer: LayerOpt = None,
-    top: Annotated[int, typer.Option("--top", "-n", help="Feature pairs of each kind.")] = 10,
-    eig: Annotated[int, typer.Option("--eig", help="Eigenvectors to express in features.")] = 3,
+    top: Annotated[
+        int, typer.Option("--top", "-n", help="Feature pairs of each kind.", callback=count(1))
+    ] = 10,
+    eig: Annotated[
+        int, typer.Option("--eig", help="Eigenvectors to express in features.",
+                          callback=count(0))
+    ] = 3,
     per_eig: Annotated[
-        int, typer.Option("--features-per-eig", help="Input features shown per eigenvector.")
+        int, typer.Option("--features-per-eig", help="Input features shown per eigenvector.",
+                          callback=count(1))
     ] = 5,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
@@ -80,8 +89,6 @@ def interact(
         bilin interact sample_checkpoints/shakespeare --layer 1 --sae-in sample_checkpoints/shakespeare/sae-mlp-in-L1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
     """
     fmt_ = output_settings(json_, fmt, output, force)
-    if top < 1 or eig < 0 or per_eig < 1:
-        raise BilinError("--top and --features-per-eig must be positive, --eig >= 0")
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -108,21 +115,24 @@ def rank_features_cmd(
     ckpt: Ckpt,
     sae_out: SaeOutOpt,
     layer: LayerOpt = None,
-    k: Annotated[int, typer.Option("--k", help="Eigenvalues counted as 'top'.")] = 2,
+    k: Annotated[
+        int, typer.Option("--k", help="Eigenvalues counted as 'top'.", callback=count(1, says="positive"))
+    ] = 2,
     limit: Annotated[
         int | None,
         typer.Option("--limit", help="Rank only the first N features (a quick look).",
-                     show_default=False),
+                     show_default=False, callback=count(1, says="positive")),
     ] = None,
     top: Annotated[
         int | None,
         typer.Option("--top", help="Report only the N most low-rank features (all are ranked).",
-                     show_default=False),
+                     show_default=False, callback=count(1, says="positive")),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option("--threads", help="Worker threads [default: every available core].",
-                     show_default=False),
+        typer.Option("--threads", help="Worker threads, at most "
+                     f"{MAX_THREADS} [default: every available core].", show_default=False,
+                     callback=count(1, MAX_THREADS, says=f"positive and at most {MAX_THREADS}")),
     ] = None,
     sort: Annotated[
         SortBy, typer.Option("--sort", help="Most low-rank first by the top-k share (largest "
@@ -157,11 +167,6 @@ def rank_features_cmd(
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
     """
     fmt_ = output_settings(json_, fmt, output, force)
-    if k < 1:
-        raise BilinError(f"--k must be positive, got {k}")
-    for name, value in (("--limit", limit), ("--top", top), ("--threads", threads)):
-        if value is not None and value < 1:
-            raise BilinError(f"{name} must be positive, got {value}")
     if device is not None:
         torch_device(device)  # a missing torch or GPU fails before any loading
     dtype = dtype_of(float64)

@@ -17,9 +17,12 @@ from bilin_cli.cli.options import (
     JsonOpt,
     MapOpt,
     OutputOpt,
+    count,
     dtype_of,
     load,
     load_data,
+    number,
+    number_list,
     output_settings,
 )
 from bilin_cli.errors import BilinError
@@ -38,26 +41,20 @@ from bilin_cli.writing import save_checkpoint
 
 
 def _parse_ks(text: str) -> list[int]:
-    try:
-        ks = sorted({int(t) for t in text.replace(" ", "").split(",") if t != ""})
-    except ValueError:
-        raise typer.BadParameter("a comma-separated list of integers, e.g. 0,1,2,5,10",
-                                 param_hint="--sweep") from None
-    if not ks or ks[0] < 0:
-        raise typer.BadParameter("ranks must be >= 0", param_hint="--sweep")
-    return ks
+    return number_list(text, "--sweep", integer=True, low=0, says="ranks >= 0")
 
 
 def truncate(
     ckpt: Ckpt,
     rank: Annotated[
         int | None, typer.Option("--rank", "-k", help="Keep K eigenpairs per class.",
-                                 show_default=False)
+                                 show_default=False, callback=count(0))
     ] = None,
     energy: Annotated[
         float | None,
         typer.Option("--energy", help="Per class, the smallest K holding this share of "
-                     "sum |lambda| (e.g. 0.99).", show_default=False),
+                     "sum |lambda| (e.g. 0.99).", show_default=False,
+                     callback=number(0, 1, low_open=True, says="in (0, 1]")),
     ] = None,
     sweep: Annotated[
         str | None,

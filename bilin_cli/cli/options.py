@@ -6,6 +6,8 @@ here and passed to :func:`output_settings`; checkpoint options likewise.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +15,110 @@ import numpy as np
 import typer
 
 from bilin_cli.atomic import check_writable
+from bilin_cli.errors import BilinError
 from bilin_cli.layouts import read_map, recognise
 from bilin_cli.loading import Checkpoint, open_checkpoint
 from bilin_cli.model import BilinearModel
 from bilin_cli.render import resolve_format
+
+# Numeric option values, one rule for every command:
+#
+# * a value that does not parse as the option's type (``--top x``, ``--sweep 1,,2``,
+#   ``--shape 28by28``) is a usage error: exit 2, with click's usage box;
+# * a value that parses but lies outside the option's range (a count below 1, a negative
+#   seed, a NaN, infinite or negative strength, an energy share outside (0, 1]) is
+#   ``error: --OPT must be ..., got VALUE`` and exit 1, raised while the options are read,
+#   before anything is loaded; never clamped to something else;
+# * options that do not go together are usage errors (exit 2), checked in the commands.
+#
+# :func:`count` and :func:`number` build the click callbacks that check the range, and
+# :func:`number_list` parses the comma lists (``--sweep 0,2,5``) under the same rule.
+
+
+def _opt_name(param) -> str:
+    longs = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+    return longs[0] if longs else (getattr(param, "opts", None) or [param.name])[0]
+
+
+def _values(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def count(minimum: int = 1, maximum: int | None = None, says: str | None = None) -> Callable:
+    """Callback for an integer option (each value of a repeatable one): ``minimum..maximum``.
+
+    ``says`` is the rule as the error message words it (default from the bounds).
+    """
+    if says is None:
+        if maximum is not None:
+            says = f"an integer in {minimum}..{maximum}"
+        elif minimum == 1:
+            says = "a positive integer"
+        elif minimum == 0:
+            says = "0 or positive"
+        else:
+            says = f"an integer >= {minimum}"
+
+    def check(ctx, param, value):
+        for v in _values(value):
+            if v < minimum or (maximum is not None and v > maximum):
+                raise BilinError(f"{_opt_name(param)} must be {says}, got {v}")
+        return value
+
+    return check
+
+
+def _in_range(v: float, low: float | None, high: float | None, low_open: bool) -> bool:
+    if isinstance(v, float) and not math.isfinite(v):
+        return False
+    if low is not None and (v <= low if low_open else v < low):
+        return False
+    return high is None or v <= high
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False,
+           says: str = "a finite number") -> Callable:
+    """Callback for a float option: finite (never NaN or infinity), in ``[low, high]``
+    (``(low, high]`` with ``low_open``)."""
+
+    def check(ctx, param, value):
+        for v in _values(value):
+            if not _in_range(v, low, high, low_open):
+                raise BilinError(f"{_opt_name(param)} must be {says}, got {v}")
+        return value
+
+    return check
+
+
+def number_list(text: str, option: str, integer: bool, low: float, low_open: bool = False,
+                high: float | None = None, says: str = "") -> list:
+    """A comma-separated list (``0,2,5``) as sorted distinct numbers.
+
+    A list that does not parse (an empty item, a word, ``1.5`` where integers are
+    wanted) is a usage error; a value out of range (see :func:`number`) is a BilinError.
+    """
+    kind = "integers" if integer else "numbers"
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise typer.BadParameter(f"give a comma-separated list of {kind}", param_hint=option)
+    values = []
+    for t in items:
+        if not t:
+            raise typer.BadParameter(f"empty item in {text!r}: give a comma-separated list of "
+                                     f"{kind}", param_hint=option)
+        try:
+            values.append(int(t) if integer else float(t))
+        except ValueError:
+            raise typer.BadParameter(f"{t[:40]!r} is not {'an integer' if integer else 'a number'}"
+                                     f"; give a comma-separated list of {kind}",
+                                     param_hint=option) from None
+    for v in values:
+        if not _in_range(v, low, high, low_open):
+            raise BilinError(f"{option}: {v} is out of range; give {says}")
+    return sorted(set(values))
+
 
 Ckpt = Annotated[
     Path,

@@ -11,7 +11,16 @@ import typer
 
 from bilin_cli import directions
 from bilin_cli.atomic import check_writable
-from bilin_cli.cli.options import Ckpt, Float64Opt, ForceOpt, LayerOpt, MapOpt, dtype_of, load
+from bilin_cli.cli.options import (
+    Ckpt,
+    Float64Opt,
+    ForceOpt,
+    LayerOpt,
+    MapOpt,
+    count,
+    dtype_of,
+    load,
+)
 from bilin_cli.decompose import decompose
 from bilin_cli.errors import BilinError
 from bilin_cli.progress import progress
@@ -24,6 +33,8 @@ def _parse_shape(text: str | None) -> tuple[int, int] | None:
         a, b = (int(t) for t in text.lower().split("x"))
     except ValueError:
         raise typer.BadParameter("HxW, e.g. 28x28", param_hint="--shape") from None
+    if a < 1 or b < 1:
+        raise BilinError(f"--shape must be two positive integers HxW, got {text}")
     return a, b
 
 
@@ -33,8 +44,13 @@ def plot(
         str, typer.Option("--class", "-c", help="Class index, or 'all' for one row per class.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
-    n: Annotated[int, typer.Option("--n", help="Eigenvectors drawn per sign.")] = 3,
-    curve: Annotated[int, typer.Option("--curve", help="Eigenvalues per sign in the curve.")] = 20,
+    n: Annotated[
+        int, typer.Option("--n", help="Eigenvectors drawn per sign.", callback=count(1))
+    ] = 3,
+    curve: Annotated[
+        int, typer.Option("--curve", help="Eigenvalues per sign in the curve.",
+                          callback=count(1))
+    ] = 20,
     shape: Annotated[
         str | None,
         typer.Option("--shape", help="Image shape HxW (default: config.json input_shape, or "
@@ -57,8 +73,6 @@ def plot(
         bilin plot sample_checkpoints/fmnist --class all --n 2 -o fmnist.png
     """
     hw = _parse_shape(shape)
-    if n < 1 or curve < 1:
-        raise typer.BadParameter("must be positive", param_hint="--n/--curve")
     check_writable(output, force)
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
