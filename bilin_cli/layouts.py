@@ -7,30 +7,30 @@ only looks at tensor names and shapes; data is read when a layer is asked for.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.loading import Checkpoint
+from bilin_cli.maps import LAYER_FIELDS, MAP_HELP, read_map, validate
 from bilin_cli.model import BilinearLayer, BilinearModel, LayerShape
+from bilin_cli.printable import printable
+from bilin_cli.structure import propose
+
+__all__ = ["LayerKeys", "model_from_map", "read_map", "recognise", "suggest_map"]
 
 IDENTITY_ACTS = {None, "identity", "linear", "none", "bilinear"}
-
-MAP_HELP = (
-    "write a map: --map map.json with "
-    '{"layers": [{"w": KEY, "v": KEY} or {"wv": KEY}, optional "p", "w_bias", "v_bias", '
-    '"wv_bias", "p_bias"], "embed": KEY, "head": KEY} (a "layers" object whose keys '
-    'contain {i} is expanded for i = 0, 1, ...)'
-)
 
 
 @dataclass
 class LayerKeys:
-    """Where one layer's tensors live. ``wv`` is a stacked (2h, d) matrix: W = [:h]."""
+    """Where one layer's tensors live. ``wv`` is a stacked (2h, d) matrix: W = [:h].
+
+    ``head``/``head_bias`` are set on a classifier's last layer when a down projection
+    ``p`` comes before the head: the loader folds them, ``P <- H P``, ``b_p <- H b_p + b_h``,
+    so the layer's output is the logits and every command reads classes as usual."""
 
     w: str | None = None
     v: str | None = None
@@ -40,6 +40,8 @@ class LayerKeys:
     v_bias: str | None = None
     wv_bias: str | None = None
     p_bias: str | None = None
+    head: str | None = None
+    head_bias: str | None = None
 
 
 def _layer_indices(keys, pattern: str) -> list[int]:
@@ -54,13 +56,26 @@ def _present(ckpt: Checkpoint, key: str) -> str | None:
     return key if key in ckpt.tensors else None
 
 
+def _where(ckpt: Checkpoint) -> str:
+    return printable(ckpt.path)
+
+
 def _shape(ckpt: Checkpoint, key: str, ndim: int) -> tuple[int, ...]:
     if key not in ckpt.tensors:
-        raise BilinError(f"{ckpt.path}: the map names {key!r}, which is not in the checkpoint")
+        raise BilinError(f"{_where(ckpt)}: {printable(key)!r} is not in the checkpoint")
     shape = ckpt.tensors[key].shape
     if len(shape) != ndim:
-        raise BilinError(f"{ckpt.path}: {key!r} has shape {shape}, expected {ndim} dimensions")
+        raise BilinError(f"{_where(ckpt)}: {printable(key)!r} has shape {shape}, expected "
+                         f"{ndim} dimension{'s' if ndim > 1 else ''}")
+    if 0 in shape:
+        raise BilinError(f"{_where(ckpt)}: {printable(key)!r} has shape {shape}, which is empty")
     return shape
+
+
+def _check_len(ckpt: Checkpoint, key: str | None, n: int, what: str) -> None:
+    if key is not None and _shape(ckpt, key, 1)[0] != n:
+        raise BilinError(f"{_where(ckpt)}: {printable(key)!r} has "
+                         f"{ckpt.tensors[key].shape[0]} entries; {what} needs {n}")
 
 
 def _layer_dims(ckpt: Checkpoint, lk: LayerKeys) -> tuple[int, int, int | None]:
@@ -68,22 +83,30 @@ def _layer_dims(ckpt: Checkpoint, lk: LayerKeys) -> tuple[int, int, int | None]:
     if lk.wv:
         two_h, d = _shape(ckpt, lk.wv, 2)
         if two_h % 2:
-            raise BilinError(f"{ckpt.path}: stacked {lk.wv!r} has an odd number of rows {two_h}")
+            raise BilinError(f"{_where(ckpt)}: stacked {printable(lk.wv)!r} has an odd "
+                             f"number of rows {two_h}")
         h = two_h // 2
     else:
         if not (lk.w and lk.v):
-            raise BilinError(f"{ckpt.path}: a layer needs either 'wv' or both 'w' and 'v'")
+            raise BilinError(f"{_where(ckpt)}: a layer needs either 'wv' or both 'w' and 'v'")
         h, d = _shape(ckpt, lk.w, 2)
         if _shape(ckpt, lk.v, 2) != (h, d):
             raise BilinError(
-                f"{ckpt.path}: {lk.w!r} {(h, d)} and {lk.v!r} "
+                f"{_where(ckpt)}: {printable(lk.w)!r} {(h, d)} and {printable(lk.v)!r} "
                 f"{ckpt.tensors[lk.v].shape} must have the same shape"
             )
+    _check_len(ckpt, lk.wv_bias, 2 * h, "a stacked bias (2h)")
+    _check_len(ckpt, lk.w_bias, h, "W's bias (h)")
+    _check_len(ckpt, lk.v_bias, h, "V's bias (h)")
     o = None
     if lk.p:
         o, hp = _shape(ckpt, lk.p, 2)
         if hp != h:
-            raise BilinError(f"{ckpt.path}: {lk.p!r} has {hp} columns, the layer has h = {h}")
+            raise BilinError(f"{_where(ckpt)}: {printable(lk.p)!r} has {hp} columns, the "
+                             f"layer has h = {h} hidden units")
+        _check_len(ckpt, lk.p_bias, o, "the projection's bias (o)")
+    elif lk.p_bias:
+        raise BilinError(f"{_where(ckpt)}: a 'p_bias' needs a 'p'")
     return d, h, o
 
 
@@ -110,12 +133,40 @@ def _make_loader(ckpt: Checkpoint, layers: list[LayerKeys]):
             b_v = np.zeros(W.shape[0], dtype) if b_v is None else b_v
         P = ckpt.get(lk.p, dtype) if lk.p else None
         b_p = ckpt.get(lk.p_bias, dtype) if lk.p_bias else None
+        if lk.head:
+            # logits = H (P g + b_p) + b_h: the head folded into the projection.
+            H = ckpt.get(lk.head, dtype)
+            P = H @ P
+            b_p = None if b_p is None else H @ b_p
+            if lk.head_bias:
+                b_h = ckpt.get(lk.head_bias, dtype)
+                b_p = b_h if b_p is None else b_p + b_h
         return BilinearLayer(W, V, P, b_w, b_v, b_p)
 
     def load_tensor(key: str, dtype: type, rows: slice | None = None) -> np.ndarray:
         return ckpt.get(key, dtype, rows)
 
     return load_layer, load_tensor
+
+
+def _as_map(kind: str, layers: list[LayerKeys], embed: str | None, head: str | None,
+            head_bias: str | None, residual: bool, norm: dict | None) -> dict:
+    """The ``--map`` document that describes this model (``info --suggest-map``)."""
+    mapping: dict = {"kind": "classifier" if kind == "toy" else kind, "layers": []}
+    for lk in layers:
+        entry = {k: getattr(lk, k) for k in LAYER_FIELDS if getattr(lk, k)}
+        if lk.head is None and head and kind != "lm" and lk is layers[-1] and lk.p == head:
+            entry.pop("p")  # the head doubles as the last projection
+            entry.pop("p_bias", None)
+        mapping["layers"].append(entry)
+    for key, value in (("embed", embed), ("head", head), ("head_bias", head_bias)):
+        if value:
+            mapping[key] = value
+    if residual:
+        mapping["residual"] = True
+    if norm:
+        mapping["norm"] = norm
+    return mapping
 
 
 def _build(
@@ -126,48 +177,79 @@ def _build(
     embed: str | None,
     head: str | None,
     residual: bool = False,
+    head_bias: str | None = None,
+    norm: dict | None = None,
 ) -> BilinearModel:
     config = ckpt.config
     shapes: list[LayerShape] = []
     prev_out = None
     for i, lk in enumerate(layers):
         d, h, o = _layer_dims(ckpt, lk)
-        if kind == "classifier" and prev_out is not None and prev_out != d:
+        if kind != "lm" and prev_out is not None and prev_out != d:
             raise BilinError(
-                f"{ckpt.path}: layer {i} takes d = {d} inputs but layer {i - 1} gives {prev_out}"
+                f"{_where(ckpt)}: layer {i} takes d = {d} inputs but layer {i - 1} gives "
+                f"{prev_out}"
             )
-        if residual and kind == "classifier" and h != d:
+        if kind == "lm":
+            if o is None:
+                raise BilinError(f"{_where(ckpt)}: language-model layer {i} has no output "
+                                 "projection 'p' into the residual stream")
+            if o != d or (shapes and d != shapes[0].d):
+                raise BilinError(
+                    f"{_where(ckpt)}: layer {i} reads d = {d} and writes o = {o}; every layer "
+                    f"of a language model reads and writes the same residual stream"
+                )
+        if residual and kind != "lm" and (o if o is not None else h) != d:
             raise BilinError(
-                f"{ckpt.path}: a residual layer needs h == d; layer {i} has h={h}, d={d}"
+                f"{_where(ckpt)}: a residual layer must write as many dimensions as it reads; "
+                f"layer {i} reads {d} and writes {o if o is not None else h}"
             )
         bias = bool(lk.wv_bias or lk.w_bias or lk.v_bias)
         out_space = "residual" if kind == "lm" else "hidden"
         shapes.append(LayerShape(d, h, o if o is not None else h, bias, out_space))
         prev_out = o if o is not None else h
+    embed_shape = None
     if embed:
-        rows, _ = _shape(ckpt, embed, 2)
+        rows, cols = embed_shape = _shape(ckpt, embed, 2)
+        if kind == "lm" and cols != shapes[0].d:
+            raise BilinError(f"{_where(ckpt)}: token embedding {printable(embed)!r} "
+                             f"({rows}x{cols}) gives {cols} dimensions, layer 0 reads "
+                             f"{shapes[0].d}")
         if kind != "lm" and rows != shapes[0].d:
             raise BilinError(
-                f"{ckpt.path}: embedding {embed!r} gives {rows} features, layer 0 takes "
-                f"{shapes[0].d}"
+                f"{_where(ckpt)}: embedding {printable(embed)!r} gives {rows} features, "
+                f"layer 0 takes {shapes[0].d}"
             )
+    roles_head = None
     if head:
         rows, cols = _shape(ckpt, head, 2)
-        if kind != "lm":
-            last = layers[-1]
-            if last.p is not None:
-                raise BilinError(f"{ckpt.path}: the last layer has both a 'p' and a head")
-            if cols != shapes[-1].h:
+        if head_bias is None and head.endswith(".weight") and kind != "lm":
+            head_bias = _present(ckpt, head.removesuffix("weight") + "bias")
+        _check_len(ckpt, head_bias, rows, "the head's bias")
+        last = layers[-1]
+        if kind == "lm":
+            if cols != shapes[-1].o:
+                raise BilinError(f"{_where(ckpt)}: unembedding {printable(head)!r} reads "
+                                 f"{cols} dimensions, the residual stream has {shapes[-1].o}")
+        else:
+            if cols != shapes[-1].o:
                 raise BilinError(
-                    f"{ckpt.path}: head {head!r} takes {cols} inputs, the last layer gives "
-                    f"{shapes[-1].h}"
+                    f"{_where(ckpt)}: head {printable(head)!r} takes {cols} inputs, the last "
+                    f"layer gives {shapes[-1].o}"
                 )
-            # The head is the last layer's output projection P: its output is the logits.
-            last.p = head
-            if head.endswith(".weight"):
-                last.p_bias = last.p_bias or _present(ckpt, head.removesuffix("weight") + "bias")
+            if last.p is None:
+                # The head is the last layer's output projection P: its output is the logits.
+                last.p, last.p_bias = head, head_bias
+                roles_head = "head"
+            else:
+                last.head, last.head_bias = head, head_bias
+                roles_head = "down projection, then head"
             shapes[-1].o = rows
             shapes[-1].out_space = "outputs" if kind == "toy" else "logits"
+    elif kind != "lm" and layers[-1].p is not None:
+        # A classifier whose last projection has no head after it: P is the head.
+        shapes[-1].out_space = "outputs" if kind == "toy" else "logits"
+        head = layers[-1].p
     load_layer, load_tensor = _make_loader(ckpt, layers)
     model = BilinearModel(
         layout=layout,
@@ -178,13 +260,22 @@ def _build(
         residual=residual,
         embed_key=embed,
         head_key=head,
-        embed_shape=tuple(ckpt.tensors[embed].shape) if embed else None,
+        embed_shape=embed_shape,
     )
+    model.meta["map"] = _as_map(kind, layers, embed, head, head_bias, residual, norm)
+    if roles_head == "down projection, then head":
+        model.notes.append(
+            f"the last layer's projection {printable(layers[-1].p)!r} is followed by the head "
+            f"{printable(head)!r}: --class C reads u = P^T (head row C), folded into the layer"
+        )
     names = config.get("classes") or config.get("outputs")
-    if isinstance(names, list) and kind != "lm" and len(names) == shapes[-1].o:
-        model.output_names = [str(n) for n in names]
+    if isinstance(names, list) and kind != "lm" and len(names) == shapes[-1].o and all(
+            isinstance(n, (str, int, float)) for n in names):
+        model.output_names = [printable(n, 80) for n in names]
     shape = config.get("input_shape")
-    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+    if (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)
+            and embed_shape is not None and kind != "lm"
+            and int(np.prod(shape, dtype=object)) == embed_shape[1]):
         model.input_shape = tuple(shape)
     folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
     if (folder / "tokenizer.json").is_file():
@@ -192,8 +283,15 @@ def _build(
     if kind == "lm" and head:
         model.meta["head_rows"] = ckpt.tensors[head].shape[0]
         vocab = config.get("vocab")
-        if isinstance(vocab, list) and len(vocab) == model.meta["head_rows"]:
-            model.meta["vocab"] = [str(t) for t in vocab]
+        if isinstance(vocab, list) and len(vocab) == model.meta["head_rows"] and all(
+                isinstance(t, str) for t in vocab):
+            model.meta["vocab"] = list(vocab)
+    if norm:
+        model.norm_kind = norm.get("kind", "rms")
+        gain, bias = norm.get("gain"), norm.get("bias")
+        model.mlp_norm_keys = [_norm_key(ckpt, gain, i, shapes[i].d) for i in range(len(layers))]
+        model.mlp_norm_bias_keys = [_norm_key(ckpt, bias, i, shapes[i].d)
+                                    for i in range(len(layers))]
     declared_bias = config.get("bias")
     if isinstance(declared_bias, bool) and declared_bias != any(s.bias for s in shapes):
         model.notes.append(
@@ -203,6 +301,25 @@ def _build(
     return model
 
 
+def _norm_key(ckpt: Checkpoint, template: str | None, i: int, d: int) -> str | None:
+    if template is None:
+        return None
+    key = template.replace("{i}", str(i))
+    if key not in ckpt.tensors:
+        raise BilinError(f"{_where(ckpt)}: norm tensor {printable(key)!r} (layer {i}) is "
+                         "not in the checkpoint")
+    _check_len(ckpt, key, d, f"layer {i}'s norm")
+    return key
+
+
+def _residual_flag(ckpt: Checkpoint) -> bool:
+    value = ckpt.config.get("residual", False)
+    if not isinstance(value, bool):
+        raise BilinError(f"{_where(ckpt)}: config.json 'residual' must be true or false, "
+                         f"found {printable(repr(value), 40)}")
+    return value
+
+
 def _image(ckpt: Checkpoint) -> BilinearModel | None:
     idx = _layer_indices(ckpt.tensors, r"blocks\.(\d+)\.weight")
     if not idx or "head.weight" not in ckpt.tensors:
@@ -210,7 +327,7 @@ def _image(ckpt: Checkpoint) -> BilinearModel | None:
     layers = [
         LayerKeys(wv=f"blocks.{i}.weight", wv_bias=_present(ckpt, f"blocks.{i}.bias")) for i in idx
     ]
-    residual = bool(ckpt.config.get("residual", False))
+    residual = _residual_flag(ckpt)
     return _build(
         ckpt, "image classifier", "classifier", layers,
         _present(ckpt, "embed.weight"), "head.weight", residual,
@@ -279,7 +396,14 @@ def _llama(ckpt: Checkpoint) -> BilinearModel | None:
     )
     model.mlp_norm_keys = [_present(ckpt, f"model.layers.{i}.post_attention_layernorm.weight")
                            for i in idx]
+    for i, key in enumerate(model.mlp_norm_keys):
+        _check_len(ckpt, key, model.shapes[i].d, f"layer {i}'s post_attention_layernorm")
+    if any(model.mlp_norm_keys):
+        model.meta["map"]["norm"] = {"kind": "rms",
+                                     "gain": "model.layers.{i}.post_attention_layernorm.weight"}
     act = ckpt.config.get("hidden_act", ckpt.config.get("hidden_activation"))
+    if not isinstance(act, (str, type(None))):
+        act = printable(repr(act), 40)
     if act not in IDENTITY_ACTS:
         model.warnings.append(
             f"config.json says hidden_act={act!r}: the MLP is gated by a nonlinearity, so the "
@@ -295,79 +419,100 @@ def _llama(ckpt: Checkpoint) -> BilinearModel | None:
 _RECOGNISERS = (_image, _transformer, _toy, _llama)
 
 
-def _expand_template(ckpt: Checkpoint, template: dict) -> list[dict]:
-    out = []
-    i = 0
-    anchor = next(v for v in template.values() if isinstance(v, str) and "{i}" in v)
-    while anchor.replace("{i}", str(i)) in ckpt.tensors:
-        out.append({k: v.replace("{i}", str(i)) for k, v in template.items()})
-        i += 1
-    if not out:
-        raise BilinError(f"{ckpt.path}: map template {anchor!r} matches no tensor for i = 0")
-    return out
+def _infer_kind(ckpt: Checkpoint, mapping: dict) -> str:
+    """``classifier`` or ``lm`` for a map that does not say: a token embedding ``(vocab, d)``,
+    or several layers that all write back into one residual stream, make a language model."""
+    if "kind" in mapping:
+        return mapping["kind"]
+    layers = mapping["layers"]
+
+    def dims(entry: dict) -> tuple[int, int | None]:
+        factor = ckpt.tensors[entry.get("wv") or entry["w"]].shape
+        p = ckpt.tensors[entry["p"]].shape if "p" in entry else None
+        return factor[-1], (p[0] if p is not None and len(p) == 2 else None)
+
+    d0 = dims(layers[0])[0]
+    embed = mapping.get("embed")
+    if embed is not None:
+        shape = ckpt.tensors[embed].shape
+        if len(shape) == 2 and shape[1] == d0 and shape[0] != d0:
+            return "lm"
+        return "classifier"
+    if len(layers) > 1 and all(dims(e) == (d0, d0) for e in layers) and "head" in mapping:
+        return "lm"
+    return "classifier"
 
 
-def model_from_map(ckpt: Checkpoint, mapping: dict, source: str = "map") -> BilinearModel:
-    """Build a model from an explicit key mapping (the ``--map`` file)."""
-    raw = mapping.get("layers")
-    if isinstance(raw, dict):
-        if not any(isinstance(v, str) and "{i}" in v for v in raw.values()):
-            raw = [raw]
-        else:
-            raw = _expand_template(ckpt, raw)
-    if not isinstance(raw, list) or not raw:
-        raise BilinError(f"{source}: 'layers' must be a non-empty list or a {{i}} template")
-    fields = set(LayerKeys.__dataclass_fields__)
-    layers = []
-    for entry in raw:
-        if not isinstance(entry, dict) or set(entry) - fields:
-            bad = set(entry) - fields if isinstance(entry, dict) else entry
-            raise BilinError(f"{source}: unknown layer entry {bad}; allowed: {sorted(fields)}")
-        for key in entry.values():
-            if key not in ckpt.tensors:
-                raise BilinError(f"{source}: {key!r} is not in {ckpt.path}")
-        layers.append(LayerKeys(**entry))
-    embed, head = mapping.get("embed"), mapping.get("head")
-    for key in (embed, head):
-        if key is not None and key not in ckpt.tensors:
-            raise BilinError(f"{source}: {key!r} is not in {ckpt.path}")
-    has_p = any(lk.p for lk in layers)
-    kind = "lm" if has_p else "classifier"
-    model = _build(
-        ckpt, "custom map", kind, layers, embed, head, bool(mapping.get("residual", False))
+def model_from_map(ckpt: Checkpoint, mapping: object, source: str = "map",
+                   layout: str = "custom map") -> BilinearModel:
+    """Build a model from an explicit key mapping (``--map``, ``bilin_map``, structure)."""
+    m = validate(mapping, ckpt.tensors, source)
+    kind = _infer_kind(ckpt, m)
+    layers = [LayerKeys(**entry) for entry in m["layers"]]
+    norm = m.get("norm")
+    if norm is None and kind == "lm":
+        norm = {"kind": "rms"}
+    return _build(ckpt, layout, kind, layers, m.get("embed"), m.get("head"), m["residual"],
+                  m.get("head_bias"), norm)
+
+
+def _unrecognised(ckpt: Checkpoint, why: str = "") -> BilinError:
+    n = len(ckpt.tensors)
+    return BilinError(
+        f"{_where(ckpt)}: no known bilinear layout among its {n} tensors{why}; "
+        f"bilin info {printable(ckpt.path)} lists them all. To read it, {MAP_HELP}"
     )
-    if not has_p and head is None:
-        model.shapes[-1].out_space = "hidden"
+
+
+def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
+    found = propose(ckpt.tensors)
+    if found is None:
+        return None
+    if found.ambiguous:
+        raise BilinError(
+            f"{_where(ckpt)}: the bilinear structure is ambiguous ({found.ambiguous[0]}); run "
+            f"bilin info {printable(ckpt.path)} --suggest-map > map.json, edit it, and pass "
+            "--map map.json"
+        )
+    try:
+        model = model_from_map(ckpt, found.mapping, "recognised by structure",
+                               layout="recognised by structure")
+    except BilinError as exc:
+        raise _unrecognised(ckpt, f" (the closest structure does not fit: {exc})") from None
+    model.notes.insert(0, "recognised by structure: " + "; ".join(found.roles))
     return model
 
 
-def read_map(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise BilinError(f"{p}: map file not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BilinError(f"{p}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BilinError(f"{p}: a map must be a JSON object; {MAP_HELP}")
-    return data
-
-
 def recognise(ckpt: Checkpoint, mapping: dict | None = None) -> BilinearModel:
-    """The model in ``ckpt``: from ``mapping`` if given, else the first layout that fits."""
+    """The model in ``ckpt``: from ``mapping`` if given, else a known layout, else its
+    structure."""
     if mapping is not None:
         return model_from_map(ckpt, mapping)
-    embedded = ckpt.config.get("bilin_map")
-    if isinstance(embedded, dict):
-        return model_from_map(ckpt, embedded, "config.json bilin_map")
+    if "bilin_map" in ckpt.config:
+        return model_from_map(ckpt, ckpt.config["bilin_map"], "config.json bilin_map")
     for recogniser in _RECOGNISERS:
         model = recogniser(ckpt)
         if model is not None:
             return model
-    keys = sorted(ckpt.tensors)
-    shown = ", ".join(f"{k} {ckpt.tensors[k].shape}" for k in keys[:6])
-    more = f" and {len(keys) - 6} more" if len(keys) > 6 else ""
-    raise BilinError(
-        f"{ckpt.path}: no known bilinear layout; found {shown}{more}. To read it, {MAP_HELP}"
-    )
+    model = _by_structure(ckpt)
+    if model is None:
+        raise _unrecognised(ckpt)
+    return model
+
+
+def suggest_map(ckpt: Checkpoint) -> tuple[dict, list[str]]:
+    """A ready-to-edit map for ``ckpt`` and the ambiguities a user should settle in it."""
+    try:
+        model = recognise(ckpt)
+        return model.meta["map"], []
+    except BilinError:
+        pass
+    found = propose(ckpt.tensors)
+    if found is None:
+        example = {"_note": "no bilinear structure found: fill in the tensor names",
+                   "layers": [{"w": "?", "v": "?", "p": "?"}], "embed": "?", "head": "?"}
+        return example, ["no two sibling matrices of one shape were found"]
+    mapping = dict(found.mapping)
+    if found.ambiguous:
+        mapping = {"_ambiguous": found.ambiguous, **mapping}
+    return mapping, found.ambiguous

@@ -402,7 +402,7 @@ def _open_sharded(index_path: Path):
         raise BilinError(f"{printable(index_path)}: no 'weight_map' object in the shard index")
     folder = index_path.parent
     shards: dict[str, tuple] = {}
-    for key, name in weight_map.items():
+    for name in weight_map.values():
         shard = _confined(folder, name, index_path)
         if name in shards:
             continue

@@ -97,8 +97,11 @@ class BilinearModel:
     meta: dict = field(default_factory=dict)
 
     embed_shape: tuple[int, int] | None = None
-    # LMs: per layer, the key of the gain of the RMS norm right before the MLP, if stored.
+    # LMs: per layer, the key of the gain (and bias) of the norm right before the MLP, if
+    # stored, and that norm's kind: "rms" (x / rms(x)), "layer" ((x - mean) / std) or "none".
     mlp_norm_keys: list[str | None] = field(default_factory=list)
+    mlp_norm_bias_keys: list[str | None] = field(default_factory=list)
+    norm_kind: str = "rms"
 
     @property
     def n_layers(self) -> int:
@@ -115,6 +118,12 @@ class BilinearModel:
     def mlp_norm_gain(self, index: int, dtype: type = np.float32) -> np.ndarray | None:
         """Gain ``(d,)`` of the RMS norm in front of layer ``index``'s MLP, or None."""
         keys = self.mlp_norm_keys
+        key = keys[self.resolve_layer(index)] if keys else None
+        return self._load_tensor(key, dtype) if key else None
+
+    def mlp_norm_bias(self, index: int, dtype: type = np.float32) -> np.ndarray | None:
+        """Bias ``(d,)`` of the norm in front of layer ``index``'s MLP (LayerNorm), or None."""
+        keys = self.mlp_norm_bias_keys
         key = keys[self.resolve_layer(index)] if keys else None
         return self._load_tensor(key, dtype) if key else None
 

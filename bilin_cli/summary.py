@@ -6,6 +6,36 @@ from collections import Counter
 
 from bilin_cli.loading import Checkpoint
 from bilin_cli.model import BilinearModel
+from bilin_cli.printable import printable
+
+
+def _tensor_list(ckpt: Checkpoint) -> list[dict]:
+    return [{"name": printable(k), "shape": list(i.shape), "dtype": i.dtype}
+            for k, i in ckpt.tensors.items()]
+
+
+def _container(ckpt: Checkpoint) -> dict:
+    """What every description holds, recognised or not."""
+    dtypes = Counter()
+    for info in ckpt.tensors.values():
+        dtypes[info.dtype] += info.numel
+    return {
+        "path": str(ckpt.path),
+        "container": ckpt.container,
+        "dtype": dict(sorted(dtypes.items())),
+        "n_parameters": int(sum(i.numel for i in ckpt.tensors.values())),
+        "n_tensors": len(ckpt.tensors),
+        "file_size_bytes": ckpt.file_size,
+        "files": [str(f) for f in ckpt.files],
+        "extras": {printable(k): v for k, v in ckpt.extras.items()},
+        "unwrapped": ckpt.unwrapped,
+    }
+
+
+def describe_unrecognised(ckpt: Checkpoint, problem: str) -> dict:
+    """``bilin info`` on a checkpoint without a recognised layout: every tensor, and why."""
+    return {**_container(ckpt), "layout": None, "n_layers": 0, "layers": [],
+            "tensors": _tensor_list(ckpt), "notes": [], "warnings": [problem]}
 
 
 def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
@@ -15,9 +45,6 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
         layers.append(
             {"index": i, "d": s.d, "h": s.h, "o": s.o, "out_space": s.out_space, "bias": s.bias}
         )
-    dtypes = Counter()
-    for info in ckpt.tensors.values():
-        dtypes[info.dtype] += info.numel
     if model.kind == "lm":
         n = model.meta.get("head_rows")
         outputs = {"kind": "vocabulary", "n": n, "option": "--token T"}
@@ -30,21 +57,17 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
         if model.output_names:
             outputs["names"] = model.output_names
     doc = {
-        "path": str(ckpt.path),
-        "container": ckpt.container,
+        **_container(ckpt),
         "layout": model.layout,
         "n_layers": model.n_layers,
         "layers": layers,
-        "dtype": dict(sorted(dtypes.items())),
-        "n_parameters": int(sum(i.numel for i in ckpt.tensors.values())),
-        "n_tensors": len(ckpt.tensors),
         "bias": any(s.bias for s in model.shapes),
         "residual": model.residual,
         "embedding": list(ckpt.tensors[model.embed_key].shape) if model.embed_key else None,
         "outputs": outputs,
-        "file_size_bytes": ckpt.file_size,
-        "files": [str(f) for f in ckpt.files],
-        "notes": model.notes,
+        "map": model.meta.get("map"),
+        "tensors": _tensor_list(ckpt),
+        "notes": [*ckpt.unwrapped, *model.notes],
         "warnings": model.warnings,
     }
     if model.input_shape:

@@ -16,7 +16,27 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _extras_text(doc: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in list(doc["extras"].items())[:8]) + (
+        ", ..." if len(doc["extras"]) > 8 else "")
+
+
 def info_report(doc: dict) -> Report:
+    if doc["layout"] is None:
+        summary = [
+            ("path", doc["path"]),
+            ("container", doc["container"]),
+            ("layout", "not recognised"),
+            ("parameters", f"{doc['n_parameters']:,} in {doc['n_tensors']} tensors"),
+            ("dtype", ", ".join(f"{k} ({v:,})" for k, v in doc["dtype"].items())),
+            ("file size", _size(doc["file_size_bytes"])),
+        ]
+        if doc["extras"]:
+            summary.append(("other entries", _extras_text(doc)))
+        rows = [[t["name"], "x".join(map(str, t["shape"])) or "scalar", t["dtype"]]
+                for t in doc["tensors"]]
+        return Report("bilin info", doc, summary, ["tensor", "shape", "dtype"], rows,
+                      notes=doc["unwrapped"], warnings=doc["warnings"])
     outputs = doc["outputs"]
     out_text = f"{outputs['n']} {outputs['kind']} ({outputs['option']})" if outputs["n"] else "none"
     if outputs.get("names"):
@@ -36,6 +56,8 @@ def info_report(doc: dict) -> Report:
     ]
     if doc.get("input_shape"):
         summary.append(("input shape", "x".join(map(str, doc["input_shape"]))))
+    if doc["extras"]:
+        summary.append(("other entries", _extras_text(doc)))
     columns = ["layer", "d (in)", "h (hidden)", "o (out)", "output space", "bias"]
     rows = [
         [L["index"], L["d"], L["h"], L["o"], L["out_space"], "yes" if L["bias"] else "no"]
@@ -44,6 +66,12 @@ def info_report(doc: dict) -> Report:
     return Report(
         "bilin info", doc, summary, columns, rows, notes=doc["notes"], warnings=doc["warnings"]
     )
+
+
+def suggest_map_report(mapping: dict, ambiguous: list[str]) -> Report:
+    """The map document itself is the output (stdout or -o), ambiguities go to stderr."""
+    warnings = [f"ambiguous: {a}; edit the map before using it" for a in ambiguous]
+    return Report("bilin info --suggest-map", mapping, warnings=warnings)
 
 
 def direction_label(info: dict) -> str:

@@ -28,12 +28,21 @@ from bilin_cli.cli.options import (
 from bilin_cli.decompose import chain as chain_decompose
 from bilin_cli.decompose import decompose, spectra
 from bilin_cli.errors import BilinError
+from bilin_cli.layouts import read_map, recognise
+from bilin_cli.layouts import suggest_map as suggest
+from bilin_cli.loading import open_checkpoint
 from bilin_cli.progress import progress, status
 from bilin_cli.render import emit
-from bilin_cli.summary import describe
+from bilin_cli.summary import describe, describe_unrecognised
 from bilin_cli.token_reading import NOTE as TOKENS_NOTE
 from bilin_cli.token_reading import read_as_tokens
-from bilin_cli.views import chain_report, eig_report, info_report, spectrum_report
+from bilin_cli.views import (
+    chain_report,
+    eig_report,
+    info_report,
+    spectrum_report,
+    suggest_map_report,
+)
 
 
 class Basis(str, Enum):
@@ -51,6 +60,11 @@ class Method(str, Enum):
 def info(
     ckpt: Ckpt,
     map_file: MapOpt = None,
+    suggest_map: Annotated[
+        bool,
+        typer.Option("--suggest-map", help="Print a ready-to-edit --map JSON for this checkpoint "
+                     "(the roles bilin found, or its best guess where they are ambiguous)."),
+    ] = False,
     json_: JsonOpt = False,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
@@ -58,15 +72,42 @@ def info(
 ) -> None:
     """Show what a checkpoint holds: layout, layers (d, h, o), dtype, parameters, outputs.
 
-    Reads only headers and config.json, no tensor data.
+    Reads only headers and config.json, no tensor data. A checkpoint whose layout is not
+    recognised is listed tensor by tensor; --suggest-map prints a map to start from.
 
-    Example:
+    A map (--map FILE, or "bilin_map" in config.json) names the tensor of each role:
+    "layers" (a list, or one object with {i} in its names): "w" and "v" (the two (h, d)
+    factors) or "wv" (stacked (2h, d)), optional "p" (o, h), "w_bias", "v_bias",
+    "wv_bias", "p_bias"; "embed"; "head" and "head_bias" (after "p" when both: logits =
+    H (P g + b_p) + b_h); "kind" (classifier | lm); "residual" (true | false); "norm"
+    {"kind": rms | layer | none, "gain": KEY, "bias": KEY} in front of each MLP, for
+    token readings. Keys starting with _ are comments.
+
+    Examples:
 
         bilin info sample_checkpoints/mnist
+
+        bilin info sample_checkpoints/toy --suggest-map > map.json
     """
+    if suggest_map:
+        if json_ or fmt:
+            raise typer.BadParameter("--suggest-map prints JSON already; drop --json/--format",
+                                     param_hint="--suggest-map")
+        output_settings(False, None, output, force)
+        checkpoint = open_checkpoint(ckpt)
+        emit(suggest_map_report(*suggest(checkpoint)), "json", output, force)
+        return
     fmt_ = output_settings(json_, fmt, output, force)
-    checkpoint, model = load(ckpt, map_file)
-    emit(info_report(describe(checkpoint, model)), fmt_, output, force)
+    checkpoint = open_checkpoint(ckpt)
+    try:
+        model = recognise(checkpoint, read_map(map_file) if map_file is not None else None)
+    except BilinError as exc:
+        if map_file is not None:
+            raise
+        doc = describe_unrecognised(checkpoint, str(exc))
+    else:
+        doc = describe(checkpoint, model)
+    emit(info_report(doc), fmt_, output, force)
 
 
 def _given(value: object) -> tuple:

@@ -1,0 +1,221 @@
+"""Finding bilinear layers by the shapes of a checkpoint's tensors, not by their names.
+
+Researchers name their tensors as they like (``W_l / W_r / W_p``, ``left / right / down``,
+``body.left.weight``, ``w_m / w_n / w_proj``). What every bilinear layer shares is its
+structure: two sibling matrices of one shape ``(h, d)`` (the factors ``W`` and ``V``; their
+order does not change the symmetrized ``Q``), or one stacked ``(2h, d)`` matrix beside its
+projection, an optional ``(o, h)`` projection ``P``, biases of matching length, an
+embedding ``(d, n_in)`` (or a token embedding ``(vocab, d)``) before, and a head after.
+
+:func:`propose` returns what it found as a map, in exactly the format of ``--map``, so one
+builder serves both, and ``bilin info --suggest-map`` prints the same document for a user
+to edit. Where a role has more than one candidate, the proposal is marked ambiguous and
+lists the candidates instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bilin_cli.loading import TensorInfo
+from bilin_cli.printable import printable
+
+# Names that mark attention or normalisation modules, whose equal-shaped siblings
+# (q/k/v) must not be taken for a bilinear pair.
+_NOT_BILINEAR = re.compile(r"attn|attention|q_proj|k_proj|v_proj|qkv|query|key|value|norm|ln",
+                           re.IGNORECASE)
+_HEAD_HINT = re.compile(r"head|classif|readout|unembed|logit|out$|fc_out|output", re.IGNORECASE)
+_EMBED_HINT = re.compile(r"embed|wte|tok|emb|enc|input|in_proj|stem", re.IGNORECASE)
+_LM_HINT = re.compile(r"attn|attention|wte|embed_tokens|lm_head|rotary", re.IGNORECASE)
+
+
+@dataclass
+class Proposal:
+    """A map found from structure, the roles it assigns, and what stayed ambiguous."""
+
+    mapping: dict
+    roles: list[str] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)
+
+
+def _module(key: str) -> str:
+    return key.removesuffix(".weight")
+
+
+def _parent(key: str) -> str:
+    m = _module(key)
+    return m.rsplit(".", 1)[0] if "." in m else ""
+
+
+def _natural(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _bias_of(weight: str, n: int, vecs: dict[str, int]) -> str | None:
+    """The 1-D bias beside ``weight`` (``x.weight`` -> ``x.bias``; ``W_l`` -> ``b_l``)."""
+    if weight.endswith(".weight"):
+        key = weight.removesuffix("weight") + "bias"
+        return key if vecs.get(key) == n else None
+    head, _, name = weight.rpartition(".")
+    prefix = head + "." if head else ""
+    guesses = {name.replace("weight", "bias"), name.replace("Weight", "Bias")}
+    if name[:1] in "Ww":
+        guesses |= {"b" + name[1:], "B" + name[1:], "bias" + name[1:]}
+    guesses.discard(name)
+    found = [prefix + g for g in guesses if vecs.get(prefix + g) == n]
+    return found[0] if len(found) == 1 else None
+
+
+def _pick(cands: list[str], hint: re.Pattern) -> str | None:
+    """The one candidate, or the one whose name carries the role's hint."""
+    if len(cands) == 1:
+        return cands[0]
+    hinted = [c for c in cands if hint.search(c)]
+    return hinted[0] if len(hinted) == 1 else None
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in s)
+
+
+def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
+    """A map for the bilinear layers found by structure, or None where there is none."""
+    mats = {k: i.shape for k, i in tensors.items() if len(i.shape) == 2 and min(i.shape) > 0}
+    vecs = {k: i.shape[0] for k, i in tensors.items() if len(i.shape) == 1}
+    groups: dict[str, list[str]] = {}
+    for k in mats:
+        groups.setdefault(_parent(k), []).append(k)
+
+    layers: list[dict] = []
+    roles: list[str] = []
+    ambiguous: list[str] = []
+    used: set[str] = set()
+    for parent in sorted(groups, key=_natural):
+        keys = sorted(groups[parent], key=_natural)
+        if _NOT_BILINEAR.search(parent):
+            continue
+        by_shape: dict[tuple, list[str]] = {}
+        for k in keys:
+            if not _NOT_BILINEAR.search(k.rsplit(".", 1)[-1] if "." in _module(k) else k):
+                by_shape.setdefault(mats[k], []).append(k)
+        pairs = [ks for ks in by_shape.values() if len(ks) == 2]
+        crowds = [ks for ks in by_shape.values() if len(ks) > 2]
+        layer: dict | None = None
+        if len(pairs) == 1 and not crowds:
+            w, v = pairs[0]
+            h, d = mats[w]
+            layer = {"w": w, "v": v}
+            projs = [k for k in keys if k not in (w, v) and mats[k][1] == h]
+        elif not pairs and not crowds:
+            # A stacked (2h, d) factor beside its (o, h) projection.
+            stacked = [(k, p) for k in keys for p in keys
+                       if k != p and mats[k][0] % 2 == 0 and mats[p][1] == mats[k][0] // 2]
+            if len(stacked) == 1:
+                wv, p = stacked[0]
+                h, d = mats[wv][0] // 2, mats[wv][1]
+                layer = {"wv": wv}
+                projs = [p]
+        if layer is None:
+            if pairs or crowds:
+                shown = [k for ks in pairs + crowds for k in ks]
+                if len(pairs) > 1:
+                    ambiguous.append(
+                        f"under {printable(parent or '(top level)')!r} several pairs of equal "
+                        f"shape could be the factors: {', '.join(map(printable, shown[:8]))}")
+            continue
+        factors = [layer[k] for k in ("w", "v", "wv") if k in layer]
+        for f, role in zip(factors, ("W", "V") if "w" in layer else ("W;V stacked",), strict=True):
+            b = _bias_of(f, 2 * h if role.endswith("stacked") else h, vecs)
+            if b:
+                layer[{"W": "w_bias", "V": "v_bias"}.get(role, "wv_bias")] = b
+        if len(projs) > 1:
+            pick = _pick(projs, re.compile(r"proj|down|out|^p$|_p$|\.p$", re.IGNORECASE))
+            if pick is None:
+                ambiguous.append(f"layer {printable(parent or '(top level)')!r}: several "
+                                 f"projections could follow: {', '.join(map(printable, projs))}")
+                projs = projs[:1]
+            else:
+                projs = [pick]
+        if projs:
+            layer["p"] = projs[0]
+            b = _bias_of(projs[0], mats[projs[0]][0], vecs)
+            if b:
+                layer["p_bias"] = b
+        layer["_dims"] = (d, h)
+        layers.append(layer)
+        used.update(factors, projs)
+    if not layers:
+        return None
+
+    rest = sorted((k for k in mats if k not in used), key=_natural)
+    d0 = layers[0]["_dims"][0]
+    last = layers[-1]
+    mapping: dict = {}
+    # A single layer whose projection is found only outside it: that matrix is the
+    # projection (a down projection or the head itself).
+    if "p" not in last:
+        h_last = last["_dims"][1]
+        projs = [k for k in rest if mats[k][1] == h_last]
+        if len(projs) > 1:
+            chained = [a for a in projs for b in projs if a != b and mats[b][1] == mats[a][0]]
+            projs = chained if len(chained) == 1 else projs
+        pick = _pick(projs, re.compile(r"proj|down|head|out", re.IGNORECASE)) if projs else None
+        if projs and pick is None:
+            ambiguous.append("several matrices could read the last layer's "
+                             f"{h_last} hidden units: {', '.join(map(printable, projs[:8]))}")
+            pick = projs[0]
+        if pick:
+            last["p"] = pick
+            b = _bias_of(pick, mats[pick][0], vecs)
+            if b:
+                last["p_bias"] = b
+            rest.remove(pick)
+    o_last = mats[last["p"]][0] if "p" in last else last["_dims"][1]
+
+    lm_like = any(_LM_HINT.search(k) for k in tensors)
+    embeds = [k for k in rest if mats[k][0] == d0 or (mats[k][1] == d0 and lm_like)]
+    heads = [k for k in rest if mats[k][1] == o_last and k not in embeds]
+    if not heads:
+        heads = [k for k in rest if mats[k][1] == o_last]
+    embed = _pick(embeds, _EMBED_HINT) if embeds else None
+    if embeds and embed is None:
+        ambiguous.append(f"several matrices could be the embedding: "
+                         f"{', '.join(map(printable, embeds[:8]))}")
+        embed = embeds[0]
+    heads = [k for k in heads if k != embed]
+    head = _pick(heads, _HEAD_HINT) if heads else None
+    if heads and head is None:
+        ambiguous.append(f"several matrices could be the head: {', '.join(map(printable, heads))}")
+        head = heads[0]
+
+    token_embed = embed is not None and mats[embed][1] == d0 and mats[embed][0] != d0
+    if token_embed or (lm_like and len(layers) > 1 and all("p" in lay for lay in layers)):
+        mapping["kind"] = "lm"
+    else:
+        mapping["kind"] = "classifier"
+    if embed:
+        mapping["embed"] = embed
+        roles.append(f"embedding {printable(embed)} ({_shape(mats[embed])})")
+    if head:
+        mapping["head"] = head
+        b = _bias_of(head, mats[head][0], vecs)
+        if b:
+            mapping["head_bias"] = b
+    for i, lay in enumerate(layers):
+        d, h = lay.pop("_dims")
+        tag = f"layer {i}: " if len(layers) > 1 else ""
+        if "wv" in lay:
+            text = f"W;V = {printable(lay['wv'])} ({_shape(mats[lay['wv']])}, stacked)"
+        else:
+            text = (f"W = {printable(lay['w'])}, V = {printable(lay['v'])} ({h}x{d} each)")
+        if any(k.endswith("bias") for k in lay):
+            text += ", biases " + ", ".join(printable(lay[k]) for k in sorted(lay)
+                                            if k.endswith("bias"))
+        if "p" in lay:
+            text += f", P = {printable(lay['p'])} ({_shape(mats[lay['p']])})"
+        roles.append(tag + text)
+    if head:
+        roles.append(f"head {printable(head)} ({_shape(mats[head])})")
+    mapping["layers"] = layers
+    return Proposal(mapping, roles, ambiguous)
