@@ -79,6 +79,33 @@ def _shape(s: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in s)
 
 
+def _chain_order(layers: list[dict], mats: dict) -> list[dict]:
+    """Layers in the order their shapes chain (each reads what the one before writes), where
+    their names carry no layer numbers to sort by."""
+    if len(layers) < 2 or all(re.search(r"\d", _parent(_factor(lay))) for lay in layers):
+        return layers
+
+    def out(lay: dict) -> int:
+        return mats[lay["p"]][0] if "p" in lay else lay["_dims"][1]
+
+    firsts = [lay for lay in layers if not any(out(o) == lay["_dims"][0]
+                                               for o in layers if o is not lay)]
+    if len(firsts) != 1:
+        return layers
+    ordered, left = [firsts[0]], [lay for lay in layers if lay is not firsts[0]]
+    while left:
+        nxt = [lay for lay in left if lay["_dims"][0] == out(ordered[-1])]
+        if len(nxt) != 1:
+            return layers
+        ordered.append(nxt[0])
+        left.remove(nxt[0])
+    return ordered
+
+
+def _factor(layer: dict) -> str:
+    return layer.get("wv") or layer["w"]
+
+
 def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
     """A map for the bilinear layers found by structure, or None where there is none."""
     mats = {k: i.shape for k, i in tensors.items() if len(i.shape) == 2 and min(i.shape) > 0}
@@ -147,6 +174,18 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
         used.update(factors, projs)
     if not layers:
         return None
+    layers = _chain_order(layers, mats)
+    last = layers[-1]
+    if len(layers) > 1 and "p" not in last and "w" in last:
+        h_last = last["_dims"][1]
+        readers = [k for k in mats if k not in used and mats[k][1] == h_last]
+        if not readers:
+            # Two equal matrices reading the layer below and read by nothing: the last layer
+            # of a headless stack, or two heads side by side. Say so rather than guess.
+            ambiguous.append(f"{printable(last['w'])} and {printable(last['v'])} could be "
+                             "the factors of a last bilinear layer or two heads")
+            layers.pop()
+            used.difference_update((last["w"], last["v"]))
 
     rest = sorted((k for k in mats if k not in used), key=_natural)
     d0 = layers[0]["_dims"][0]
