@@ -49,11 +49,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bilin_cli.errors import BilinError
+from bilin_cli.files import regular_file
 from bilin_cli.interaction import interaction
 from bilin_cli.model import BilinearLayer, BilinearModel
+from bilin_cli.printable import printable
 from bilin_cli.spectra import eigh_sorted
 
 VARIANTS = ("dense", "edge", "top-pixels")
+MAX_INPUT_PIXELS = 1 << 24  # an --input PNG larger than this is refused from its header
 EDGE_SHARE = 0.01  # a pixel is "edge" when lit (> 0) in under 1% of the images
 DENSE_SWEEP = tuple(round(0.025 * i, 3) for i in range(1, 13))  # 0.025 .. 0.300
 # Edge pixels reach the hidden layer through embedding columns about 3.5x weaker than
@@ -381,44 +384,53 @@ class InputImage:
     shape: tuple[int, ...] | None  # image shape, where known
 
 
-def load_input(spec: str, dtype: type = np.float32) -> InputImage:
+def load_input(spec: str, dtype: type = np.float32, n_in: int | None = None) -> InputImage:
     """``DATA:INDEX`` (an .npz or idx directory and a 0-based index) or ``IMAGE.png``.
 
     A PNG is read with
     matplotlib (values in [0, 1]); colour images are averaged over R, G, B. Like the
     data sets, it must show a light digit on a dark background.
     """
-    from pathlib import Path
-
     if spec.lower().endswith(".png"):
-        path = Path(spec)
-        if not path.is_file():
-            raise BilinError(f"{path}: no such image file")
+        path = regular_file(spec, "image file")
+        where = printable(path)
         import matplotlib.image
+        from PIL import Image
 
         try:
+            with Image.open(path) as im:  # the header only: refuse giant images undecoded
+                w, h = im.size
+            if n_in is not None and w * h != n_in:
+                raise BilinError(f"--input {where}: {w}x{h} = {w * h} pixels, the model takes "
+                                 f"{n_in}")
+            if w * h > MAX_INPUT_PIXELS:
+                raise BilinError(f"{where}: {w}x{h} pixels is far larger than any input")
             img = np.asarray(matplotlib.image.imread(path), dtype=np.float64)
+        except BilinError:
+            raise
         except Exception as exc:  # PIL raises several types for a broken file
-            raise BilinError(f"{path}: not a readable PNG ({exc})") from None
+            raise BilinError(f"{where}: not a readable PNG ({printable(exc, 120)})") from None
         if img.ndim == 3:
             img = img[..., :3].mean(axis=2)
         if img.ndim != 2:
-            raise BilinError(f"{path}: expected a greyscale image, got shape {img.shape}")
+            raise BilinError(f"{where}: expected a greyscale image, got shape {img.shape}")
         if img.max() > 1:  # 16-bit or integer PNGs come back unscaled
             img = img / (65535.0 if img.max() > 255 else 255.0)
         return InputImage(img.reshape(-1).astype(dtype), None, "", img.shape)
     data, sep, index = spec.rpartition(":")
     if not sep or not data:
-        raise BilinError(f"--input {spec!r}: give DATA.npz:INDEX (e.g. "
+        raise BilinError(f"--input {printable(spec, 80)}: give DATA.npz:INDEX (e.g. "
                          "sample_checkpoints/data/mnist-test.npz:17) or IMAGE.png")
     try:
         i = int(index)
     except ValueError:
-        raise BilinError(f"--input {spec!r}: the index after ':' must be an integer") from None
+        raise BilinError(f"--input {printable(spec, 80)}: the index after ':' must be an "
+                         "integer") from None
     from bilin_cli.data import load_dataset
 
     dataset = load_dataset(data, dtype)
     n = dataset.y.size
     if not 0 <= i < n:
-        raise BilinError(f"--input index {i} is out of range: {data} has {n} images (0..{n - 1})")
+        raise BilinError(f"--input index {i} is out of range: {printable(data)} has {n} images "
+                         f"(0..{n - 1})")
     return InputImage(dataset.x[i], int(dataset.y[i]), data, dataset.image_shape)

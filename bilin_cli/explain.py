@@ -14,6 +14,8 @@ sign rule), so an index here can be looked up there.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +23,10 @@ import numpy as np
 
 from bilin_cli.directions import from_class
 from bilin_cli.errors import BilinError
+from bilin_cli.files import regular_file
 from bilin_cli.interaction import interaction
 from bilin_cli.model import BilinearModel
+from bilin_cli.printable import printable
 from bilin_cli.spectra import eigh_sorted
 
 
@@ -58,69 +62,121 @@ def _to_grey(img: np.ndarray) -> np.ndarray:
     return img / 255.0 if img.max() > 1.0 else img
 
 
+def _stat_kind(text: str) -> str | None:
+    """``"file"``, ``"dir"``, ``"other"`` (FIFO, device...) or None where nothing is there
+    (a name too long to be a path counts as nothing, not as an error)."""
+    try:
+        st = os.stat(text)
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    return "dir" if stat.S_ISDIR(st.st_mode) else "other"
+
+
+def _numbers(text: str) -> list[float] | None:
+    """``text`` as comma-separated numbers, or None if it is not that."""
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        return None
+
+
+def image_pixels(path: str, model_shape, n_in: int) -> None:
+    """Check an image's size from its header, before any pixel is decoded."""
+    from PIL import Image
+
+    where = printable(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as exc:  # PIL raises many types for a file that is not an image
+        raise BilinError(f"{where}: cannot read it as an image "
+                         f"({printable(exc, 120)})") from None
+    if model_shape and len(model_shape) == 2:
+        if (h, w) != tuple(model_shape):
+            raise BilinError(f"{where}: image is {w}x{h} pixels, the model takes "
+                             f"{model_shape[1]}x{model_shape[0]}")
+    elif w * h != n_in:
+        raise BilinError(f"{where}: image has {w}x{h} = {w * h} pixels, the model takes {n_in}")
+
+
 def load_input(spec: str, model: BilinearModel, dtype: type = np.float32) -> Input:
     """Read ``DATA:INDEX`` (.npz or idx directory), an image file (PNG), a ``.npy`` vector,
     or comma-separated numbers; check it has the model's input size.
 
-    Images are read with matplotlib (PNG gives values in [0, 1]), turned grey, and
-    flattened row-major like the training data.
+    Comma-separated numbers are recognised as such before any file lookup (an MNIST image
+    written out is far longer than a file name may be). Images are read with matplotlib
+    (PNG gives values in [0, 1]), turned grey, and flattened row-major like the training
+    data; their size is checked from the header first.
     """
     n_in = input_size(model)
     warnings: list[str] = []
+    shown = printable(spec, 80)
     head, sep, tail = spec.rpartition(":")
-    if sep and tail.strip().lstrip("-").isdigit() and Path(head).exists():
+    values = _numbers(spec) if "," in spec else None
+    is_data = (values is None and bool(sep) and tail.strip().lstrip("-").isdigit()
+               and _stat_kind(head) is not None)
+    kind = None if values is not None or is_data else _stat_kind(spec)
+    if values is None and not is_data and kind is None and _is_number(spec):
+        values = [float(spec)]
+    if values is not None:
+        with np.errstate(over="ignore"):  # beyond float32: infinite, refused below
+            x = np.array(values, dtype=np.float64).astype(dtype)
+        source = {"kind": "values"}
+    elif is_data:
         from bilin_cli.data import load_dataset
 
         data = load_dataset(head, dtype)
         index = int(tail)
         n = data.x.shape[0]
         if not 0 <= index < n:
-            raise BilinError(f"index {index} is out of range: {head} has {n} examples (0..{n - 1})")
+            raise BilinError(f"index {index} is out of range: {printable(head)} has {n} examples "
+                             f"(0..{n - 1})")
         x = data.x[index]
         source = {"kind": "data", "path": head, "index": index, "label": int(data.y[index])}
-    elif Path(spec).is_file() and Path(spec).suffix.lower() == ".npy":
-        try:
-            x = np.load(spec, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BilinError(f"{spec}: not a .npy array ({exc})") from None
-        if not np.issubdtype(x.dtype, np.number):
-            raise BilinError(f"{spec}: array has non-numeric dtype {x.dtype}")
-        x = (x.astype(dtype) / 255 if x.dtype == np.uint8 else x.astype(dtype)).ravel()
+    elif kind is None:
+        raise BilinError(
+            f"--input {shown}: no such file; give DATA.npz:INDEX, an image (PNG), a .npy "
+            "vector, or comma-separated numbers"
+        )
+    elif kind != "file":
+        regular_file(spec, "file")  # a directory, FIFO or device: one error line
+        raise BilinError(f"--input {shown}: not a regular file")
+    elif Path(spec).suffix.lower() == ".npy":
+        from bilin_cli.data import read_npy
+
+        x = read_npy(spec, "input .npy file")
+        with np.errstate(over="ignore"):
+            x = (x.astype(dtype) / 255 if x.dtype == np.uint8 else x.astype(dtype)).ravel()
         source = {"kind": "npy", "path": spec}
-    elif Path(spec).is_file():
+    else:
         import matplotlib.image
 
+        image_pixels(spec, model.input_shape, n_in)
         try:
             img = matplotlib.image.imread(spec)
         except Exception as exc:  # PIL/matplotlib raise many types for a bad image
-            raise BilinError(f"{spec}: cannot read it as an image ({exc})") from None
+            raise BilinError(f"{printable(spec)}: cannot read it as an image "
+                             f"({printable(exc, 120)})") from None
         grey = _to_grey(np.asarray(img))
         shape = model.input_shape
         if shape and len(shape) == 2 and grey.shape != tuple(shape):
             raise BilinError(
-                f"{spec}: image is {grey.shape[1]}x{grey.shape[0]} pixels, the model takes "
-                f"{shape[1]}x{shape[0]}"
+                f"{printable(spec)}: image is {grey.shape[1]}x{grey.shape[0]} pixels, the "
+                f"model takes {shape[1]}x{shape[0]}"
             )
         if grey.mean() > 0.5:
-            warnings.append(f"{spec} is mostly bright; MNIST-style models expect a light digit "
-                            "on a dark background (invert the image?)")
+            warnings.append(f"{printable(spec)} is mostly bright; MNIST-style models expect a "
+                            "light digit on a dark background (invert the image?)")
         x = grey.astype(dtype).ravel()
         source = {"kind": "image", "path": spec}
-    elif "," in spec or _is_number(spec):
-        try:
-            x = np.array([float(t) for t in spec.split(",")], dtype=dtype)
-        except ValueError:
-            raise BilinError(f"--input {spec!r}: not a list of numbers") from None
-        source = {"kind": "values"}
-    else:
-        raise BilinError(
-            f"--input {spec!r}: no such file; give DATA.npz:INDEX, an image (PNG), a .npy "
-            "vector, or comma-separated numbers"
-        )
     if x.size != n_in:
         raise BilinError(f"input has {x.size} values, the model takes {n_in}")
-    if not np.all(np.isfinite(x)):
-        raise BilinError("input contains NaN or infinity")
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise BilinError(f"input contains NaN or infinity ({bad} of {x.size} values"
+                         f"{'' if dtype == np.float64 else ', or beyond float32'})")
     return Input(x, source, warnings)
 
 

@@ -30,6 +30,7 @@ from bilin_cli.cli.options import (
     output_settings,
 )
 from bilin_cli.errors import BilinError
+from bilin_cli.printable import printable
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
 from bilin_cli.views_adversarial import input_report, sweep_report
@@ -246,9 +247,10 @@ def adversarial(
 
     one = None
     if input_ is not None:
-        one = adv.load_input(input_, dtype)
+        one = adv.load_input(input_, dtype, n_in)
         if one.x.size != n_in:
-            raise BilinError(f"--input {input_}: {one.x.size} pixels, the model takes {n_in}")
+            raise BilinError(f"--input {printable(input_, 80)}: {one.x.size} pixels, the model "
+                             f"takes {n_in}")
         from bilin_cli.data import default_data_path
 
         # Data for the sign and the metrics: --data, else the checkpoint's own split, else
