@@ -15,14 +15,15 @@ the basis in which ``D^T Q D`` reads feature-feature interactions.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bilin_cli.errors import BilinError
+from bilin_cli.files import read_json
 from bilin_cli.loading import open_checkpoint
+from bilin_cli.printable import printable
 
 
 @dataclass
@@ -46,7 +47,8 @@ class SAE:
     def check_feature(self, a: int) -> None:
         if not 0 <= a < self.n_features:
             raise BilinError(
-                f"feature {a} is out of range: {self.path} has {self.n_features} features "
+                f"feature {a} is out of range: {printable(self.path)} has {self.n_features} "
+                f"features "
                 f"(0..{self.n_features - 1})"
             )
 
@@ -67,17 +69,20 @@ def load_sae(path: str | Path, dtype: type = np.float32) -> SAE:
         b_enc = ckpt.get("b_enc", dtype) if "b_enc" in keys else None
         b_dec = ckpt.get("b_dec", dtype) if "b_dec" in keys else None
         cfg_path = folder / "cfg.json"
-        config = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        # Bounded, depth-limited, an object: a hostile cfg.json is one error line. Its values
+        # are kept for reference only; nothing here depends on their types.
+        config = read_json(cfg_path, "SAELens cfg.json") if cfg_path.exists() else {}
         fmt = "SAELens"
     else:
-        shown = ", ".join(sorted(keys)[:6])
+        shown = ", ".join(printable(k, 60) for k in sorted(keys)[:6])
         raise BilinError(
-            f"{path}: not an SAE (expected w_enc.weight/w_dec.weight or W_enc/W_dec; found "
-            f"{shown})"
+            f"{printable(path)}: not an SAE (expected w_enc.weight/w_dec.weight or W_enc/W_dec; "
+            f"found {shown})"
         )
     if enc.ndim != 2 or dec.shape != (enc.shape[1], enc.shape[0]):
         raise BilinError(
-            f"{path}: encoder {enc.shape} and decoder {dec.shape} do not fit (f, d) / (d, f)"
+            f"{printable(path)}: encoder {enc.shape} and decoder {dec.shape} do not fit "
+            "(f, d) / (d, f)"
         )
     return SAE(np.ascontiguousarray(enc), np.ascontiguousarray(dec), b_enc, b_dec, fmt,
                str(path), config)

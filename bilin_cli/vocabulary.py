@@ -8,19 +8,28 @@ as the model saw them in training.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from bilin_cli.errors import BilinError
+from bilin_cli.files import regular_file
 from bilin_cli.model import BilinearModel
+from bilin_cli.printable import printable
+
+# The largest tokenizer.json files shipped (256k-token vocabularies with merges) are
+# some tens of MB; anything past this is not a tokenizer.
+MAX_TOKENIZER_BYTES = 512 * 1024 * 1024
 
 
 def _tokenizer(path: str) -> Any:
     """The parsed tokenizer (cached while the file is unchanged: parsing a 128k vocab is slow)."""
+    p = regular_file(path, "tokenizer.json")
     try:
-        st = Path(path).stat()
+        st = p.stat()
     except OSError as exc:
-        raise BilinError(f"{path}: cannot read ({exc.strerror})") from None
+        raise BilinError(f"{printable(path)}: cannot read ({exc.strerror})") from None
+    if st.st_size > MAX_TOKENIZER_BYTES:
+        raise BilinError(f"{printable(path)}: {st.st_size} bytes is too large for a "
+                         f"tokenizer.json (at most {MAX_TOKENIZER_BYTES})")
     return _parse_tokenizer(path, st.st_mtime_ns, st.st_size)
 
 
@@ -30,10 +39,30 @@ def _parse_tokenizer(path: str, mtime_ns: int, size: int) -> Any:
 
     try:
         return Tokenizer.from_file(path)
-    except Exception as exc:  # noqa: BLE001 - the Rust side raises a bare Exception
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a bare Exception, or a Rust panic
+        # (pyo3's PanicException derives from BaseException, not Exception)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BilinError(f"{path}: not a tokenizer.json the tokenizers package can read "
-                         f"({first})") from None
+        raise BilinError(f"{printable(path)}: not a tokenizer.json the tokenizers package can "
+                         f"read ({printable(first, 160)})") from None
+
+
+def _vocab(model: BilinearModel) -> list | None:
+    vocab = model.meta.get("vocab")
+    return vocab if isinstance(vocab, list) else None
+
+
+def _call(what: str, path: str, fn, *args):
+    """A call into the tokenizer; its failures (a Rust panic included) are one error line."""
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - see _parse_tokenizer
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BilinError(f"{printable(path)}: the tokenizer failed to {what} "
+                         f"({printable(first, 160)})") from None
 
 
 def token_id(model: BilinearModel, text: str) -> int:
@@ -42,41 +71,43 @@ def token_id(model: BilinearModel, text: str) -> int:
     ``text`` is encoded as the tokenizer would encode it in running text (``" the"``
     becomes ``Ġthe``); a token's stored spelling (``"Ġthe"``) is accepted too.
     """
-    vocab = model.meta.get("vocab")
+    vocab = _vocab(model)
     if vocab is not None:
         if text in vocab:
             return vocab.index(text)
-        raise BilinError(f"{text!r} is not a token of this model's character vocabulary")
+        raise BilinError(f"{printable(repr(text), 80)} is not a token of this model's "
+                         "character vocabulary")
     path = model.meta.get("tokenizer")
     if path is None:
         raise BilinError("this checkpoint has no tokenizer (tokenizer.json or a 'vocab' list in "
                          "config.json): use --token ID")
     tok = _tokenizer(path)
-    encoding = tok.encode(text, add_special_tokens=False)
+    encoding = _call("encode", path, lambda: tok.encode(text, add_special_tokens=False))
     if len(encoding.ids) == 1:
         return int(encoding.ids[0])
-    stored = tok.token_to_id(text)
+    stored = _call("look up a token", path, tok.token_to_id, text)
     if stored is not None:
         return int(stored)
-    pieces = " ".join(repr(t) for t in encoding.tokens) or "no tokens"
-    raise BilinError(f"{text!r} is {len(encoding.ids)} tokens of {path} ({pieces}), not one; "
-                     "use --token ID")
+    pieces = " ".join(repr(t) for t in encoding.tokens[:20]) or "no tokens"
+    raise BilinError(f"{printable(repr(text), 80)} is {len(encoding.ids)} tokens of "
+                     f"{printable(path)} ({printable(pieces, 200)}), not one; use --token ID")
 
 
 def token_texts(model: BilinearModel, ids: list[int]) -> dict[int, str | None]:
     """Text of each id as it reads in running text (``" the"``), None where unknown."""
-    vocab = model.meta.get("vocab")
+    vocab = _vocab(model)
     if vocab is not None:
-        return {i: vocab[i] if 0 <= i < len(vocab) else None for i in ids}
+        return {i: vocab[i] if 0 <= i < len(vocab) and isinstance(vocab[i], str) else None
+                for i in ids}
     path = model.meta.get("tokenizer")
     if path is None:
         return {i: None for i in ids}
     tok = _tokenizer(path)
     texts: dict[int, str | None] = {}
     for i in ids:
-        text = tok.decode([i], skip_special_tokens=False)
+        text = _call("decode", path, tok.decode, [i], False)
         # A lone continuation byte decodes to U+FFFD; its stored spelling says more.
         if not text or "\ufffd" in text:
-            text = tok.id_to_token(i)
-        texts[i] = text
+            text = _call("decode", path, tok.id_to_token, i)
+        texts[i] = text if isinstance(text, str) else None
     return texts
