@@ -320,6 +320,13 @@ def _residual_flag(ckpt: Checkpoint) -> bool:
     return value
 
 
+def _unexplained(ckpt: Checkpoint, used: set[str]) -> bool:
+    """Whether a classifier layout would leave a matrix unused (a down projection, an
+    embedding under another name): then its names only look like the layout, and the
+    structure decides."""
+    return any(len(i.shape) == 2 and k not in used for k, i in ckpt.tensors.items())
+
+
 def _image(ckpt: Checkpoint) -> BilinearModel | None:
     idx = _layer_indices(ckpt.tensors, r"blocks\.(\d+)\.weight")
     if not idx or "head.weight" not in ckpt.tensors:
@@ -327,6 +334,8 @@ def _image(ckpt: Checkpoint) -> BilinearModel | None:
     layers = [
         LayerKeys(wv=f"blocks.{i}.weight", wv_bias=_present(ckpt, f"blocks.{i}.bias")) for i in idx
     ]
+    if _unexplained(ckpt, {"embed.weight", "head.weight", *(lk.wv for lk in layers)}):
+        return None
     residual = _residual_flag(ckpt)
     return _build(
         ckpt, "image classifier", "classifier", layers,
@@ -358,7 +367,8 @@ def _transformer(ckpt: Checkpoint) -> BilinearModel | None:
 
 
 def _toy(ckpt: Checkpoint) -> BilinearModel | None:
-    if not {"left.weight", "right.weight", "head.weight"} <= set(ckpt.tensors):
+    keys = {"left.weight", "right.weight", "head.weight"}
+    if not keys <= set(ckpt.tensors) or _unexplained(ckpt, keys):
         return None
     layers = [
         LayerKeys(

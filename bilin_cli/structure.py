@@ -27,6 +27,7 @@ _NOT_BILINEAR = re.compile(r"attn|attention|q_proj|k_proj|v_proj|qkv|query|key|v
                            re.IGNORECASE)
 _HEAD_HINT = re.compile(r"head|classif|readout|unembed|logit|out$|fc_out|output", re.IGNORECASE)
 _EMBED_HINT = re.compile(r"embed|wte|tok|emb|enc|input|in_proj|stem", re.IGNORECASE)
+_PROJ_HINT = re.compile(r"proj|down|(^|_)(p|o|out|w2|fc2)$", re.IGNORECASE)
 _LM_HINT = re.compile(r"attn|attention|wte|embed_tokens|lm_head|rotary", re.IGNORECASE)
 
 
@@ -41,6 +42,10 @@ class Proposal:
 
 def _module(key: str) -> str:
     return key.removesuffix(".weight")
+
+
+def _leaf(key: str) -> str:
+    return _module(key).rsplit(".", 1)[-1]
 
 
 def _parent(key: str) -> str:
@@ -71,8 +76,11 @@ def _pick(cands: list[str], hint: re.Pattern) -> str | None:
     """The one candidate, or the one whose name carries the role's hint."""
     if len(cands) == 1:
         return cands[0]
-    hinted = [c for c in cands if hint.search(c)]
-    return hinted[0] if len(hinted) == 1 else None
+    for name in (_leaf, str):
+        hinted = [c for c in cands if hint.search(name(c))]
+        if hinted:
+            return hinted[0] if len(hinted) == 1 else None
+    return None
 
 
 def _shape(s: tuple[int, ...]) -> str:
@@ -124,10 +132,16 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
             continue
         by_shape: dict[tuple, list[str]] = {}
         for k in keys:
-            if not _NOT_BILINEAR.search(k.rsplit(".", 1)[-1] if "." in _module(k) else k):
+            if not _NOT_BILINEAR.search(_leaf(k)):
                 by_shape.setdefault(mats[k], []).append(k)
         pairs = [ks for ks in by_shape.values() if len(ks) == 2]
         crowds = [ks for ks in by_shape.values() if len(ks) > 2]
+        if not pairs and len(crowds) == 1 and len(crowds[0]) == 3:
+            # Square layers (d = h = o): the factors and the projection share one shape;
+            # the projection's name tells them apart (down, proj, W_p, out, ...).
+            hinted = [k for k in crowds[0] if _PROJ_HINT.search(_leaf(k))]
+            if len(hinted) == 1:
+                pairs, crowds = [[k for k in crowds[0] if k != hinted[0]]], []
         layer: dict | None = None
         if len(pairs) == 1 and not crowds:
             w, v = pairs[0]
@@ -157,7 +171,7 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
             if b:
                 layer[{"W": "w_bias", "V": "v_bias"}.get(role, "wv_bias")] = b
         if len(projs) > 1:
-            pick = _pick(projs, re.compile(r"proj|down|out|^p$|_p$|\.p$", re.IGNORECASE))
+            pick = _pick(projs, _PROJ_HINT)
             if pick is None:
                 ambiguous.append(f"layer {printable(parent or '(top level)')!r}: several "
                                  f"projections could follow: {', '.join(map(printable, projs))}")

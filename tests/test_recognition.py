@@ -150,6 +150,22 @@ def test_classifier_with_down_projection_before_head(cli, tmp_path, bias):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("names", [("left", "right", "down", "head"),
+                                   ("W_l", "W_r", "W_p", "W_u"),
+                                   ("mlp.w_m", "mlp.w_n", "mlp.w_proj", "readout")])
+def test_square_layers_told_apart_by_the_projection_name(cli, tmp_path, names):
+    """d = h = o (as in the paper's MNIST models): factors and projection share a shape."""
+    t = _weights(seed=29, d=6, h=6, o=6, bias=True, down=True)
+    left, right, down, head = names
+    sfx = ".weight" if left == "left" else ""
+    named = {"embed.weight": t["E"], left + sfx: t["W"], right + sfx: t["V"],
+             down + sfx: t["P"], head + sfx: t["H"]}
+    path = _save(tmp_path / "m.safetensors", named)
+    t = {k: v for k, v in t.items() if k not in ("b_w", "b_v", "b_p", "b_h")}
+    for c in (0, 2):
+        _check_exact(_eig_all(cli, path, c), _ref(t), c, 4)
+
+
 def _tutorial(sd):
     """torch.save as PyTorch's tutorials teach, with DataParallel's prefix."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
