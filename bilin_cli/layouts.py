@@ -320,6 +320,22 @@ def _residual_flag(ckpt: Checkpoint) -> bool:
     return value
 
 
+def _check_gate(ckpt: Checkpoint, model: BilinearModel) -> None:
+    """A gated MLP is bilinear only with an identity gate: say so loudly otherwise."""
+    act = ckpt.config.get("hidden_act", ckpt.config.get("hidden_activation"))
+    if not isinstance(act, (str, type(None))):
+        act = printable(repr(act), 40)
+    if act not in IDENTITY_ACTS:
+        model.warnings.append(
+            f"config.json says hidden_act={act!r}: the MLP is gated by a nonlinearity, so the "
+            "decomposition describes the bilinear (identity-gate) part only and is NOT exact"
+        )
+    elif "hidden_act" not in ckpt.config:
+        model.notes.append(
+            "no hidden_act in config.json: assuming an identity gate (a bilinear fine-tune)"
+        )
+
+
 def _unexplained(ckpt: Checkpoint, used: set[str]) -> bool:
     """Whether a classifier layout would leave a matrix unused (a down projection, an
     embedding under another name): then its names only look like the layout, and the
@@ -411,18 +427,7 @@ def _llama(ckpt: Checkpoint) -> BilinearModel | None:
     if any(model.mlp_norm_keys):
         model.meta["map"]["norm"] = {"kind": "rms",
                                      "gain": "model.layers.{i}.post_attention_layernorm.weight"}
-    act = ckpt.config.get("hidden_act", ckpt.config.get("hidden_activation"))
-    if not isinstance(act, (str, type(None))):
-        act = printable(repr(act), 40)
-    if act not in IDENTITY_ACTS:
-        model.warnings.append(
-            f"config.json says hidden_act={act!r}: the MLP is gated by a nonlinearity, so the "
-            "decomposition describes the bilinear (identity-gate) part only and is NOT exact"
-        )
-    elif "hidden_act" not in ckpt.config:
-        model.notes.append(
-            "no hidden_act in config.json: assuming an identity gate (a bilinear fine-tune)"
-        )
+    _check_gate(ckpt, model)
     return model
 
 
@@ -462,8 +467,11 @@ def model_from_map(ckpt: Checkpoint, mapping: object, source: str = "map",
     norm = m.get("norm")
     if norm is None and kind == "lm":
         norm = {"kind": "rms"}
-    return _build(ckpt, layout, kind, layers, m.get("embed"), m.get("head"), m["residual"],
-                  m.get("head_bias"), norm)
+    model = _build(ckpt, layout, kind, layers, m.get("embed"), m.get("head"), m["residual"],
+                   m.get("head_bias"), norm)
+    if kind == "lm" and "hidden_act" in ckpt.config:
+        _check_gate(ckpt, model)
+    return model
 
 
 def _unrecognised(ckpt: Checkpoint, why: str = "") -> BilinError:

@@ -28,6 +28,11 @@ _NOT_BILINEAR = re.compile(r"attn|attention|q_proj|k_proj|v_proj|qkv|query|key|v
 _HEAD_HINT = re.compile(r"head|classif|readout|unembed|logit|out$|fc_out|output", re.IGNORECASE)
 _EMBED_HINT = re.compile(r"embed|wte|tok|emb|enc|input|in_proj|stem", re.IGNORECASE)
 _PROJ_HINT = re.compile(r"proj|down|(^|_)(p|o|out|w2|fc2)$", re.IGNORECASE)
+# An embedding and an unembedding often share a shape; they are never a factor pair.
+_ENDS_HINT = re.compile(r"embed|wte|tok|lm_head|unembed|^output$|^head$|classifier",
+                        re.IGNORECASE)
+_NORM_HINT = re.compile(r"norm|(^|_)ln", re.IGNORECASE)
+_MLP_NORM_HINT = re.compile(r"ffn|mlp|post|2", re.IGNORECASE)
 _LM_HINT = re.compile(r"attn|attention|wte|embed_tokens|lm_head|rotary", re.IGNORECASE)
 
 
@@ -110,6 +115,28 @@ def _chain_order(layers: list[dict], mats: dict) -> list[dict]:
     return ordered
 
 
+def _mlp_norm(layers: list[dict], vecs: dict[str, int], d: int) -> dict | None:
+    """The norm in front of each MLP of a language model, as a map's ``norm`` entry: a
+    ``(d)`` gain named like a norm beside the MLP (``ffn_norm``, ``post_attention_layernorm``,
+    ``ln_2``), the same for every layer up to the layer number."""
+    templates = set()
+    for i, lay in enumerate(layers):
+        block = _parent(_parent(_factor(lay)))
+        cands = [k for k, n in vecs.items() if n == d and _parent(k) == block
+                 and _NORM_HINT.search(_leaf(k)) and not k.endswith(".bias")]
+        pick = _pick(cands, _MLP_NORM_HINT) if cands else None
+        if pick is None or f".{i}." not in pick + ".":
+            return None
+        templates.add(pick.replace(f".{i}.", ".{i}.", 1))
+    if len(templates) != 1:
+        return None
+    gain = templates.pop()
+    bias = gain.removesuffix("weight") + "bias" if gain.endswith(".weight") else None
+    if bias and bias.replace("{i}", "0") in vecs:
+        return {"kind": "layer", "gain": gain, "bias": bias}
+    return {"kind": "rms", "gain": gain}
+
+
 def _factor(layer: dict) -> str:
     return layer.get("wv") or layer["w"]
 
@@ -134,7 +161,8 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
         for k in keys:
             if not _NOT_BILINEAR.search(_leaf(k)):
                 by_shape.setdefault(mats[k], []).append(k)
-        pairs = [ks for ks in by_shape.values() if len(ks) == 2]
+        pairs = [ks for ks in by_shape.values() if len(ks) == 2
+                 and not any(_ENDS_HINT.search(_leaf(k)) for k in ks)]
         crowds = [ks for ks in by_shape.values() if len(ks) > 2]
         if not pairs and len(crowds) == 1 and len(crowds[0]) == 3:
             # Square layers (d = h = o): the factors and the projection share one shape;
@@ -201,7 +229,8 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
             layers.pop()
             used.difference_update((last["w"], last["v"]))
 
-    rest = sorted((k for k in mats if k not in used), key=_natural)
+    rest = sorted((k for k in mats if k not in used and not _NOT_BILINEAR.search(k)),
+                  key=_natural)
     d0 = layers[0]["_dims"][0]
     last = layers[-1]
     mapping: dict = {}
@@ -270,5 +299,11 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
         roles.append(tag + text)
     if head:
         roles.append(f"head {printable(head)} ({_shape(mats[head])})")
+    if mapping["kind"] == "lm":
+        norm = _mlp_norm(layers, vecs, d0)
+        if norm:
+            mapping["norm"] = norm
+            roles.append(f"norm in front of each MLP: {norm['kind']}, gain "
+                         f"{printable(norm['gain'])}")
     mapping["layers"] = layers
     return Proposal(mapping, roles, ambiguous)

@@ -3,7 +3,8 @@
 A token ``t`` alone at a transformer MLP's input (no attention, no earlier layers)
 is ``x_t = g * e_t / rms(e_t)``: ``e_t`` row ``t`` of the embedding ``(vocab, d)``,
 ``g`` the gain of the RMS norm in front of the MLP (1 where the checkpoint stores
-none; the norm's epsilon is left out). Through eigenpair ``i`` it adds
+none; the norm's epsilon is left out). A map may name another norm: a LayerNorm,
+``g * (e_t - mean) / std + b``, or none, ``x_t = e_t``. Through eigenpair ``i`` it adds
 ``lambda_i (v_i . x_t)^2`` to ``u . y``; in the cross terms, tokens with the same
 sign of ``s_t = v_i . x_t`` reinforce each other and opposite signs cancel. So each
 eigenvector reads as its tokens of largest positive and most negative ``s_t``.
@@ -30,15 +31,27 @@ def token_scores(model: BilinearModel, layer: int, vecs: np.ndarray,
         raise BilinError("reading eigenvectors as tokens needs a language model with an "
                          "embedding")
     g = model.mlp_norm_gain(layer, np.float64)
+    b = model.mlp_norm_bias(layer, np.float64)
     Vt = np.asarray(vecs, dtype=np.float64).T  # (d, k)
     gVt = Vt if g is None else g[:, None] * Vt  # (g * x) . v = x . (g * v)
+    shift = 0.0 if b is None else b @ Vt  # (x + b) . v adds b . v to every token
     n_vocab = model.embed_shape[0]
     S = np.empty((n_vocab, Vt.shape[1]))
     for start in range(0, n_vocab, block):
         X = model.embed(np.float64, slice(start, start + block))
-        rms = np.sqrt(np.mean(X**2, axis=1, keepdims=True))
-        S[start : start + block] = (X / np.where(rms > 0, rms, 1.0)) @ gVt
+        S[start : start + block] = normalize(X, model.norm_kind) @ gVt + shift
     return S
+
+
+def normalize(X: np.ndarray, kind: str) -> np.ndarray:
+    """Rows of ``X`` through the norm in front of the MLP, before its gain: ``x / rms(x)``
+    (``rms``), ``(x - mean) / std`` (``layer``) or ``x`` (``none``); epsilon left out."""
+    if kind == "none":
+        return X
+    if kind == "layer":
+        X = X - X.mean(axis=1, keepdims=True)
+    scale = np.sqrt(np.mean(X**2, axis=1, keepdims=True))
+    return X / np.where(scale > 0, scale, 1.0)
 
 
 def read_as_tokens(model: BilinearModel, layer: int, vecs: np.ndarray, n: int) -> list[dict]:

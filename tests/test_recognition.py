@@ -331,3 +331,74 @@ def test_shard_outside_the_model_folder_is_refused(cli, tmp_path):
                                                                           weight_map}))
         code, out, err = cli("info", folder)
         assert code == 1 and "outside the model folder" in err, err
+
+
+def _meta_style(path, seed=31, d=8, h=12, vocab=20, n_layer=3, layer_norm=False):
+    """Meta's original LLaMA names: tok_embeddings, layers.i.feed_forward.w1/w3/w2, ffn_norm."""
+    r = np.random.default_rng(seed)
+    t = {"tok_embeddings.weight": r.standard_normal((vocab, d)),
+         "output.weight": r.standard_normal((vocab, d)), "norm.weight": np.ones(d)}
+    for i in range(n_layer):
+        p = f"layers.{i}."
+        for k in ("wq", "wk", "wv", "wo"):
+            t[p + f"attention.{k}.weight"] = r.standard_normal((d, d))
+        t[p + "feed_forward.w1.weight"] = r.standard_normal((h, d)) / 3
+        t[p + "feed_forward.w3.weight"] = r.standard_normal((h, d)) / 3
+        t[p + "feed_forward.w2.weight"] = r.standard_normal((d, h)) / 3
+        t[p + "attention_norm.weight"] = np.ones(d)
+        t[p + "ffn_norm.weight"] = r.uniform(0.5, 2.0, d)
+        if layer_norm:
+            t[p + "ffn_norm.bias"] = r.standard_normal(d) / 4
+    return _save(path, t), {k: np.asarray(v, np.float32).astype(np.float64) for k, v in t.items()}
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_lm_with_other_names_and_its_mlp_norm(cli, tmp_path, layer_norm):
+    path, t = _meta_style(tmp_path / "lm.safetensors", layer_norm=layer_norm)
+    code, out, err = cli("info", path, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["outputs"]["kind"] == "vocabulary" and info["n_layers"] == 3
+    assert info["map"]["norm"]["gain"] == "layers.{i}.ffn_norm.weight"
+    assert info["map"]["norm"]["kind"] == ("layer" if layer_norm else "rms")
+    p = "layers.1.feed_forward."
+    ref = Ref(t[p + "w1.weight"], t[p + "w3.weight"], t[p + "w2.weight"])
+    code, out, err = cli("eig", path, "--layer", "1", "--token", "5", "--all", "--basis",
+                         "hidden", "--float64", "--json", "--tokens", "3")
+    assert code == 0, err
+    doc = json.loads(out)
+    np.testing.assert_allclose(doc["eigenvalues"],
+                               reference_eigvals(ref, t["output.weight"][5]), atol=1e-10)
+    # Token readings go through the norm the structure found: g * norm(e_t) (+ b).
+    E, g = t["tok_embeddings.weight"], t["layers.1.ffn_norm.weight"]
+    if layer_norm:
+        Ec = E - E.mean(1, keepdims=True)
+        X = g * Ec / np.sqrt((Ec**2).mean(1, keepdims=True)) + t["layers.1.ffn_norm.bias"]
+    else:
+        X = g * E / np.sqrt((E**2).mean(1, keepdims=True))
+    v1 = np.array(doc["eigenvectors"][0])
+    s = X @ v1
+    top = [e["token"] for e in doc["tokens"][0]["positive"]]
+    assert top == [int(i) for i in np.argsort(-s)[:3] if s[i] > 0]
+
+
+def test_map_norm_none_reads_raw_embeddings(cli, tmp_path):
+    path, t = _meta_style(tmp_path / "lm.safetensors")
+    code, out, err = cli("info", path, "--suggest-map")
+    mapping = json.loads(out)
+    mapping["norm"] = {"kind": "none"}
+    (tmp_path / "map.json").write_text(json.dumps(mapping))
+    code, out, err = cli("eig", path, "--layer", "0", "--token", "2", "--top", "2", "--json",
+                         "--tokens", "4", "--map", tmp_path / "map.json")
+    assert code == 0, err
+    doc = json.loads(out)
+    s = t["tok_embeddings.weight"] @ np.array(doc["eigenvectors"][1])
+    neg = [e["token"] for e in doc["tokens"][1]["negative"]]
+    assert neg == [int(i) for i in np.argsort(s)[:4] if s[i] < 0]
+
+
+def test_gated_lm_by_structure_warns_when_the_gate_is_not_identity(cli, tmp_path):
+    path, _ = _meta_style(tmp_path / "m" / "model.safetensors")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"hidden_act": "silu"}))
+    code, out, err = cli("info", tmp_path / "m", "--json")
+    assert code == 0 and "NOT exact" in json.loads(out)["warnings"][0]
