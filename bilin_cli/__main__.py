@@ -1,3 +1,5 @@
-from bilin_cli.cli.app import main
+"""``python -m bilin_cli``: the same entry point as the ``bilin`` console script."""
+
+from bilin_cli.entry import main
 
 main()

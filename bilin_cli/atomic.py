@@ -1,25 +1,45 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Atomic file output: write a temporary file beside the target, then publish it whole.
 
-A failure or Ctrl-C never leaves a half-written file, and an existing file is
-only replaced when the caller says ``force``.
+A failure, Ctrl-C or SIGTERM never leaves a half-written file or a temporary one, and an
+existing file is only replaced when the caller says ``force``: even when another process
+creates the target while this one works, because publishing is ``link(2)`` (or
+``renameat2(RENAME_NOREPLACE)``), which fails if the name is taken, not a check followed by
+a rename. Outputs get the permissions the umask gives any new file (temporary files are
+created 0666 & ~umask, not mkstemp's 0600), so collaborators on shared storage can read
+them.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from bilin_cli.entry import check, deferred
 from bilin_cli.errors import BilinError
+
+# link(2) errors that mean "this file system has no hard links", not "the name is taken".
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV,
+                  errno.EMLINK}
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2_fn: object = None  # the libc function once looked up; False where there is none
+
+
+def exists_error(path: str | os.PathLike) -> BilinError:
+    return BilinError(f"{path} already exists; pass --force to overwrite it")
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
     """Fail early (before any work) if ``path`` exists without ``force`` or has no folder."""
     p = Path(path)
-    if p.exists() and not force:
-        raise BilinError(f"{p} already exists; pass --force to overwrite it")
+    if os.path.lexists(p) and not force:
+        raise exists_error(p)
     if p.is_dir():
         raise BilinError(f"{p} is a directory; give a file name")
     if not p.parent.exists():
@@ -27,21 +47,162 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
     return p
 
 
+def temp_name(target: Path, kind: str = "tmp") -> Path:
+    """A hidden name beside ``target``: ``.NAME.RANDOM.tmp`` (NAME cut so it stays legal)."""
+    return target.with_name(f".{target.name[:64]}.{secrets.token_hex(4)}.{kind}")
+
+
+def create_temp(target: Path, directory: bool = False) -> tuple[Path, int | None]:
+    """Create a new temporary file (open for writing: its fd) or directory beside ``target``.
+
+    The mode is 0666 / 0777 as for any new file, so the umask (and a default ACL) decides
+    the permissions the published output will have. Call it under :func:`deferred` and
+    keep the name in the same block, so an interrupt cannot strand the file.
+    """
+    for _ in range(100):
+        tmp = temp_name(target)
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+                return tmp, None
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target.parent))
+
+
+def remove_temp(tmp: Path | None) -> None:
+    """Remove a temporary file or directory; missing is fine (best effort, never raises)."""
+    if tmp is None:
+        return
+    import shutil
+
+    try:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _renameat2():
+    global _renameat2_fn
+    if _renameat2_fn is None:
+        _renameat2_fn = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).renameat2
+            except (OSError, AttributeError):  # no such libc function (old glibc, musl)
+                pass
+            else:
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                               ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _renameat2_fn = fn
+    return _renameat2_fn
+
+
+def renameat2(src: str | os.PathLike, dst: str | os.PathLike, flags: int) -> bool:
+    """``renameat2(2)`` with ``flags``; False where the system or file system lacks it.
+
+    Raises :class:`OSError` for every other failure (``FileExistsError`` when
+    ``RENAME_NOREPLACE`` finds ``dst`` taken).
+    """
+    fn = _renameat2()
+    if not fn:
+        return False
+    import ctypes
+
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def _publish_noreplace(tmp: Path, target: Path, directory: bool) -> None:
+    try:
+        if renameat2(tmp, target, RENAME_NOREPLACE):
+            return
+    except FileExistsError:
+        raise exists_error(target) from None
+    # No renameat2 here: claim the name with an exclusive create, then rename over our own
+    # (empty) claim. Other writers see the name taken from the first step on.
+    try:
+        if directory:
+            os.mkdir(target, 0o700)
+        else:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise exists_error(target) from None
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        (os.rmdir if directory else os.unlink)(target)
+        raise
+
+
+def publish(tmp: Path, target: Path, force: bool = False, directory: bool = False) -> None:
+    """Put the finished ``tmp`` in place as ``target``; without ``force``, never over another.
+
+    Raises :class:`BilinError` (``already exists``) if ``target`` exists, however late it
+    appeared. A directory is only published where nothing exists (``force`` is the
+    caller's business there, see :func:`bilin_cli.writing.save_checkpoint`). Call it under
+    :func:`deferred`.
+    """
+    if directory:
+        _publish_noreplace(tmp, target, directory=True)
+        return
+    if force:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise exists_error(target) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        _publish_noreplace(tmp, target, directory=False)
+        return
+    os.unlink(tmp)
+
+
 def atomic_write(
     path: str | os.PathLike, write: Callable[[IO[bytes]], None], force: bool = False
 ) -> Path:
-    """Call ``write(fh)`` on a temporary file, then rename it onto ``path``."""
+    """Call ``write(fh)`` on a temporary file, then publish it as ``path``.
+
+    Without ``force`` an existing ``path`` is an error, checked first and again at the
+    moment of publishing. On any exception, SIGINT and SIGTERM included, the temporary
+    file is removed and ``path`` is left as it was.
+    """
     p = check_writable(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp = fh = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with deferred():
+            tmp, fd = create_temp(p)
+            fh = os.fdopen(fd, "wb")
+        with fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        with deferred():
+            check()
+            publish(tmp, p, force)
+            tmp = None
     except BaseException:
-        # Includes KeyboardInterrupt: the target is untouched and no temp file remains.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with deferred():
+            if fh is not None:
+                try:
+                    fh.close()
+                except OSError:
+                    pass
+            remove_temp(tmp)
         raise
     return p

@@ -3,21 +3,93 @@
 ``-o NAME.safetensors`` writes one file with the config embedded in the safetensors
 metadata (key ``bilin_config``); any other ``-o DIR`` writes a Hugging Face style
 directory (``model.safetensors`` + ``config.json``).
+
+A directory is built under a temporary name beside the target and published with
+``renameat2(RENAME_NOREPLACE)`` (or, where that is missing, an exclusive ``mkdir`` of the
+name followed by a rename over that empty claim): plain ``rename(2)`` would silently
+replace an empty directory another process had just created. ``--force`` replaces an
+existing directory only if it holds nothing but the files bilin writes, so a mistyped
+``-o`` cannot wipe a folder of other work.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save
 
-from bilin_cli.atomic import atomic_write, check_writable
+from bilin_cli.atomic import (
+    RENAME_EXCHANGE,
+    atomic_write,
+    check_writable,
+    create_temp,
+    exists_error,
+    publish,
+    remove_temp,
+    renameat2,
+    temp_name,
+)
+from bilin_cli.entry import check, deferred
 from bilin_cli.errors import BilinError
+from bilin_cli.printable import printable
+
+CHECKPOINT_FILES = ("model.safetensors", "config.json")
+
+
+def _check_replaceable(p: Path) -> None:
+    """Refuse to replace anything but a directory of the files bilin writes."""
+    if p.is_symlink():
+        raise BilinError(f"{p} is a symbolic link; remove it or give another name")
+    if not p.is_dir():
+        raise BilinError(f"{p} is a file; give a directory name or NAME.safetensors")
+    others = sorted(set(os.listdir(p)) - set(CHECKPOINT_FILES))
+    if others:
+        shown = ", ".join(printable(n, limit=60) for n in others[:3])
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        raise BilinError(f"{p} holds files bilin did not write ({shown}{more}); "
+                         "--force only replaces a checkpoint directory: remove them or "
+                         "give another name")
+
+
+def check_checkpoint_target(path: str | os.PathLike, force: bool) -> Path:
+    """Fail early (before any work) if :func:`save_checkpoint` could not write ``path``."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        return check_writable(p, force)
+    if os.path.lexists(p):
+        if not force:
+            raise exists_error(p)
+        _check_replaceable(p)
+    if not p.parent.exists():
+        raise BilinError(f"{p.parent}: no such directory")
+    return p
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _replace_directory(tmp: Path, p: Path) -> None:
+    """Swap the finished ``tmp`` in for the existing checkpoint directory ``p``."""
+    _check_replaceable(p)
+    if renameat2(tmp, p, RENAME_EXCHANGE):  # atomic: p is never missing
+        old = tmp
+    else:
+        old = temp_name(p, "old")
+        os.rename(p, old)
+        try:
+            os.rename(tmp, p)
+        except BaseException:
+            os.rename(old, p)
+            raise
+    remove_temp(old)
 
 
 def save_checkpoint(
@@ -28,23 +100,26 @@ def save_checkpoint(
     if p.suffix == ".safetensors":
         blob = save(tensors, metadata={"bilin_config": json.dumps(config)})
         return atomic_write(p, lambda fh: fh.write(blob), force)
-    if p.exists() and not force:
-        raise BilinError(f"{p} already exists; pass --force to overwrite it")
-    if p.exists() and not p.is_dir():
-        raise BilinError(f"{p} is a file; give a directory name or NAME.safetensors")
-    check_writable(p, force=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+    check_checkpoint_target(p, force)
+    model = save(tensors)
+    conf = (json.dumps(config, indent=2) + "\n").encode("utf-8")
+    tmp = None
     try:
-        (tmp / "model.safetensors").write_bytes(save(tensors))
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if p.exists():
-            old = p.with_name(f".{p.name}.old")
-            os.replace(p, old)
-            os.replace(tmp, p)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, p)
+        with deferred():
+            tmp, _ = create_temp(p, directory=True)
+        _write_file(tmp / "model.safetensors", model)
+        _write_file(tmp / "config.json", conf)
+        with deferred():
+            check()
+            try:
+                publish(tmp, p, directory=True)
+            except BilinError:
+                if not force:
+                    raise
+                _replace_directory(tmp, p)
+            tmp = None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with deferred():
+            remove_temp(tmp)
         raise
     return p

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from bilin_cli import __version__
+from bilin_cli import __version__, entry
 from bilin_cli.errors import BilinError
+from bilin_cli.printable import printable
 
 app = typer.Typer(
     name="bilin",
@@ -59,24 +60,59 @@ def _register() -> None:
 _register()
 
 
+def _error(message: object) -> None:
+    """Print ``error: <message>`` on one line, made safe for a terminal and kept short."""
+    print(f"error: {printable(message, limit=1000)}", file=sys.stderr)
+
+
 def main() -> None:
-    """Console entry point: user errors become one ``error:`` line and exit code 1."""
+    """Entry point (the console script reaches it through :func:`bilin_cli.entry.main`).
+
+    User errors become one ``error:`` line and exit code 1; SIGINT and SIGTERM become
+    ``error: interrupted`` and exit code 130, after the writers have removed their
+    temporary files. Called in-process (tests), it installs the signal handlers for the
+    run and puts the previous ones back afterwards.
+    """
+    installed_here = entry.install()
+    try:
+        try:
+            _run()
+        except SystemExit as exc:
+            # A signal whose exception some library swallowed, or a KeyboardInterrupt (no
+            # handlers of ours: not the main thread) that typer turned into a silent exit.
+            if entry.interrupted() or _caused_by_keyboard_interrupt(exc):
+                raise entry.Interrupted() from None
+            raise
+    except (entry.Interrupted, KeyboardInterrupt):
+        entry.report_interrupted()
+    finally:
+        if installed_here:
+            entry.uninstall()
+
+
+def _caused_by_keyboard_interrupt(exc: BaseException) -> bool:
+    for _ in range(8):
+        exc = exc.__cause__ or exc.__context__
+        if exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+    return False
+
+
+def _run() -> None:
     try:
         app(prog_name="bilin")
     except BilinError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
     except BrokenPipeError:
         # The reader (head, jq) went away; that is not an error of ours.
         sys.stderr.close()
         sys.exit(0)
     except MemoryError:
-        print("error: out of memory; try a smaller layer, --top with --method arpack, "
-              "or float32", file=sys.stderr)
+        _error("out of memory; try a smaller layer, --top with --method arpack, or float32")
         sys.exit(1)
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         sys.exit(1)
