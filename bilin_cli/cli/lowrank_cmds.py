@@ -25,7 +25,6 @@ from bilin_cli.cli.options import (
     number_list,
     output_settings,
 )
-from bilin_cli.errors import BilinError
 from bilin_cli.evaluation import model_logits, scores
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
@@ -37,7 +36,7 @@ from bilin_cli.truncation import (
     truncated_tensors,
 )
 from bilin_cli.views import eval_report, sweep_report, truncate_report
-from bilin_cli.writing import save_checkpoint
+from bilin_cli.writing import check_checkpoint_target, save_checkpoint
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -109,8 +108,7 @@ def truncate(
                                      param_hint="-o")
         # -o names the command's main output: here the checkpoint; the report goes to stdout.
         checkpoint_out, output = Path(output), None
-        if checkpoint_out.exists() and not force:
-            raise BilinError(f"{checkpoint_out} already exists; pass --force to overwrite it")
+        check_checkpoint_target(checkpoint_out, force)
     fmt_ = output_settings(json_, fmt, output, force, plot)
     dtype = dtype_of(float64)
     checkpoint, model = load(ckpt, map_file)
