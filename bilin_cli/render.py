@@ -19,6 +19,10 @@ import numpy as np
 
 from bilin_cli.atomic import atomic_write
 from bilin_cli.errors import BilinError
+from bilin_cli.printable import printable
+
+# Text in tables is escaped (names from files may hold escape sequences), not cut short.
+CELL_LIMIT = 100_000
 
 FORMATS = ("table", "json", "csv", "tsv", "npz")
 
@@ -57,14 +61,26 @@ def to_json(report: Report) -> str:
     return json.dumps(_clean(report.doc), allow_nan=False) + "\n"
 
 
-def to_delimited(report: Report, delimiter: str) -> str:
+def _safe(text: object) -> str:
+    """``text`` with control and bidi characters escaped, for a terminal."""
+    return printable(text, CELL_LIMIT)
+
+
+def _safe_lines(text: object) -> str:
+    """Like :func:`_safe`, keeping the line breaks of multi-line notes of our own."""
+    return "\n".join(_safe(line) for line in str(text).split("\n"))
+
+
+def to_delimited(report: Report, delimiter: str, escape: bool = False) -> str:
+    """CSV/TSV, exact; with ``escape`` (for a terminal) control characters are escaped."""
     if report.rows is None:
         raise BilinError(f"'{report.title}' has no row data; use --json")
+    clean = _safe if escape else str
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(report.columns)
+    writer.writerow([clean(c) for c in report.columns])
     for row in report.rows:
-        writer.writerow(["" if v is None else _fmt_cell(v, plain=True) for v in row])
+        writer.writerow(["" if v is None else clean(_fmt_cell(v, plain=True)) for v in row])
     return buf.getvalue()
 
 
@@ -75,8 +91,11 @@ def _fmt_cell(v, plain: bool = False) -> str:
 
 
 def to_table(report: Report, color: bool, width: int | None = None) -> str:
+    """Human output. Every string goes in as a rich ``Text``, never as markup, and escaped:
+    a class name like ``[/bold]`` or ``:smile:`` or one holding ESC prints as itself."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
     console = Console(
@@ -87,22 +106,23 @@ def to_table(report: Report, color: bool, width: int | None = None) -> str:
     grid.add_column(style="bold cyan")
     grid.add_column()
     for key, value in report.summary:
-        grid.add_row(key, value)
-    console.print(f"[bold]{report.title}[/bold]")
+        grid.add_row(Text(_safe(key)), Text(_safe(value)))
+    console.print(Text(_safe(report.title), style="bold"))
     console.print(grid)
     if report.rows:
         table = Table(show_edge=False, header_style="bold")
         for col in report.columns:
-            table.add_column(col, justify="right" if col != report.columns[-1] else "left")
+            table.add_column(Text(_safe(col)),
+                             justify="right" if col != report.columns[-1] else "left")
         for row in report.rows:
-            table.add_row(*("" if v is None else _fmt_cell(v) for v in row))
+            table.add_row(*(Text("" if v is None else _safe(_fmt_cell(v))) for v in row))
         console.print(table)
     if report.pictures:
         from bilin_cli.terminal_images import vector_gallery
 
         console.print(vector_gallery(report.pictures, report.picture_shape))
     for note in report.notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(Text(f"note: {_safe_lines(note)}", style="dim"))
     return buf.getvalue()
 
 
@@ -123,7 +143,7 @@ def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
 def emit(report: Report, fmt: str, output: str | None = None, force: bool = False) -> None:
     """Render ``report`` as ``fmt`` to stdout or atomically to ``output``."""
     for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {_safe_lines(w)}", file=sys.stderr)
     if fmt == "npz":
         if not report.arrays:
             raise BilinError(f"'{report.title}' has no array data for --format npz")
@@ -134,7 +154,9 @@ def emit(report: Report, fmt: str, output: str | None = None, force: bool = Fals
     if fmt == "json":
         text = to_json(report)
     elif fmt in ("csv", "tsv"):
-        text = to_delimited(report, "," if fmt == "csv" else "\t")
+        # Exact in a file or a pipe; escaped only where it would reach a terminal raw.
+        tty = output is None and sys.stdout.isatty()
+        text = to_delimited(report, "," if fmt == "csv" else "\t", escape=tty)
     else:
         tty = output is None and sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else 120
