@@ -43,6 +43,7 @@ masks themselves come from the weights.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -392,7 +393,9 @@ def load_input(spec: str, dtype: type = np.float32, n_in: int | None = None) -> 
     data sets, it must show a light digit on a dark background.
     """
     if spec.lower().endswith(".png"):
-        path = regular_file(spec, "image file")
+        if not os.path.lexists(spec):
+            raise BilinError(f"{printable(spec)}: no such image file")
+        path = regular_file(spec, "PNG file")
         where = printable(path)
         import matplotlib.image
         from PIL import Image

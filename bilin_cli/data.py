@@ -172,7 +172,7 @@ def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_idx(path: Path) -> np.ndarray:
     where = printable(path)
-    regular_file(path, "idx file")
+    regular_file(path, "data file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -276,8 +276,8 @@ def load_dataset(path: str | Path, dtype: type = np.float32) -> Dataset:
     x = _scale(x_raw.reshape(x_raw.shape[0], -1), dtype)
     if not np.isfinite(x).all():  # finite float64 data can overflow float32
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-        raise BilinError(f"{where}: array 'x' has {bad} values too large for "
-                         f"{np.dtype(dtype).name}; use --float64 or rescale the data")
+        raise BilinError(f"{where}: array 'x' has {bad} value{'s' if bad > 1 else ''} too "
+                         f"large for {np.dtype(dtype).name}; use --float64 or rescale the data")
     return Dataset(x, y, source, shape)
 
 

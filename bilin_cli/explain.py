@@ -175,8 +175,8 @@ def load_input(spec: str, model: BilinearModel, dtype: type = np.float32) -> Inp
         raise BilinError(f"input has {x.size} values, the model takes {n_in}")
     bad = int(x.size - np.count_nonzero(np.isfinite(x)))
     if bad:
-        raise BilinError(f"input contains NaN or infinity ({bad} of {x.size} values"
-                         f"{'' if dtype == np.float64 else ', or beyond float32'})")
+        limit = "" if dtype == np.float64 else "; float32 holds at most 3.4e38, try --float64"
+        raise BilinError(f"input contains NaN or infinity ({bad} of {x.size} values{limit})")
     return Input(x, source, warnings)
 
 
