@@ -511,3 +511,26 @@ def test_render_escapes_tables_and_terminal_csv(monkeypatch, capsys):
     assert err == "warning: bad \\x1b[1m\n"
     # JSON stays exact: json.dumps escapes control characters itself
     assert json.loads(render.to_json(report))["name"] == "\x1b[2J"
+
+
+HUGE = "9" * 30
+
+
+@pytest.mark.parametrize("args", [
+    ["eig", "{r}/img", "--class", "1", "--top", HUGE, "--json"],
+    ["hosvd", "{r}/img", "--components", HUGE, "--top", HUGE, "--json"],
+    ["explain", "{r}/img", "-i", "{r}/good.npz:0", "--classes", HUGE, "--top", HUGE, "--json"],
+    ["truncate", "{r}/img", "--sweep", f"0,{HUGE}", "--data", "{r}/good.npz", "--json"],
+], ids=["eig top", "hosvd", "explain", "truncate sweep"])
+def test_counts_beyond_what_exists_mean_all(cli, root, args):
+    """A count larger than int64 is 'all of them', not an overflow."""
+    code, out, err = _run(cli, root, args)
+    assert code == 0, err
+    json.loads(out)
+
+
+def test_plot_huge_n_draws_what_exists(cli, tmp_path, root):
+    code, _, err = cli("plot", root / "img", "--class", "1", "--n", HUGE, "--curve", HUGE,
+                       "-o", tmp_path / "p.png")
+    assert code == 0, err
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -115,7 +115,8 @@ def plot(
         raise BilinError(f"--shape {hw[0]}x{hw[1]} does not match eigenvectors of {dim} entries")
     from bilin_cli.plotting import eigen_figure
 
-    eigen_figure(rows, hw, n, curve, f"{Path(ckpt).name}, layer {index} ({dec.basis} basis)",
+    # No more columns than there are eigenvectors (--n is "up to N per sign").
+    eigen_figure(rows, hw, min(n, len(dec.eigenvalues)), curve, f"{Path(ckpt).name}, layer {index} ({dec.basis} basis)",
                  output, force)
     print(f"wrote {output}", file=sys.stderr)
 
