@@ -7,6 +7,7 @@ only looks at tensor names and shapes; data is read when a layer is asked for.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -268,23 +269,21 @@ def _build(
             f"the last layer's projection {printable(layers[-1].p)!r} is followed by the head "
             f"{printable(head)!r}: --class C reads u = P^T (head row C), folded into the layer"
         )
-    names = config.get("classes") or config.get("outputs")
-    if isinstance(names, list) and kind != "lm" and len(names) == shapes[-1].o and all(
-            isinstance(n, (str, int, float)) for n in names):
-        model.output_names = [printable(n, 80) for n in names]
-    shape = config.get("input_shape")
-    if (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)
-            and embed_shape is not None and kind != "lm"
-            and int(np.prod(shape, dtype=object)) == embed_shape[1]):
-        model.input_shape = tuple(shape)
+    names = _config_names(ckpt, kind, shapes[-1].o)
+    if names is not None:
+        model.output_names = names
+    model.input_shape = _config_input_shape(ckpt, kind, embed_shape)
     folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
     if (folder / "tokenizer.json").is_file():
         model.meta["tokenizer"] = str(folder / "tokenizer.json")
     if kind == "lm" and head:
         model.meta["head_rows"] = ckpt.tensors[head].shape[0]
         vocab = config.get("vocab")
-        if isinstance(vocab, list) and len(vocab) == model.meta["head_rows"] and all(
-                isinstance(t, str) for t in vocab):
+        if vocab is not None:
+            if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)
+                    and len(vocab) == model.meta["head_rows"]):
+                raise BilinError(f"{_where(ckpt)}: config.json 'vocab' must list the "
+                                 f"{model.meta['head_rows']} tokens as strings")
             model.meta["vocab"] = list(vocab)
     if norm:
         model.norm_kind = norm.get("kind", "rms")
@@ -299,6 +298,39 @@ def _build(
             "bilin follows the tensors"
         )
     return model
+
+
+def _config_error(ckpt: Checkpoint, key: str, wants: str) -> BilinError:
+    value = printable(json.dumps(ckpt.config.get(key))[:40])
+    return BilinError(f"{_where(ckpt)}: config.json {key!r} must be {wants}, found {value}; "
+                      "fix or remove it")
+
+
+def _config_names(ckpt: Checkpoint, kind: str, n: int) -> list[str] | None:
+    """Class names from config.json (``classes`` or ``outputs``), checked against the head."""
+    key = "classes" if "classes" in ckpt.config else "outputs"
+    names = ckpt.config.get(key)
+    if names is None or kind == "lm":
+        return None
+    if type(names) is int and names == n:
+        return None
+    if not (isinstance(names, list) and len(names) == n
+            and all(type(x) in (str, int, float) for x in names)):
+        raise _config_error(ckpt, key, f"a list of {n} names (one per output)")
+    return [printable(x, 80) for x in names]
+
+
+def _config_input_shape(ckpt: Checkpoint, kind: str, embed_shape) -> tuple[int, ...] | None:
+    """An image shape from config.json, checked against the embedding's input size."""
+    shape = ckpt.config.get("input_shape")
+    if shape is None or kind == "lm":
+        return None
+    n_in = embed_shape[1] if embed_shape is not None else None
+    if not (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)
+            and (n_in is None or int(np.prod(shape, dtype=object)) == n_in)):
+        raise _config_error(ckpt, "input_shape", "a list of positive sizes" + (
+            f" whose product is the {n_in} inputs" if n_in else ""))
+    return tuple(shape) if n_in is not None else None
 
 
 def _norm_key(ckpt: Checkpoint, template: str | None, i: int, d: int) -> str | None:
@@ -322,9 +354,10 @@ def _residual_flag(ckpt: Checkpoint) -> bool:
 
 def _check_gate(ckpt: Checkpoint, model: BilinearModel) -> None:
     """A gated MLP is bilinear only with an identity gate: say so loudly otherwise."""
-    act = ckpt.config.get("hidden_act", ckpt.config.get("hidden_activation"))
+    key = "hidden_act" if "hidden_act" in ckpt.config else "hidden_activation"
+    act = ckpt.config.get(key)
     if not isinstance(act, (str, type(None))):
-        act = printable(repr(act), 40)
+        raise _config_error(ckpt, key, "the name of the gate's activation")
     if act not in IDENTITY_ACTS:
         model.warnings.append(
             f"config.json says hidden_act={act!r}: the MLP is gated by a nonlinearity, so the "

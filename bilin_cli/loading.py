@@ -91,7 +91,8 @@ class Checkpoint:
             rows = slice(start, max(start, stop))
         try:
             raw = self._read(key, rows)
-            arr = np.asarray(raw).astype(dtype, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):
+                arr = np.asarray(raw).astype(dtype, copy=False)
         except BilinError:
             raise
         except MemoryError:
@@ -101,7 +102,13 @@ class Checkpoint:
                 f"{printable(self.path)}: cannot read tensor {printable(key)!r} "
                 f"({printable(_first_line(exc))})"
             ) from None
-        check_finite(arr, f"{printable(self.path)}: tensor {printable(key)!r}")
+        what = f"{printable(self.path)}: tensor {printable(key)!r}"
+        raw = np.asarray(raw)
+        if raw.dtype == np.float64 and arr.dtype != np.float64 and not _all_finite(arr) \
+                and _all_finite(raw):
+            raise BilinError(f"{what} holds values beyond the range of {np.dtype(dtype).name}; "
+                             "compute with --float64")
+        check_finite(arr, what)
         return arr
 
     @property
@@ -109,12 +116,16 @@ class Checkpoint:
         return sum(f.stat().st_size for f in self.files)
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
+        return True
+    return bool(np.isfinite(arr.max()) and np.isfinite(arr.min()))
+
+
 def check_finite(arr: np.ndarray, what: str) -> None:
     """Raise a BilinError naming ``what`` if ``arr`` holds NaN or infinity."""
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.floating):
-        return
     # max and min propagate NaN and expose inf without allocating a mask the array's size.
-    if np.isfinite(arr.max()) and np.isfinite(arr.min()):
+    if _all_finite(arr):
         return
     n_nan = int(np.count_nonzero(np.isnan(arr)))
     n_inf = int(np.count_nonzero(np.isinf(arr)))
@@ -188,11 +199,10 @@ def embedded_config(metadata: dict) -> dict:
     raw = metadata.get("bilin_config")
     if not raw:
         return {}
-    try:
-        data = parse_json(raw, "bilin_config metadata")
-    except BilinError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    data = parse_json(raw, "the bilin_config in the file's metadata")
+    if not isinstance(data, dict):
+        raise BilinError("the bilin_config in the file's metadata must be a JSON object")
+    return data
 
 
 def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict]:

@@ -87,7 +87,7 @@ def info(
 
         bilin info sample_checkpoints/mnist
 
-        bilin info sample_checkpoints/toy --suggest-map > map.json
+        bilin info sample_checkpoints/toy --suggest-map -o map.json
     """
     if suggest_map:
         if json_ or fmt:
