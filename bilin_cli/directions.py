@@ -76,13 +76,11 @@ def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Directi
 
 def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -> Direction:
     """Any vector in the layer's output space, from a ``.npy`` file."""
+    from bilin_cli.data import read_npy
+
     p = Path(path)
-    if not p.is_file():
-        raise BilinError(f"{p}: no such direction file")
-    try:
-        u = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BilinError(f"{p}: not a .npy array ({exc})") from None
+    # A regular file only (a FIFO would hang), its header checked against its size first.
+    u = read_npy(p, "direction file")
     u = np.squeeze(np.asarray(u))
     n = model.shapes[layer].o
     if u.ndim != 1 or u.shape[0] != n or not np.issubdtype(u.dtype, np.number):
