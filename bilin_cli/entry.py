@@ -1,9 +1,12 @@
 """The ``bilin`` console script, and how it turns SIGINT and SIGTERM into a clean exit.
 
-This module imports only :mod:`signal` and :mod:`sys`, so :func:`main` installs
+This module imports only :mod:`signal`, :mod:`sys` and ``_thread``, so :func:`main` installs
 its handlers before the slow imports (numpy, scipy, typer) start: a Ctrl-C or a ``kill``
-at any moment, start-up included, ends the process with one line ``error: interrupted``
-on stderr and exit code 130, never a traceback.
+at any moment from then on, start-up included, ends the process with one line
+``error: interrupted`` on stderr and exit code 130, never a traceback. (Only the
+interpreter's own start-up, a few tens of milliseconds before this module runs, is
+outside bilin's reach: there SIGTERM kills the process before it has done anything.)
+A signal ignored by whoever started bilin (SIGINT in a background job) stays ignored.
 
 The handlers raise :class:`Interrupted`, which derives from :class:`BaseException` and not
 from :class:`KeyboardInterrupt`, so click and typer (which turn ``KeyboardInterrupt`` into a
@@ -16,6 +19,7 @@ it) runs under :func:`deferred`: a signal that arrives inside is raised when it 
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
 
@@ -32,7 +36,8 @@ class _State:
     previous: dict = {}  # signal number -> the handler ours replaced
     interrupted = False  # a signal arrived (and Interrupted was raised, or is pending)
     pending = False  # it arrived inside a deferred() block and is raised when that ends
-    depth = 0  # nesting of deferred() blocks
+    depth = 0  # nesting of deferred() blocks in the main thread
+    main_ident = None  # the thread that installed the handlers: the one they run in
     closed = False  # the run is over: late signals change nothing
 
 
@@ -57,12 +62,15 @@ def install() -> bool:
     try:
         for name in SIGNALS:
             num = getattr(signal, name)
+            if signal.getsignal(num) == signal.SIG_IGN:
+                continue  # ignored by whoever started us (a background job): keep it so
             previous[num] = signal.signal(num, _handler)
     except ValueError:  # not the main thread (or an embedded interpreter without signals)
         for num, old in previous.items():
             signal.signal(num, old)
         return False
     _State.installed, _State.previous = True, previous
+    _State.main_ident = _thread.get_ident()
     _State.interrupted = _State.pending = _State.closed = False
     _State.depth = 0
     return True
@@ -96,14 +104,25 @@ def check() -> None:
 
 
 class deferred:  # noqa: N801 - used like a function: ``with deferred(): ...``
-    """Hold back :class:`Interrupted` until the block ends (blocks may nest)."""
+    """Hold back :class:`Interrupted` until the block ends (blocks may nest).
+
+    Signal handlers run in the main thread only, so only blocks there count; a block in
+    another thread (a writer called from a worker) is a no-op.
+    """
+
+    counted = False
 
     def __enter__(self) -> deferred:
-        _State.depth += 1
+        if _thread.get_ident() == _State.main_ident:
+            self.counted = True
+            _State.depth += 1
         return self
 
     def __exit__(self, *exc) -> None:
-        _State.depth -= 1
+        if not self.counted:
+            return
+        self.counted = False
+        _State.depth = max(0, _State.depth - 1)
         if _State.depth == 0 and _State.pending:
             _State.pending = False
             raise Interrupted()
