@@ -526,8 +526,9 @@ def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
             "--map map.json"
         )
     try:
+        kind = "language model" if found.mapping.get("kind") == "lm" else "classifier"
         model = model_from_map(ckpt, found.mapping, "recognised by structure",
-                               layout="recognised by structure")
+                               layout=f"{kind} (recognised by structure)")
     except BilinError as exc:
         raise _unrecognised(ckpt, f" (the closest structure does not fit: {exc})") from None
     model.notes.insert(0, "recognised by structure: " + "; ".join(found.roles))

@@ -88,7 +88,7 @@ def test_other_key_names_are_recognised_by_structure(cli, tmp_path, naming):
     code, out, err = cli("info", path, "--json")
     assert code == 0, err
     info = json.loads(out)
-    assert info["layout"] == "recognised by structure"
+    assert info["layout"] == "classifier (recognised by structure)"
     assert info["layers"][0]["out_space"] == "logits" and info["outputs"]["n"] == 4
     assert "recognised by structure" in info["notes"][0]
     for c in (0, 3):
