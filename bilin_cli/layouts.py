@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -542,14 +542,58 @@ def recognise(ckpt: Checkpoint, mapping: dict | None = None) -> BilinearModel:
         return model_from_map(ckpt, mapping)
     if "bilin_map" in ckpt.config:
         return model_from_map(ckpt, ckpt.config["bilin_map"], "config.json bilin_map")
+    model = _known(ckpt) or _by_structure(ckpt)
+    if model is None:
+        raise _unrecognised(ckpt)
+    return model
+
+
+def _common_prefix(names) -> str:
+    """The dotted prefix every name shares (``model.``, ``net.``), up to two levels."""
+    prefix = ""
+    for _ in range(2):
+        heads = {n[len(prefix):].split(".", 1)[0] for n in names}
+        if len(heads) != 1 or not all(n[len(prefix):].count(".") for n in names):
+            break
+        prefix += heads.pop() + "."
+    return prefix
+
+
+def _prefixed(mapping: dict, prefix: str) -> dict:
+    """``mapping`` with every tensor name under ``prefix``."""
+    out = {**mapping, "layers": [{k: prefix + v for k, v in lay.items()}
+                                 for lay in mapping["layers"]]}
+    for key in ("embed", "head", "head_bias"):
+        if key in out:
+            out[key] = prefix + out[key]
+    if "norm" in out:
+        out["norm"] = {k: v if k == "kind" else prefix + v for k, v in out["norm"].items()}
+    return out
+
+
+def _known(ckpt: Checkpoint) -> BilinearModel | None:
+    """A known layout, also under a prefix that a wrapper put on every name (``model.``)."""
     for recogniser in _RECOGNISERS:
         model = recogniser(ckpt)
         if model is not None:
             return model
-    model = _by_structure(ckpt)
-    if model is None:
-        raise _unrecognised(ckpt)
-    return model
+    prefix = _common_prefix(ckpt.tensors)
+    if not prefix:
+        return None
+    view = replace(ckpt, tensors={k[len(prefix):]: v for k, v in ckpt.tensors.items()})
+    for recogniser in _RECOGNISERS:
+        model = recogniser(view)
+        if model is not None:
+            mapping = {**_prefixed(model.meta["map"], prefix),
+                       "kind": "lm" if model.kind == "lm" else "classifier"}
+            found = model_from_map(ckpt, mapping, f"the {model.layout} layout under "
+                                   f"{printable(prefix)!r}", layout=model.layout)
+            found.notes.insert(0, f"{model.layout} layout under the prefix "
+                                  f"{printable(prefix)!r}")
+            found.warnings = model.warnings + [w for w in found.warnings
+                                               if w not in model.warnings]
+            return found
+    return None
 
 
 def suggest_map(ckpt: Checkpoint) -> tuple[dict, list[str]]:

@@ -137,6 +137,15 @@ def _mlp_norm(layers: list[dict], vecs: dict[str, int], d: int) -> dict | None:
     return {"kind": "rms", "gain": gain}
 
 
+def _lone_stacked(mats: dict) -> tuple[str, str] | None:
+    """One stacked ``(2h, d)`` factor with nothing beside it, and the one ``(o, h)`` matrix
+    that reads its ``h`` products (the paper's ``blocks.0.weight`` under other names)."""
+    found = [(k, p) for k in mats for p in mats if k != p and mats[k][0] % 2 == 0
+             and mats[p][1] == mats[k][0] // 2 and not _NOT_BILINEAR.search(k)
+             and not _ENDS_HINT.search(_leaf(k))]
+    return found[0] if len(found) == 1 else None
+
+
 def _factor(layer: dict) -> str:
     return layer.get("wv") or layer["w"]
 
@@ -215,7 +224,17 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
         layers.append(layer)
         used.update(factors, projs)
     if not layers:
-        return None
+        lone = _lone_stacked(mats)
+        if lone is None:
+            return None
+        wv, p = lone
+        layers = [{"wv": wv, "p": p, "_dims": (mats[wv][1], mats[wv][0] // 2)}]
+        b = _bias_of(wv, mats[wv][0], vecs)
+        if b:
+            layers[0]["wv_bias"] = b
+        used.update((wv, p))
+        roles.append("a stacked factor alone under its prefix, read by the one matrix "
+                     "with half as many columns as it has rows")
     layers = _chain_order(layers, mats)
     last = layers[-1]
     if len(layers) > 1 and "p" not in last and "w" in last:

@@ -402,3 +402,20 @@ def test_gated_lm_by_structure_warns_when_the_gate_is_not_identity(cli, tmp_path
     (tmp_path / "m" / "config.json").write_text(json.dumps({"hidden_act": "silu"}))
     code, out, err = cli("info", tmp_path / "m", "--json")
     assert code == 0 and "NOT exact" in json.loads(out)["warnings"][0]
+
+
+@pytest.mark.parametrize("rename", [
+    lambda k: "model." + k,  # a Lightning-style wrapper prefix on the paper's layout
+    {"embed.weight": "stem.proj.weight", "blocks.0.weight": "body.mix.weight",
+     "head.weight": "readout.weight"}.get,  # the stacked factor alone under its prefix
+])
+def test_paper_layout_under_other_names(cli, tmp_path, rename):
+    from safetensors.numpy import load_file
+
+    t = load_file("sample_checkpoints/mnist/model.safetensors")
+    save_file({rename(k): v for k, v in t.items()}, str(tmp_path / "m.safetensors"))
+    a = _eig_all(cli, "sample_checkpoints/mnist", 4)
+    b = _eig_all(cli, tmp_path / "m.safetensors", 4)
+    assert a["eigenvalues"] == b["eigenvalues"]
+    code, out, err = cli("info", tmp_path / "m.safetensors", "--suggest-map")
+    assert code == 0 and rename("blocks.0.weight") in out
