@@ -132,10 +132,10 @@ def decompose(
             "residual model: the linear skip path (x -> x + P g(x)) is not part of Q; "
             "Q describes the bilinear branch only"
         )
-    inter = None
-    if method == "dense" or L.has_bias:
-        inter = interaction(L, direction.u)
-    if method == "arpack" and not L.has_bias and k < d - 1:
+    # ARPACK needs k < d - 1 and no bias; anything else falls back to the dense route.
+    arpack = method == "arpack" and not L.has_bias and k < d - 1
+    inter = None if arpack else interaction(L, direction.u)
+    if arpack:
         lam, vecs = top_eigenpairs(interaction_operator(L, direction.u), k)
         sum_abs = eff = top_share = None
         notes.append("ARPACK top-k: spectrum statistics need all eigenvalues; use --method dense")

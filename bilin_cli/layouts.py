@@ -317,7 +317,8 @@ def _config_names(ckpt: Checkpoint, kind: str, n: int) -> list[str] | None:
     if not (isinstance(names, list) and len(names) == n
             and all(type(x) in (str, int, float) for x in names)):
         raise _config_error(ckpt, key, f"a list of {n} names (one per output)")
-    return [printable(x, 80) for x in names]
+    # Kept exact (JSON is for machines); tables and messages escape them when shown.
+    return [str(x) for x in names]
 
 
 def _config_input_shape(ckpt: Checkpoint, kind: str, embed_shape) -> tuple[int, ...] | None:

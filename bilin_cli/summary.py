@@ -6,11 +6,10 @@ from collections import Counter
 
 from bilin_cli.loading import Checkpoint
 from bilin_cli.model import BilinearModel
-from bilin_cli.printable import printable
 
 
 def _tensor_list(ckpt: Checkpoint) -> list[dict]:
-    return [{"name": printable(k), "shape": list(i.shape), "dtype": i.dtype}
+    return [{"name": k, "shape": list(i.shape), "dtype": i.dtype}
             for k, i in ckpt.tensors.items()]
 
 
@@ -27,7 +26,7 @@ def _container(ckpt: Checkpoint) -> dict:
         "n_tensors": len(ckpt.tensors),
         "file_size_bytes": ckpt.file_size,
         "files": [str(f) for f in ckpt.files],
-        "extras": {printable(k): v for k, v in ckpt.extras.items()},
+        "extras": dict(ckpt.extras),
         "unwrapped": ckpt.unwrapped,
     }
 

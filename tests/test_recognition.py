@@ -419,3 +419,27 @@ def test_paper_layout_under_other_names(cli, tmp_path, rename):
     assert a["eigenvalues"] == b["eigenvalues"]
     code, out, err = cli("info", tmp_path / "m.safetensors", "--suggest-map")
     assert code == 0 and rename("blocks.0.weight") in out
+
+
+def test_arpack_falls_back_to_dense_on_small_layers(cli):
+    """--method arpack with K >= d - 1 (ARPACK's limit) takes the dense route, same numbers."""
+    a = json.loads(cli("eig", "sample_checkpoints/toy", "--class", "1", "--top", "3",
+                       "--method", "arpack", "--json")[1])
+    b = json.loads(cli("eig", "sample_checkpoints/toy", "--class", "1", "--top", "3",
+                       "--json")[1])
+    assert a["eigenvalues"] == b["eigenvalues"]
+
+
+def test_names_stay_exact_in_json_and_escaped_in_tables(cli, tmp_path):
+    t = _weights(seed=37)
+    evil = "body.\x1b[31mleft.weight"
+    named = {"embed.weight": t["E"], evil: t["W"], "body.right.weight": t["V"],
+             "head.weight": t["H"]}
+    path = _save(tmp_path / "m.safetensors", named)
+    code, out, err = cli("info", path, "--json")
+    assert code == 0, err and "\x1b" not in out
+    assert evil in [x["name"] for x in json.loads(out)["tensors"]]
+    code, out, err = cli("info", path, "--suggest-map")
+    assert json.loads(out)["layers"][0]["w"] == evil
+    code, out, err = cli("info", path)
+    assert code == 0 and "\x1b" not in out + err
