@@ -61,7 +61,8 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
         "n_layers": model.n_layers,
         "layers": layers,
         "bias": any(s.bias for s in model.shapes),
-        "residual": model.residual,
+        # A transformer's MLPs add into the residual stream even where no flag says so.
+        "residual": model.residual or model.kind == "lm",
         "embedding": list(ckpt.tensors[model.embed_key].shape) if model.embed_key else None,
         "outputs": outputs,
         "map": model.meta.get("map"),
@@ -71,4 +72,12 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
     }
     if model.input_shape:
         doc["input_shape"] = list(model.input_shape)
+    if model.kind == "lm":
+        # Every layer reads and writes the same stream; the norm in front of each MLP is
+        # what token readings and --chain go through.
+        doc["residual_stream"] = {
+            "d": model.shapes[0].d,
+            "norm": model.norm_kind,
+            "gain": [k for k in model.mlp_norm_keys] or None,
+        }
     return doc

@@ -56,6 +56,11 @@ def info_report(doc: dict) -> Report:
     ]
     if doc.get("input_shape"):
         summary.append(("input shape", "x".join(map(str, doc["input_shape"]))))
+    if doc.get("residual_stream"):
+        stream = doc["residual_stream"]
+        gains = [g for g in stream["gain"] or [] if g]
+        summary.append(("residual stream", f"d = {stream['d']}, {stream['norm']} norm before "
+                        "each MLP" + (f" (gain {gains[0]}, ...)" if gains else " (no gain)")))
     if doc["extras"]:
         summary.append(("other entries", _extras_text(doc)))
     columns = ["layer", "d (in)", "h (hidden)", "o (out)", "output space", "bias"]

@@ -443,3 +443,14 @@ def test_names_stay_exact_in_json_and_escaped_in_tables(cli, tmp_path):
     assert json.loads(out)["layers"][0]["w"] == evil
     code, out, err = cli("info", path)
     assert code == 0 and "\x1b" not in out + err
+
+
+def test_info_reports_the_residual_stream(cli, tmp_path):
+    path, _ = _meta_style(tmp_path / "lm.safetensors")
+    code, out, err = cli("info", path, "--json")
+    doc = json.loads(out)
+    assert doc["residual"] is True
+    assert doc["residual_stream"] == {"d": 8, "norm": "rms", "gain": [
+        f"layers.{i}.ffn_norm.weight" for i in range(3)]}
+    code, out, err = cli("info", "sample_checkpoints/mnist", "--json")
+    assert "residual_stream" not in json.loads(out)
