@@ -6,36 +6,43 @@ A single-layer classifier computes ``logit_c(x) = sum_i lambda_ci (v_ci . E x)^2
 1. **Stack** the top ``n`` positive eigenvectors of every class's ``Q(e_c)`` (hidden
    space, ``v : (d,)``) as the rows of ``S : (m, d)``, ``m = n_classes * n``,
    class-major (class 0's eigenvectors 1..n, then class 1's, ...).
-2. **Pseudo-invert.** ``M = pinv(S) : (d, m)`` has ``S M = I``: its column ``m_j``
-   excites stacked eigenvector ``j`` by one unit and every other one by zero.
-3. **Project to pixels.** The mask for stack entry ``j`` is
+2. **Pseudo-invert in the layer's space** (``--inverse hidden``, the paper's recipe and
+   the default). ``M = pinv(S) : (d, m)`` has ``S M = I``: its column ``m_j`` excites
+   stacked eigenvector ``j`` by one unit and every other one by zero.
+3. **Project to pixels** through the embedding, as ``bilin eig`` shows eigenvectors:
+   ``p_j = E^T m_j``. The layer then sees ``E p_j = E E^T m_j``, which is not exactly
+   ``m_j``, so the isolation is approximate: the mask leaks a little into the other
+   stacked eigenvectors, and how much is measured and reported (``leak``).
 
-       p_j = pinv(S E) e_j = E^T m~_j,      m~_j = S^T (S E E^T S^T)^{-1} e_j
-
-   i.e. the projection ``E^T`` that ``bilin eig`` uses to show eigenvectors as
-   pixels, applied to the pseudo-inverse taken in the metric ``E E^T`` so that the
-   promise survives the projection: ``S (E p_j) = e_j`` exactly, and ``p_j`` is the
-   smallest pixel perturbation (L2) that does this. Plain ``E^T m_j`` leaks into
-   the other stacked eigenvectors (up to 12% of the target's excitation on the
-   MNIST sample); ``pinv(E) m_j`` is exact too but amplifies E's small singular
-   values into pixel noise that barely moves the logits.
-4. **Sign.** Adding ``s p`` changes the target's eigen-activation on image ``x`` from
-   ``a = v_j . E x`` to ``a + s t`` with ``t = v_j . E p``; the contribution is
-   ``lambda (a + s t)^2``, whose mean over the images of the *other* classes is
-   ``mean(a^2) + 2 s t mean(a) + t^2``. So ``s = sign(t * mean(a))`` makes
-   ``|v_j . E(x + p)|`` grow on average on those images (``s = +1`` on a tie).
+   The alternative ``--inverse pixel`` takes the exact minimum-norm pixel mask
+   ``p_j = pinv(S E) e_j``: ``S (E p_j) = e_j`` with no leak at all. It is
+   ill-conditioned once many eigenvectors are stacked (on the MNIST sample the smallest
+   singular value of ``S E`` is 1.19 with 10 rows and 0.006 with 100): the mask is then
+   made of near-null pixel directions and, once scaled to unit size, barely excites its
+   own eigenvector. Its conditioning is reported.
+4. **Sign** (the paper's rule): ``s = sign(p . xbar)``, where ``xbar`` is the mean over
+   the *other* classes of each class's mean image (classes weigh equally), so the mask
+   points the way images of the other classes already lean. On a tie (no other-class
+   image touches the mask's pixels, as can happen at the edge) the mask's largest pixel
+   is made positive, so the sign never depends on an eigenvector's arbitrary sign.
 5. **Scale** to unit standard deviation about zero over *all* ``n_in`` pixels
    (``sqrt(mean(p^2)) = 1``), so ``strength`` is the root-mean-square pixel change
    and ``||strength * p||_2 = strength * sqrt(n_in)`` for every variant: variants
    are compared at equal L2 budget.
 
-Variants: ``dense`` (all pixels); ``edge`` (only pixels lit, ``x > 0``, in under 1%
-of the images: step 3 is then solved on those pixels only, ``pinv(S E[:, R])``, so
-the isolation stays exact); ``top-pixels`` (the dense mask at a fixed strength
-restricted to its ``N`` largest-``|p|`` pixels, inputs clamped to [0, 1]).
-Baseline: the same mask with its pixels permuted (fixed seed) within the pixels the
-variant may use (all of them for dense and top-pixels, the edge for edge), then the
-same restriction and clamping.
+Each mask reports ``excitation = |v_j . E p|`` (the change in its eigenvector's
+activation per unit strength), ``efficiency`` (that excitation over the largest any mask
+of the same L2 size on the same pixels could give, ``sqrt(n_in) ||E[:, R]^T v_j||``,
+reached by the eigenvector itself) and ``leak = max_{k != j} |v_k . E p| / |v_j . E p|``
+(0 = perfectly isolated), with the stacked eigenvector ``k`` that receives it.
+
+Variants: ``dense`` (all pixels); ``edge`` (only pixels lit, ``x > 0``, in under 1% of
+the images ``R``: hidden inverse, ``p_j = E[:, R]^T m_j`` on those pixels, zero
+elsewhere, as the paper does; pixel inverse, ``pinv(S E[:, R])``, so the isolation stays
+exact); ``top-pixels`` (the dense mask at a fixed strength restricted to its ``N``
+largest-``|p|`` pixels, inputs clamped to [0, 1]). Baseline: the same mask with its
+pixels permuted (fixed seed) within the pixels the variant may use (all of them for
+dense and top-pixels, the edge for edge), then the same restriction and clamping.
 
 The data set supplies the sign (step 4), the edge pixels and the metrics; the
 masks themselves come from the weights.
@@ -57,6 +64,10 @@ from bilin_cli.printable import printable
 from bilin_cli.spectra import eigh_sorted
 
 VARIANTS = ("dense", "edge", "top-pixels")
+INVERSES = ("hidden", "pixel")  # hidden: the paper's E^T pinv(S); pixel: the exact pinv(S E)
+# --inverse pixel warns above this condition number of S E: its masks then come from
+# near-null pixel directions (the MNIST sample: 2.2 with 10 stacked rows, 691 with 100).
+ILL_CONDITIONED = 100.0
 MAX_INPUT_PIXELS = 1 << 24  # an --input PNG larger than this is refused from its header
 EDGE_SHARE = 0.01  # a pixel is "edge" when lit (> 0) in under 1% of the images
 DENSE_SWEEP = tuple(round(0.025 * i, 3) for i in range(1, 13))  # 0.025 .. 0.300
@@ -157,13 +168,28 @@ def edge_region(x: np.ndarray, share: float = EDGE_SHARE) -> np.ndarray:
     return (x > 0).mean(axis=0) < share
 
 
+def _region(region: np.ndarray | None, n_in: int) -> np.ndarray:
+    return np.ones(n_in, bool) if region is None else region
+
+
+def hidden_directions(stack: EigenStack, E: np.ndarray,
+                      region: np.ndarray | None = None) -> np.ndarray:
+    """The paper's recipe: rows ``p_j = E[:, R]^T m_j`` placed into ``(m, n_in)`` (zero
+    outside ``R``), ``m_j`` column ``j`` of ``pinv(S)``."""
+    n_in = E.shape[1]
+    region = _region(region, n_in)
+    out = np.zeros((stack.S.shape[0], n_in))
+    out[:, region] = stack.hidden @ E[:, region]
+    return out
+
+
 def pixel_inverse(S: np.ndarray, E: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """Rows ``p_j = pinv(S E[:, R]) e_j`` placed into ``(m, n_in)`` (zero outside ``R``).
 
     ``S (E p_j) = e_j`` whenever ``S E[:, R]`` has full row rank ``m``.
     """
     n_in = E.shape[1]
-    region = np.ones(n_in, bool) if region is None else region
+    region = _region(region, n_in)
     if region.sum() < S.shape[0]:
         raise BilinError(
             f"only {int(region.sum())} pixels may change but {S.shape[0]} eigenvectors are "
@@ -174,26 +200,64 @@ def pixel_inverse(S: np.ndarray, E: np.ndarray, region: np.ndarray | None = None
     return out
 
 
+def conditioning(A: np.ndarray, name: str) -> dict:
+    """Extreme singular values and condition number of the ``(m, k)`` matrix inverted."""
+    sv = np.linalg.svd(A, compute_uv=False)
+    lo, hi = float(sv[-1]), float(sv[0])
+    return {"matrix": name, "smallest_singular_value": lo, "largest_singular_value": hi,
+            "condition_number": hi / lo if lo > 0 else float("inf")}
+
+
+def mask_directions(stack: EigenStack, E: np.ndarray, inverse: str,
+                    region: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """``(directions (m, n_in), conditioning)`` for ``inverse`` in :data:`INVERSES`.
+
+    Rows are the unsigned, unscaled pixel masks; ``conditioning`` is that of the matrix
+    the inverse is taken of: ``S`` (hidden) or ``S E`` restricted to the region (pixel).
+    """
+    n_in = E.shape[1]
+    region = _region(region, n_in)
+    where = "" if region.all() else "[:, edge]"
+    if inverse == "hidden":
+        return hidden_directions(stack, E, region), conditioning(stack.S, "S")
+    if inverse == "pixel":
+        directions = pixel_inverse(stack.S, E, region)
+        return directions, conditioning(stack.S @ E[:, region], f"S E{where}")
+    raise BilinError(f"--inverse {inverse!r}: choose one of {', '.join(INVERSES)}")
+
+
 @dataclass
 class Mask:
     """One target's mask at unit strength, ready to add to inputs."""
 
     target: int
-    eig: int
+    eig: int  # 1-based rank among the target's positive eigenvalues
     variant: str
-    index: int  # row of the target eigenvector in the stack
+    index: int  # row of the target eigenvector in the stack (0-based, internal)
     pixel: np.ndarray  # (n_in,) sign fixed, unit std about zero over all pixels
     baseline: np.ndarray  # (n_in,) ``pixel`` permuted within ``region``
     region: np.ndarray  # (n_in,) bool: pixels the variant may change
     sign: int
-    excitation: np.ndarray  # (m,) S E pixel: the stack's activations one unit adds
-    leak: float  # max_{i != j} |excitation_i| / |excitation_j| (0 = perfectly isolated)
+    excitations: np.ndarray  # (m,) S E pixel: the stack's activations one unit adds
+    excitation: float  # |v_j . E pixel|: the target eigenvector's, per unit strength
+    efficiency: float  # excitation / sqrt(n_in) ||E[:, R]^T v_j|| (1 = the best possible)
+    leak: float  # max_{k != j} |excitations_k| / excitation (0 = perfectly isolated)
+    leak_class: int | None  # class of the stacked eigenvector that receives the most
+    leak_eig: int | None  # its 1-based rank within that class
+
+
+def other_class_mean(x: np.ndarray, y: np.ndarray, target: int) -> np.ndarray:
+    """``(n_in,)`` mean over the classes other than ``target`` of each class's mean image."""
+    classes = [c for c in np.unique(y) if c != target]
+    if not classes:
+        raise BilinError(f"the data has no images outside class {target}: nothing to move")
+    return np.mean([x[y == c].mean(axis=0, dtype=np.float64) for c in classes], axis=0)
 
 
 def build_mask(
     stack: EigenStack,
     E: np.ndarray,
-    inverse: np.ndarray,
+    directions: np.ndarray,
     x: np.ndarray,
     y: np.ndarray,
     target: int,
@@ -204,31 +268,39 @@ def build_mask(
 ) -> Mask:
     """Sign-fixed, unit-std mask for ``target``'s eigenvector ``eig`` (see module docstring).
 
-    ``inverse : (m, n_in)`` is :func:`pixel_inverse` for ``region``; ``x : (N, n_in)``,
+    ``directions : (m, n_in)`` is :func:`mask_directions` for ``region``; ``x : (N, n_in)``,
     ``y : (N,)`` supply the images of the other classes that fix the sign.
     """
     j = stack.index(target, eig)
-    p = inverse[j].copy()
-    other = y != target
-    if not other.any():
-        raise BilinError(f"the data has no images outside class {target}: nothing to move")
-    v = stack.S[j]
-    # mean_x (v . E x) over other-class images = v . E mean(x): one matrix-vector product.
-    mean_a = float(v @ (E @ x[other].mean(axis=0, dtype=np.float64)))
-    t = float(v @ (E @ p))
-    sign = -1 if t * mean_a < 0 else 1
+    p = directions[j].copy()
+    xbar = other_class_mean(x, y, target)
+    overlap = float(p @ xbar)
+    if overlap == 0:  # no other-class image touches the mask: its largest pixel is positive
+        overlap = float(p[np.argmax(np.abs(p))])
+    sign = -1 if overlap < 0 else 1
     rms = float(np.sqrt(np.mean(p**2)))
     if rms == 0:
-        raise BilinError(f"the mask for class {target} is zero: its eigenvector has no pixels")
+        raise BilinError(f"the mask for class {target} is zero: its eigenvector has no pixels"
+                         + ("" if region.all() else " in the edge region"))
     p *= sign / rms
-    excitation = stack.S @ (E @ p)
-    off = np.delete(np.abs(excitation), j)
-    leak = float(off.max() / abs(excitation[j])) if off.size else 0.0
+    excitations = stack.S @ (E @ p)
+    excitation = float(abs(excitations[j]))
+    best = float(np.sqrt(p.size) * np.linalg.norm(stack.S[j] @ E[:, region]))
+    efficiency = excitation / best if best > 0 else 0.0
+    off = np.abs(excitations)
+    off[j] = -1.0
+    k = int(np.argmax(off)) if off.size > 1 else None
+    if k is None:
+        leak, leak_class, leak_eig = 0.0, None, None
+    else:
+        leak = float(off[k] / excitation) if excitation > 0 else float("inf")
+        leak_class, leak_eig = int(stack.classes[k]), int(stack.ranks[k])
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(region)
     baseline = np.zeros_like(p)
     baseline[idx] = p[rng.permutation(idx)]
-    return Mask(target, eig, variant, j, p, baseline, region, sign, excitation, leak)
+    return Mask(target, eig, variant, j, p, baseline, region, sign, excitations, excitation,
+                efficiency, leak, leak_class, leak_eig)
 
 
 def restrict_top(mask: np.ndarray, n_pixels: int) -> np.ndarray:

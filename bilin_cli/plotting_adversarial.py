@@ -1,10 +1,14 @@
-"""Figures for ``bilin adversarial``: rate curves, masks (RdBu, centred on 0), examples (grey)."""
+"""Figures for ``bilin adversarial``: rate curves, masks (RdBu, centred on 0), examples (grey).
+
+Written in the format the file's extension names (.png, .pdf, .svg), atomically.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.plotting import _pyplot, save_figure
+from bilin_cli.figures import save_figure
+from bilin_cli.plotting import _pyplot
 
 
 def rate_curves(xs: list[float], rows: list[dict], per_target: list[list[dict]] | None,

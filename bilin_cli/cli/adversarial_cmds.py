@@ -30,6 +30,7 @@ from bilin_cli.cli.options import (
     output_settings,
 )
 from bilin_cli.errors import BilinError
+from bilin_cli.figures import figure_format
 from bilin_cli.printable import printable
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
@@ -40,6 +41,11 @@ N_EXAMPLES = 6  # perturbed examples drawn per target with --images
 # the forward pass overflow float32, so larger strengths are refused, not computed as NaN.
 MAX_STRENGTH = 1e6
 STRENGTH_RULE = f"positive and at most {MAX_STRENGTH:.0f}"
+
+
+class Inverse(str, Enum):
+    hidden = "hidden"
+    pixel = "pixel"
 
 
 class Variant(str, Enum):
@@ -148,6 +154,13 @@ def adversarial(
                               "the images; top-pixels: the N largest mask pixels, inputs "
                               "clamped to [0, 1].")
     ] = Variant.dense,
+    inverse: Annotated[
+        Inverse, typer.Option("--inverse", help="hidden (the paper's recipe): pseudo-invert "
+                              "the stacked eigenvectors in the layer's space, pinv(S), and "
+                              "project each column to pixels with E^T; pixel: the exact "
+                              "minimum-norm pixel mask pinv(S E) e_j, which leaks nothing "
+                              "but is ill-conditioned once many eigenvectors are stacked.")
+    ] = Inverse.hidden,
     strength: Annotated[
         float | None, typer.Option("--strength", "-s", help="One strength (mask std per pixel) "
                                    "instead of the sweep; with top-pixels, the fixed strength "
@@ -179,7 +192,8 @@ def adversarial(
     ] = 0,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Draw target rate and accuracy against the "
-                                  "sweep to a PNG.", show_default=False)
+                                  "sweep; the extension picks the format (.png, .pdf, .svg).",
+                                  show_default=False)
     ] = None,
     save: Annotated[
         Path | None, typer.Option("--save", help="Write the masks (and the stack they come "
@@ -198,13 +212,16 @@ def adversarial(
 ) -> None:
     """Adversarial masks from eigenvectors alone: push images of other classes to a target.
 
-    Recipe (paper §4.4): stack the top positive eigenvector(s) of every class,
-    pseudo-invert, and take the pixel mask p = pinv(S E) e_j, which excites the
-    target's eigenvector j and no other stacked one (S E p = e_j). Its sign makes
-    |v_j . E x| grow on average on images of the other classes; it is scaled to unit
-    std over all pixels, times the strength. Reported per strength (or pixel count):
-    accuracy, the rate at which other-class images are classified as the target,
-    and both again for a baseline: the same mask with its pixels randomly permuted.
+    Recipe (paper §4.4): stack the top positive eigenvector(s) of every class as
+    the rows of S, pseudo-invert in the layer's space and project to pixels:
+    p = E^T pinv(S) e_j excites the target's eigenvector j and (nearly) no other
+    stacked one. --inverse pixel takes the exact p = pinv(S E) e_j instead. The
+    sign follows the mask's overlap with images of the other classes; the mask is
+    scaled to unit std over all pixels, times the strength. Reported per mask: its
+    excitation of the target eigenvector and its leak into the others; per strength
+    (or pixel count): accuracy, the rate at which other-class images are classified
+    as the target, and both again for a baseline: the same mask with its pixels
+    randomly permuted.
 
     The data (default: a shipped sample's test split) fixes the sign, the edge pixels
     and the metrics. With --input, one image is perturbed (default: the end of the
@@ -232,6 +249,8 @@ def adversarial(
                          "eigenvector must be in the stack")
     strengths, n_pixels = _settings(variant.value, strength, pixels, sweep, input_ is not None)
     fmt_ = output_settings(json_, fmt, output, force, plot, save)
+    if plot is not None:
+        figure_format(plot)
     dtype = dtype_of(float64)
     checkpoint, model = load(ckpt, map_file)
     adv.check_supported(model)
@@ -275,21 +294,33 @@ def adversarial(
     if not region.any():
         raise BilinError(f"no edge pixels: every pixel is lit in at least "
                          f"{adv.EDGE_SHARE:.0%} of the images")
-    inverse = adv.pixel_inverse(stack.S, E, region)
-    masks = [adv.build_mask(stack, E, inverse, dataset.x, dataset.y, t, eig, variant.value,
-                            region, seed) for t in targets]
+    directions, cond = adv.mask_directions(stack, E, inverse.value, region)
+    if inverse is Inverse.pixel and cond["condition_number"] > adv.ILL_CONDITIONED:
+        print(f"warning: {cond['matrix']} is ill-conditioned (smallest singular value "
+              f"{cond['smallest_singular_value']:.3g}, condition number "
+              f"{cond['condition_number']:.3g}): the exact masks are made of near-null pixel "
+              "directions and barely excite their eigenvectors (see excitation); "
+              "--inverse hidden is the paper's recipe", file=sys.stderr)
+    masks = [adv.build_mask(stack, E, directions, dataset.x, dataset.y, t, eig,
+                            variant.value, region, seed) for t in targets]
+    where = "" if variant is not Variant.edge else "[:, edge]"
     common = {
         "eig": eig, "per_class": per_class, "variant": variant.value,
+        "inverse": inverse.value,
         "stacked": int(stack.S.shape[0]), "region_pixels": int(region.sum()),
         "edge_share": adv.EDGE_SHARE,
-        "projection": "p = pinv(S E) e_j (S E p = e_j); unit std over all pixels x strength",
+        "projection": (f"p = E{where}^T pinv(S) e_j" if inverse is Inverse.hidden
+                       else f"p = pinv(S E{where}) e_j (S E p = e_j)")
+        + "; sign by overlap with other classes' images; unit std over all pixels x strength",
+        "conditioning": cond,
         "baseline": f"mask pixels permuted within the variant's pixels (seed {seed})",
     }
     if save is not None:
-        _save(save, stack, E, inverse, masks, region, strengths, n_pixels, shape, force)
+        _save(save, stack, E, inverse.value, directions, masks, region, strengths, n_pixels,
+              shape, force)
         print(f"wrote {save}", file=sys.stderr)
     if input_ is not None:
-        _one_input(model, one.x, one.label, input_, masks, names, strengths[0],
+        _one_input(model, stack, one.x, one.label, input_, masks, names, strengths[0],
                    n_pixels[0] if n_pixels else None, dtype, chosen is None, common, shape,
                    files, force, fmt_, output)
         return
@@ -303,8 +334,8 @@ def adversarial(
             rows = adv.sweep(model, cache, dataset.x, dataset.y, m, strengths, n_pixels, advance)
             per_target.append({
                 "target": m.target, "target_name": names[m.target],
-                "eigenvalue": float(stack.eigenvalues[m.index]), "sign": m.sign,
-                "leak": m.leak, "clean_target_rate": clean[m.target][1], "rows": rows,
+                **_mask_fields(m, stack), "clean_target_rate": clean[m.target][1],
+                "rows": rows,
             })
     doc = {"target": "all" if chosen is None else targets[0], **common,
            "data": dataset.source, "n": int(dataset.y.size),
@@ -325,22 +356,31 @@ def adversarial(
         rate_curves([r[key] for r in doc["rows"]], doc["rows"],
                     [t["rows"] for t in per_target] if chosen is None else None,
                     "pixels changed (N)" if key == "n_pixels" else "strength (mask std per pixel)",
-                    f"{Path(ckpt).name}: {variant.value} mask, eigenvector #{eig}, {who}",
+                    f"{Path(ckpt).name}: {variant.value} mask ({inverse.value} inverse, "
+                    f"{per_class} per class), eigenvector #{eig}, {who}",
                     plot, force)
         print(f"wrote {plot}", file=sys.stderr)
     if files is not None:
         images.mkdir(exist_ok=True)
         _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
                        dtype)
-    emit(sweep_report(doc), fmt_, output, force)
+    emit(sweep_report(doc, human=fmt_ == "table"), fmt_, output, force)
 
 
-def _one_input(model, x1, label, spec, masks, names, strength, n_pixels, dtype, all_targets,
-               common, shape, files, force, fmt_, output) -> None:
+def _mask_fields(m: adv.Mask, stack: adv.EigenStack) -> dict:
+    """What one mask reports about itself (JSON keys; eigenvectors ranked from 1)."""
+    return {"eigenvalue": float(stack.eigenvalues[m.index]), "sign": m.sign,
+            "excitation": m.excitation, "efficiency": m.efficiency, "leak": m.leak,
+            "leak_class": m.leak_class, "leak_eig": m.leak_eig}
+
+
+def _one_input(model, stack, x1, label, spec, masks, names, strength, n_pixels, dtype,
+               all_targets, common, shape, files, force, fmt_, output) -> None:
     results = []
     for m in masks:
         logits = adv.input_logits(model, x1, m, strength, n_pixels, dtype)
         results.append({"target": m.target, "target_name": names[m.target],
+                        **_mask_fields(m, stack),
                         **{k: {"prediction": int(np.argmax(v)), "logits": v.tolist()}
                            for k, v in logits.items()}})
         if files is not None:
@@ -360,11 +400,10 @@ def _one_input(model, x1, label, spec, masks, names, strength, n_pixels, dtype, 
            **common, "strength": strength, "n_pixels": n_pixels, "class_names": names,
            "old": results[0]["old"]}
     if all_targets:
-        doc["targets"] = [{k: r[k] for k in ("target", "target_name", "new", "baseline")}
-                          for r in results]
+        doc["targets"] = [{k: v for k, v in r.items() if k != "old"} for r in results]
     else:
-        doc.update(new=results[0]["new"], baseline=results[0]["baseline"])
-    emit(input_report(doc), fmt_, output, force)
+        doc.update({k: v for k, v in results[0].items() if k not in ("target", "old")})
+    emit(input_report(doc, human=fmt_ == "table"), fmt_, output, force)
 
 
 def _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
@@ -390,21 +429,27 @@ def _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, fil
     print(f"wrote {2 * len(masks)} PNGs", file=sys.stderr)
 
 
-def _save(path, stack, E, inverse, masks, region, strengths, n_pixels, shape, force) -> None:
+def _save(path, stack, E, inverse, directions, masks, region, strengths, n_pixels, shape,
+          force) -> None:
     arrays = {
         "targets": np.array([m.target for m in masks]),
         "eig": np.array(masks[0].eig),
         "variant": np.array(masks[0].variant),
+        "inverse": np.array(inverse),
         "masks": np.stack([m.pixel for m in masks]),  # unit std: x + strength * mask
         "baselines": np.stack([m.baseline for m in masks]),
         "signs": np.array([m.sign for m in masks]),
+        # Row t: S E mask_t, the stacked eigenvectors' activations one unit of mask t adds.
+        "excitations": np.stack([m.excitations for m in masks]),
+        "leaks": np.array([m.leak for m in masks]),
         "region": region,
         "stack": stack.S,
         "stack_classes": stack.classes,
         "stack_ranks": stack.ranks,
         "eigenvalues": stack.eigenvalues,
         "hidden_inverse": stack.hidden,  # rows m_j: S m_j = e_j
-        "pixel_inverse": inverse,  # rows p_j: S E p_j = e_j (unsigned, unscaled)
+        # Rows p_j before sign and scale: E^T m_j (hidden) or pinv(S E) e_j (pixel).
+        "directions": directions,
         "strengths": np.array(strengths),
     }
     if n_pixels is not None:
