@@ -140,10 +140,25 @@ def _mlp_norm(layers: list[dict], vecs: dict[str, int], d: int) -> dict | None:
 def _lone_stacked(mats: dict) -> tuple[str, str] | None:
     """One stacked ``(2h, d)`` factor with nothing beside it, and the one ``(o, h)`` matrix
     that reads its ``h`` products (the paper's ``blocks.0.weight`` under other names)."""
-    found = [(k, p) for k in mats for p in mats if k != p and mats[k][0] % 2 == 0
-             and mats[p][1] == mats[k][0] // 2 and not _NOT_BILINEAR.search(k)
-             and not _ENDS_HINT.search(_leaf(k))]
+    found = _stacked_pairs([k for k in mats if not _NOT_BILINEAR.search(k)
+                            and not _ENDS_HINT.search(_leaf(k))], list(mats), mats)
     return found[0] if len(found) == 1 else None
+
+
+def _stacked_pairs(factors: list[str], readers: list[str], mats: dict) -> list[tuple]:
+    """(stacked, reader) pairs: a (2h, d) matrix and a matrix with h columns; by lookup, so
+    a file with many tensors costs linear time. At most two are returned (one is the answer,
+    two say it is ambiguous)."""
+    by_cols: dict[int, list[str]] = {}
+    for p in readers:
+        by_cols.setdefault(mats[p][1], []).append(p)
+    found = []
+    for k in factors:
+        if mats[k][0] % 2 == 0:
+            found += [(k, p) for p in by_cols.get(mats[k][0] // 2, ()) if p != k]
+            if len(found) > 1:
+                break
+    return found
 
 
 def _factor(layer: dict) -> str:
@@ -187,8 +202,7 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
             projs = [k for k in keys if k not in (w, v) and mats[k][1] == h]
         elif not pairs and not crowds:
             # A stacked (2h, d) factor beside its (o, h) projection.
-            stacked = [(k, p) for k in keys for p in keys
-                       if k != p and mats[k][0] % 2 == 0 and mats[p][1] == mats[k][0] // 2]
+            stacked = _stacked_pairs(keys, keys, mats)
             if len(stacked) == 1:
                 wv, p = stacked[0]
                 h, d = mats[wv][0] // 2, mats[wv][1]
@@ -259,7 +273,9 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
         h_last = last["_dims"][1]
         projs = [k for k in rest if mats[k][1] == h_last]
         if len(projs) > 1:
-            chained = [a for a in projs for b in projs if a != b and mats[b][1] == mats[a][0]]
+            rows = {mats[b][1] for b in projs}
+            chained = [a for a in projs if mats[a][0] in rows
+                       and any(b != a and mats[b][1] == mats[a][0] for b in projs)]
             projs = chained if len(chained) == 1 else projs
         pick = _pick(projs, re.compile(r"proj|down|head|out", re.IGNORECASE)) if projs else None
         if projs and pick is None:
