@@ -7,9 +7,10 @@ model), the logit splits exactly into
               (interaction, one term per       (biases only)            (residual skip path)
                eigenpair of Q(e_c))
 
-so ``lambda_i (v_i . h)^2`` is eigenvector ``i``'s contribution. Eigenpairs are
-indexed as ``bilin eig --all`` lists them (0-based, ``|lambda|`` descending, same
-sign rule), so an index here can be looked up there.
+so ``lambda_i (v_i . h)^2`` is eigenvector ``i``'s contribution. Arrays here are in
+``bilin eig --all`` order (``|lambda|`` descending, same sign rule); everything a user
+reads (tables, JSON ``rank``, figure titles) numbers eigenvectors by rank from 1, as
+``bilin eig`` prints them, so array row ``i`` is eigenvector ``#i+1``.
 """
 
 from __future__ import annotations

@@ -32,11 +32,16 @@ def figure_format(path: str | Path) -> str:
 
 
 def save_figure(fig, path: str | Path, force: bool) -> Path:
-    """Render ``fig`` in the format ``path`` names, close it, and write it atomically."""
+    """Render ``fig`` in the format ``path`` names, close it, and write it atomically.
+
+    A spinner on stderr (a terminal only) says what is being rendered meanwhile."""
+    from bilin_cli.progress import status
+
     fmt = figure_format(path)
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+        with status(f"rendering {printable(Path(path).name, 80)} ({fmt})"):
+            fig.savefig(buf, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
     finally:
         import matplotlib.pyplot as plt
 

@@ -1,13 +1,15 @@
-"""Figures (PNG) with matplotlib's headless backend; imported only by commands that draw."""
+"""Figures with matplotlib's headless backend; imported only by commands that draw.
+
+Each figure is written in the format its file name asks for (``.png``, ``.pdf``, ``.svg``)
+by :func:`bilin_cli.figures.save_figure`. Eigenvectors are numbered by rank from 1
+(``#r``, ``|lambda|`` descending), as ``bilin eig`` prints them.
+"""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
 
-from bilin_cli.atomic import atomic_write
+from bilin_cli import figures
 
 
 def _pyplot():
@@ -19,11 +21,7 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, force: bool) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
-    return atomic_write(path, lambda fh: fh.write(buf.getvalue()), force)
+save_figure = figures.save_figure  # the one helper every figure goes through
 
 
 def accuracy_curve(ks: list[int], accuracy: list[float], full: float, title: str, path, force):
@@ -54,7 +52,7 @@ def spectra_plot(labels: list[str], spectra: list[np.ndarray], n: int, title: st
         ax.plot(np.arange(1, pos.size + 1), pos, "-", color=color, label=label, lw=1.2)
         ax.plot(np.arange(1, neg.size + 1), neg, "-", color=color, lw=1.2, alpha=0.6)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("rank (by |eigenvalue|, positive and negative separately)")
+    ax.set_xlabel("i-th largest positive / negative eigenvalue (not the |lambda| rank)")
     ax.set_ylabel("eigenvalue")
     ax.set_title(title)
     if len(spectra) <= 12:
@@ -67,9 +65,9 @@ def eigen_figure(rows: list[dict], shape: tuple[int, int], n: int, n_curve: int,
     """The paper's eigenspectrum figure, one row per direction.
 
     Each row: the top ``n_curve`` positive and negative eigenvalues as a curve, then the
-    top ``n`` positive and ``n`` negative eigenvectors as images (RdBu, centred on 0).
-    ``rows``: dicts with ``label``, ``lam`` (all eigenvalues), ``pos``/``neg`` lists of
-    ``(lam_i, vec_i)``.
+    top ``n`` positive and ``n`` negative eigenvectors as images (RdBu, centred on 0), each
+    titled with its rank from 1 (``#r``, as ``bilin eig`` numbers it). ``rows``: dicts with
+    ``label``, ``lam`` (all eigenvalues), ``pos``/``neg`` lists of ``(rank, lam_r, vec_r)``.
     """
     plt = _pyplot()
     n_cols = 1 + 2 * n
@@ -96,11 +94,11 @@ def eigen_figure(rows: list[dict], shape: tuple[int, int], n: int, n_curve: int,
             if item is None:
                 ax.axis("off")
                 continue
-            value, vec = item
+            rank, value, vec = item
             img = np.asarray(vec).reshape(shape)
             vmax = np.abs(img).max() or 1.0
             ax.imshow(img, cmap="RdBu", vmin=-vmax, vmax=vmax)
-            ax.set_title(f"λ={value:+.3g}", fontsize=7)
+            ax.set_title(f"#{rank} λ={value:+.3g}", fontsize=7)
     fig.tight_layout()
     fig.suptitle(title, fontsize=10, y=1.0 + 0.15 / len(rows))
     return save_figure(fig, path, force)

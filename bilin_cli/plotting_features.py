@@ -82,7 +82,7 @@ def explain_plot(ex: Explanation, top: int, title: str, path, force, per_sign: i
             vals = ce.contributions[idx]
             ax.barh(np.arange(idx.size), vals, color=np.where(vals >= 0, "C0", "C3"))
             ax.set_yticks(np.arange(idx.size),
-                          [f"#{i} (lambda {ce.eigenvalues[i]:+.2g})" for i in idx], fontsize=7)
+                          [f"#{i + 1} (lambda {ce.eigenvalues[i]:+.2g})" for i in idx], fontsize=7)
             ax.axvline(0, color="k", lw=0.6)
             ax.invert_yaxis()
             ax.set_title(f"class {ce.name}: logit {ce.logit:.3g}", fontsize=9)
@@ -107,7 +107,7 @@ def explain_plot(ex: Explanation, top: int, title: str, path, force, per_sign: i
                 continue
             i = idx[j - 1]
             _heatmap(ax, ce.vectors[i], shape)
-            ax.set_title(f"#{i} lambda {ce.eigenvalues[i]:+.2g}\n"
+            ax.set_title(f"#{i + 1} lambda {ce.eigenvalues[i]:+.2g}\n"
                          f"contrib {ce.contributions[i]:+.3g}", fontsize=7,
                          color="C0" if ce.contributions[i] >= 0 else "C3")
     fig.suptitle(title, fontsize=10)

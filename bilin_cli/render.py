@@ -40,6 +40,9 @@ class Report:
     # Vectors to draw as coloured blocks after the table (``--show``), and their image shape.
     pictures: list[tuple[str, np.ndarray]] = field(default_factory=list)
     picture_shape: tuple[int, ...] | None = None
+    # Columns holding shares (fractions of 1): a table shows them as percentages, so every
+    # number in one view has one style; JSON and CSV/TSV keep the exact fraction.
+    percent: tuple[str, ...] = ()
 
 
 def _clean(obj):
@@ -84,15 +87,22 @@ def to_delimited(report: Report, delimiter: str, escape: bool = False) -> str:
     return buf.getvalue()
 
 
-def _fmt_cell(v, plain: bool = False) -> str:
+def _fmt_cell(v, plain: bool = False, percent: bool = False) -> str:
     if isinstance(v, (float, np.floating)):
-        return repr(float(v)) if plain else f"{float(v):.6g}"
+        if plain:
+            return repr(float(v))
+        if percent and math.isfinite(float(v)):
+            return f"{100 * float(v):.4g}%"
+        return f"{float(v):.6g}"
     return str(v)
 
 
-def to_table(report: Report, color: bool, width: int | None = None) -> str:
+def to_table(report: Report, color: bool, width: int | None = None,
+             decorate: bool = True) -> str:
     """Human output. Every string goes in as a rich ``Text``, never as markup, and escaped:
-    a class name like ``[/bold]`` or ``:smile:`` or one holding ESC prints as itself."""
+    a class name like ``[/bold]`` or ``:smile:`` or one holding ESC prints as itself.
+
+    ``decorate=False`` (a pipe or a file) leaves out the title line and trailing spaces."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -107,15 +117,19 @@ def to_table(report: Report, color: bool, width: int | None = None) -> str:
     grid.add_column()
     for key, value in report.summary:
         grid.add_row(Text(_safe(key)), Text(_safe(value)))
-    console.print(Text(_safe(report.title), style="bold"))
-    console.print(grid)
+    if decorate:
+        console.print(Text(_safe(report.title), style="bold"))
+    if report.summary:
+        console.print(grid)
     if report.rows:
         table = Table(show_edge=False, header_style="bold")
         for col in report.columns:
             table.add_column(Text(_safe(col)),
                              justify="right" if col != report.columns[-1] else "left")
+        pct = [col in report.percent for col in report.columns]
         for row in report.rows:
-            table.add_row(*(Text("" if v is None else _safe(_fmt_cell(v))) for v in row))
+            table.add_row(*(Text("" if v is None else _safe(_fmt_cell(
+                v, percent=i < len(pct) and pct[i]))) for i, v in enumerate(row)))
         console.print(table)
     if report.pictures:
         from bilin_cli.terminal_images import vector_gallery
@@ -123,7 +137,10 @@ def to_table(report: Report, color: bool, width: int | None = None) -> str:
         console.print(vector_gallery(report.pictures, report.picture_shape))
     for note in report.notes:
         console.print(Text(f"note: {_safe_lines(note)}", style="dim"))
-    return buf.getvalue()
+    text = buf.getvalue()
+    if not decorate:
+        text = "".join(line.rstrip() + "\n" for line in text.splitlines())
+    return text
 
 
 def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
@@ -161,7 +178,7 @@ def emit(report: Report, fmt: str, output: str | None = None, force: bool = Fals
         tty = output is None and sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else 120
         # Pictures are nothing without colour, so --show keeps colour codes even in a pipe.
-        text = to_table(report, color=tty or bool(report.pictures), width=width)
+        text = to_table(report, color=tty or bool(report.pictures), width=width, decorate=tty)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

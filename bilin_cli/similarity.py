@@ -79,8 +79,9 @@ def compare_spectra(a: Spectrum, b: Spectrum, k: int) -> dict:
         "k": int(k),
         "rank_matched": ranked.tolist(),
         "rank_matched_mean": float(ranked.mean()),
-        "hungarian": [[int(i), int(j), float(v)] for i, j, v in zip(rows, cols, matched,
-                                                                     strict=True)],
+        # [rank in A, rank in B, |cos|], ranks from 1 as bilin eig numbers eigenvectors
+        "hungarian": [[int(i) + 1, int(j) + 1, float(v)] for i, j, v in zip(rows, cols, matched,
+                                                                             strict=True)],
         "hungarian_mean": float(matched.mean()),
         "qfs": qfs(a.lam[:k], a.X[:k], b.lam[:k], b.X[:k]),
         "qfs_all": qfs(a.lam, a.X, b.lam, b.X),

@@ -35,7 +35,7 @@ def info_report(doc: dict) -> Report:
             summary.append(("other entries", _extras_text(doc)))
         rows = [[t["name"], "x".join(map(str, t["shape"])) or "scalar", t["dtype"]]
                 for t in doc["tensors"]]
-        return Report("bilin info", doc, summary, ["tensor", "shape", "dtype"], rows,
+        return Report("bilin info", doc, summary, ["name", "shape", "dtype"], rows,
                       notes=doc["unwrapped"], warnings=doc["warnings"])
     outputs = doc["outputs"]
     out_text = f"{outputs['n']} {outputs['kind']} ({outputs['option']})" if outputs["n"] else "none"
@@ -63,7 +63,7 @@ def info_report(doc: dict) -> Report:
                         "each MLP" + (f" (gain {gains[0]}, ...)" if gains else " (no gain)")))
     if doc["extras"]:
         summary.append(("other entries", _extras_text(doc)))
-    columns = ["layer", "d (in)", "h (hidden)", "o (out)", "output space", "bias"]
+    columns = ["index", "d", "h", "o", "out_space", "bias"]
     rows = [
         [L["index"], L["d"], L["h"], L["o"], L["out_space"], "yes" if L["bias"] else "no"]
         for L in doc["layers"]
@@ -170,12 +170,13 @@ def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
         "bilin eig",
         doc,
         summary,
-        ["rank", "eigenvalue", "share", "cumulative",
-         "tokens (v·x > 0 | v·x < 0)" if dec.tokens else "largest entries (index:value)"],
+        ["rank", "eigenvalue", "share", "cumulative_share",
+         "tokens" if dec.tokens else "largest_entries"],
         rows,
         arrays,
         notes=dec.notes,
         warnings=warnings or [],
+        percent=("share", "cumulative_share"),
     )
 
 
@@ -194,7 +195,7 @@ def eval_report(doc: dict) -> Report:
         notes.append("confusion matrix (rows: true class, columns: predicted):\n"
                      + "\n".join(" ".join(f"{v:5d}" for v in row) for row in M))
     return Report("bilin eval", doc, summary, ["class", "name", "n", "accuracy"], rows, arrays,
-                  notes=notes)
+                  notes=notes, percent=("accuracy",))
 
 
 def sweep_report(doc: dict) -> Report:
@@ -205,7 +206,8 @@ def sweep_report(doc: dict) -> Report:
     rows = [[r["k"], r["accuracy"], r["drop"]] for r in doc["sweep"]]
     arrays = {"k": np.array([r["k"] for r in doc["sweep"]]),
               "accuracy": np.array([r["accuracy"] for r in doc["sweep"]])}
-    return Report("bilin truncate --sweep", doc, summary, ["k", "accuracy", "drop"], rows, arrays)
+    return Report("bilin truncate --sweep", doc, summary, ["k", "accuracy", "drop"], rows, arrays,
+                  percent=("accuracy", "drop"))
 
 
 def truncate_report(doc: dict) -> Report:
@@ -216,7 +218,8 @@ def truncate_report(doc: dict) -> Report:
     rows = [[r["class"], r["name"], r["k"], r["share_kept"], r["max_discarded_abs_eigenvalue"]]
             for r in doc["per_class"]]
     return Report("bilin truncate", doc, summary,
-                  ["class", "name", "k", "share kept", "max |lambda| discarded"], rows)
+                  ["class", "name", "k", "share_kept", "max_discarded_abs_eigenvalue"], rows,
+                  percent=("share_kept",))
 
 
 def spectrum_report(doc: dict) -> Report:
@@ -237,9 +240,9 @@ def spectrum_report(doc: dict) -> Report:
             s["effective_rank"], s["k50"], s["k90"], s["k99"],
         ])
     return Report("bilin spectrum", doc, summary,
-                  ["direction", "top positive", "top negative", "effective rank", "K 50%",
-                   "K 90%", "K 99%"], rows,
-                  notes=["K p%: eigenvalues (by |lambda|) holding p% of sum |lambda|"])
+                  ["direction", "top_positive", "top_negative", "effective_rank", "k50",
+                   "k90", "k99"], rows,
+                  notes=["kP: how many eigenvalues (by |lambda|) hold P% of sum |lambda|"])
 
 
 def chain_report(steps: list[Decomposition], j: int, warnings: list[str] | None = None) -> Report:
@@ -258,7 +261,7 @@ def chain_report(steps: list[Decomposition], j: int, warnings: list[str] | None 
                   ["layer", "rank", "eigenvalue", "share", "chained"], rows,
                   {f"layer{s.layer}_eigenvalues": s.eigenvalues for s in steps}
                   | {f"layer{s.layer}_eigenvectors": s.eigenvectors for s in steps},
-                  notes=notes, warnings=warnings or [])
+                  notes=notes, warnings=warnings or [], percent=("share",))
 
 
 def interact_report(doc: dict) -> Report:
@@ -276,8 +279,9 @@ def interact_report(doc: dict) -> Report:
         feats = ", ".join(f"{f['feature']}:{f['loading']:+.3f}" for f in e["features"])
         notes.append(f"eigenvector {e['rank']} (λ={e['eigenvalue']:+.4g}): input features {feats}")
     return Report("bilin interact", doc, summary,
-                  ["kind", "feature i", "feature j", "(D^T Q D)_ij", "coefficient of z_i z_j"],
-                  rows, notes=notes)
+                  ["kind", "i", "j", "value", "coefficient"], rows,
+                  notes=notes + ["value: (D^T Q D)_ij; coefficient: of z_i z_j in the output "
+                                 "(2 value for i != j); i, j: input-SAE feature ids"])
 
 
 def rank_features_report(doc: dict) -> Report:
@@ -287,5 +291,5 @@ def rank_features_report(doc: dict) -> Report:
     rows = [[r["feature"], r["top_k_share"], r["effective_rank"], r["sum_abs_eigenvalues"],
              " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"])] for r in doc["features"]]
     return Report("bilin rank-features", doc, summary,
-                  ["feature", f"top-{doc['k']} share", "effective rank", "sum |lambda|",
-                   "top eigenvalues"], rows)
+                  ["feature", "top_k_share", "effective_rank", "sum_abs_eigenvalues",
+                   "top_eigenvalues"], rows, percent=("top_k_share",))

@@ -91,7 +91,9 @@ def hosvd_report(res: HOSVD, warnings: list[str] | None = None) -> Report:
 
 
 def _contrib_rows(ce, idx: np.ndarray) -> list[dict]:
-    return [{"index": int(i), "eigenvalue": float(ce.eigenvalues[i]),
+    # ``rank`` counts from 1 in |lambda|-descending order: eigenvector r here is row r of
+    # 'bilin eig --all' (and 'adversarial --eig r', 'eig --chain r', hosvd's ranks).
+    return [{"rank": int(i) + 1, "eigenvalue": float(ce.eigenvalues[i]),
              "projection": float(ce.projections[i]),
              "contribution": float(ce.contributions[i])} for i in idx]
 
@@ -134,13 +136,19 @@ def explain_doc(ex: Explanation, top: int) -> dict:
         "conventions": {
             "logit": "interaction (sum of all contributions) + linear + constant [+ skip]",
             "contribution": "lambda_i (v_i . h)^2, h = the layer's input (E x for image models)",
-            "index": "0-based position in 'bilin eig --all' order (|lambda| descending)",
+            "rank": "eigenvector rank from 1, as 'bilin eig --all' prints it (|lambda| "
+                    "descending); row rank-1 of the npz arrays",
+            "projection": "v_i . h",
         },
         "notes": ex.notes,
     }
     if "label" in ex.input.source:
         doc["correct"] = ex.input.source["label"] == ex.prediction
     return doc
+
+EXPLAIN_NOTE = ("rank: eigenvector rank from 1 (|lambda| descending, as bilin eig prints it); "
+                "projection: v . h; contribution: eigenvalue * projection^2")
+
 
 
 def explain_report(ex: Explanation, top: int, warnings: list[str] | None = None) -> Report:
@@ -162,8 +170,8 @@ def explain_report(ex: Explanation, top: int, warnings: list[str] | None = None)
                         + f"  (residual {cd['check']['residual']:.2g})"))
         for sign in ("positive", "negative"):
             for r in cd[sign]:
-                rows.append([cd["name"], sign, r["index"], r["eigenvalue"], r["projection"],
-                             r["contribution"]])
+                rows.append([cd["class"], cd["name"], sign, r["rank"], r["eigenvalue"],
+                             r["projection"], r["contribution"]])
     arrays = {
         "logits": ex.logits,
         "input": ex.input.x,
@@ -172,8 +180,8 @@ def explain_report(ex: Explanation, top: int, warnings: list[str] | None = None)
         "contributions": np.stack([c.contributions for c in ex.classes]),
     }
     return Report("bilin explain", doc, summary,
-                  ["class", "sign", "eigenvector", "eigenvalue", "v.h", "contribution"],
-                  rows, arrays, notes=ex.notes, warnings=warnings or [])
+                  ["class", "name", "sign", "rank", "eigenvalue", "projection", "contribution"],
+                  rows, arrays, notes=ex.notes + [EXPLAIN_NOTE], warnings=warnings or [])
 
 
 def compare_report(doc: dict, warnings: list[str] | None = None) -> Report:
@@ -190,8 +198,11 @@ def compare_report(doc: dict, warnings: list[str] | None = None) -> Report:
     rows = [[r["class"], r["name"], r["rank_matched_mean"], r["hungarian_mean"], f(r["qfs"]),
              f(r["qfs_all"])] for r in doc["classes"]]
     return Report("bilin compare", doc, summary,
-                  ["class", "name", "rank-matched |cos|", "Hungarian |cos|", "QFS top-K",
-                   "QFS all"], rows,
-                  notes=doc["notes"] + ["QFS = tr(A B) / (||A||_F ||B||_F), "
-                                        "A = sum_{top-K} lambda_i x_i x_i^T"],
+                  ["class", "name", "rank_matched_mean", "hungarian_mean", "qfs", "qfs_all"],
+                  rows,
+                  notes=doc["notes"] + [
+                      "rank_matched_mean: mean |cos| of eigenvectors of equal rank; "
+                      "hungarian_mean: after the best one-to-one matching of the top K; "
+                      "qfs: QFS of the top K, qfs_all: of every eigenpair; "
+                      "QFS = tr(A B) / (||A||_F ||B||_F), A = sum_{top-K} lambda_i x_i x_i^T"],
                   warnings=warnings or [])

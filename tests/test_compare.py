@@ -137,7 +137,8 @@ def test_hidden_space_and_table(cli, tmp_path):
     doc = json.loads(out)
     assert doc["space"] == "hidden" and doc["top_k"] == 4
     code, out, _ = cli("compare", tmp_path / "t1.safetensors", tmp_path / "t2.safetensors")
-    assert code == 0 and "QFS" in out and "bilin compare" in out
+    assert code == 0 and "QFS" in out and "qfs_all" in out
+    assert "bilin compare" not in out  # no decorative title line in a pipe
     code, out, _ = cli("compare", tmp_path / "t1.safetensors", tmp_path / "t2.safetensors",
                        "--format", "csv")
     assert code == 0 and len(out.strip().splitlines()) == 4

@@ -69,15 +69,16 @@ def test_contributions_sum_to_logit_and_match_reference(cli, tmp_path, bias):
             neg = np.sort(contrib[contrib < 0])[:3]
             np.testing.assert_allclose([r["contribution"] for r in cd["positive"]], pos, rtol=1e-8)
             np.testing.assert_allclose([r["contribution"] for r in cd["negative"]], neg, rtol=1e-8)
-            # Each row's eigenvalue is the reference's for that contribution, and the index is
-            # the |lambda|-descending position (as bilin eig --all lists them).
+            # Each row's eigenvalue is the reference's for that contribution, and its rank is
+            # the |lambda|-descending position from 1 (as bilin eig --all numbers them).
             by_abs = lam[np.argsort(-np.abs(lam), kind="stable")]
             for r in cd["positive"] + cd["negative"]:
-                assert r["eigenvalue"] == pytest.approx(by_abs[r["index"]], rel=1e-9)
+                assert "index" not in r and r["rank"] >= 1
+                assert r["eigenvalue"] == pytest.approx(by_abs[r["rank"] - 1], rel=1e-9)
                 assert r["eigenvalue"] * r["projection"] ** 2 == pytest.approx(r["contribution"])
 
 
-def test_indices_agree_with_eig(cli, tmp_path):
+def test_ranks_agree_with_eig(cli, tmp_path):
     make(tmp_path, False)
     code, out, _ = cli("explain", tmp_path / "m", "-i", f"{tmp_path / 'data.npz'}:1", "--json",
                        "--float64", "--classes", 1)
@@ -86,7 +87,7 @@ def test_indices_agree_with_eig(cli, tmp_path):
                        "--json")
     lam = json.loads(out)["eigenvalues"]
     for r in cd["positive"] + cd["negative"]:
-        assert lam[r["index"]] == pytest.approx(r["eigenvalue"], rel=1e-12)
+        assert lam[r["rank"] - 1] == pytest.approx(r["eigenvalue"], rel=1e-12)
 
 
 def test_float32_residual_is_small(cli, tmp_path):

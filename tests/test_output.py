@@ -28,7 +28,7 @@ def test_csv_and_tsv_rows_match_json(cli, ckpt):
         code, out, _ = cli("eig", ckpt, "--class", "0", "--top", "4", "--format", fmt)
         assert code == 0
         rows = list(csv.reader(io.StringIO(out), delimiter=delim))
-        assert rows[0][:4] == ["rank", "eigenvalue", "share", "cumulative"]
+        assert rows[0] == ["rank", "eigenvalue", "share", "cumulative_share", "largest_entries"]
         assert [float(r[1]) for r in rows[1:]] == doc["eigenvalues"]
         shares = [float(r[2]) for r in rows[1:]]
         assert sum(shares) == pytest.approx(doc["top_k_share"])

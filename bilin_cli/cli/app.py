@@ -11,6 +11,13 @@ from bilin_cli import __version__, entry
 from bilin_cli.errors import BilinError
 from bilin_cli.printable import printable
 
+
+def _strict_group():
+    from bilin_cli.cli.options import StrictGroup
+
+    return StrictGroup
+
+
 app = typer.Typer(
     name="bilin",
     help="Weight-based interpretability for bilinear networks: every output direction u of "
@@ -18,6 +25,10 @@ app = typer.Typer(
     "layer exactly.\n\nExample: bilin eig sample_checkpoints/mnist --class 3",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: bracketed text ("[x; 1]", "[default: 5]") is shown as written and
+    # flags get no metavar; StrictGroup refuses a repeated single-value option.
+    rich_markup_mode=None,
+    cls=_strict_group(),
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

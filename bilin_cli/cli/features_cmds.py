@@ -29,7 +29,8 @@ from bilin_cli.progress import progress
 from bilin_cli.render import emit
 
 PlotOpt = Annotated[
-    Path | None, typer.Option("--plot", help="Also draw a figure to this PNG.", show_default=False)
+    Path | None, typer.Option("--plot", help="Also draw a figure to this file (.png, .pdf or "
+                              ".svg, by the extension).", show_default=False)
 ]
 
 
@@ -120,7 +121,7 @@ def explain(
                      "comma-separated numbers.", show_default=False),
     ],
     classes: Annotated[
-        int, typer.Option("--classes", "-n", help="Explain the N classes with the largest logits.",
+        int, typer.Option("--classes", help="Explain the N classes with the largest logits.",
                           callback=count(1))
     ] = 3,
     top: Annotated[
@@ -140,9 +141,10 @@ def explain(
     For each of the top classes the logit is split exactly into the contributions
     of all eigenvectors of that class's Q (h = E x, the layer's input) plus, with
     biases, a linear and a constant part (and the skip path of a residual model).
-    The largest positive and negative contributions are listed with their index in
-    'bilin eig --all' order; the check field gives the residual of the sum against
-    the model's forward pass. Classifiers only (image and toy models).
+    The largest positive and negative contributions are listed with their rank
+    (from 1, |lambda| descending: eigenvector r is row r of 'bilin eig --class C
+    --all'; the figure's #r too); the check field gives the residual of the sum
+    against the model's forward pass. Classifiers only (image and toy models).
 
     Examples:
 
@@ -155,16 +157,15 @@ def explain(
     from bilin_cli.explain import check_classifier, load_input
     from bilin_cli.explain import explain as run_explain
     from bilin_cli.views_features import explain_report
-
-    fmt_ = output_settings(json_, fmt, output, force, plot)
+    fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
+    \b
     _, model = load(ckpt, map_file)
     check_classifier(model)
     inp = load_input(input_, model, dtype)
     ex = run_explain(model, inp, classes, dtype)
     if plot is not None:
         from bilin_cli.plotting_features import explain_plot
-
         label = f", label {inp.source['label']}" if "label" in inp.source else ""
         explain_plot(ex, top, f"{Path(ckpt).name}: predicted {ex.classes[0].name}{label}", plot,
                      force)
@@ -173,15 +174,18 @@ def explain(
 
 
 def compare(
-    a: Annotated[Path, typer.Argument(help="First checkpoint.", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="Second checkpoint.", show_default=False)],
+    a: Annotated[Path, typer.Argument(help="First checkpoint.", show_default=False,
+                                      metavar="A")],
+    b: Annotated[Path, typer.Argument(help="Second checkpoint.", show_default=False,
+                                      metavar="B")],
     class_: Annotated[
         list[int] | None,
         typer.Option("--class", "-c", help="Classes to compare (repeatable; default: all).",
                      show_default=False),
     ] = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Compare the K eigenpairs of largest |lambda|.",
+        int, typer.Option("--top", "-k", help="Compare the K eigenpairs of largest |lambda| "
+                          "(all of them, with a note, when K is more than there are).",
                           callback=count(1))
     ] = 10,
     basis: Annotated[
@@ -204,7 +208,8 @@ def compare(
     QFS = tr(A B) / (||A||_F ||B||_F) with A = sum_{top-K} lambda_i x_i x_i^T
     (1 = the same quadratic form; independent of eigenvector signs). "QFS all"
     uses every eigenpair. Vectors are compared in pixel space where both models
-    embed the same input size, else in hidden space.
+    embed the same input size, else in hidden space. Hungarian pairs [i, j, |cos|]
+    name eigenvectors by rank from 1, as bilin eig numbers them.
 
     Examples:
 
@@ -220,13 +225,16 @@ def compare(
     _, ma = load(a, map_file)
     _, mb = load(b, map_file)
     n = len(class_) if class_ else ma.shapes[-1].o
+    \b
     with progress("comparing classes", n) as advance:
         doc = run_compare(ma, mb, class_ or None, top, basis.value, dtype, advance)
     doc = {"a": str(a), "b": str(b), **doc}
     emit(compare_report(doc, ma.warnings + mb.warnings), fmt_, output, force)
 
-
 def register(app: typer.Typer) -> None:
     app.command(no_args_is_help=True)(hosvd)
     app.command(no_args_is_help=True)(explain)
     app.command(no_args_is_help=True)(compare)
+    if top > doc["top_k"]:
+        doc["notes"].append(f"--top {top} asked for more eigenpairs than there are; all "
+                            f"{doc['top_k']} are compared")

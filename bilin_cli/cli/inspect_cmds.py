@@ -85,8 +85,8 @@ def info(
 
     Examples:
 
+    \b
         bilin info sample_checkpoints/mnist
-
         bilin info sample_checkpoints/toy --suggest-map -o map.json
     """
     if suggest_map:
@@ -115,16 +115,38 @@ def _given(value: object) -> tuple:
     return () if value is None else (value,)
 
 
+def _class_index(text: str) -> int:
+    """``--class`` of eig: one integer. ``all`` is refused in one line naming the commands
+    that draw or tabulate every class."""
+    if text.strip().lower() == "all":
+        raise BilinError("bilin eig decomposes one class per run; for every class use "
+                         "'bilin spectrum CKPT' (a table) or 'bilin plot CKPT --class all -o "
+                         "FIG.png' (a figure)")
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text[:40]!r} is not a class index (an integer)",
+                                 param_hint="--class") from None
+
+
+def _note_top(dec, k: int | None) -> None:
+    """Say so when --top asked for more eigenpairs than the matrix has (never silent)."""
+    if k is not None and k > dec.n_eigenvalues:
+        dec.notes.append(f"--top {k} asked for more eigenpairs than the {dec.n_eigenvalues} "
+                         f"of layer {dec.layer}; all {dec.n_eigenvalues} are kept")
+
+
 def eig(
     ckpt: Ckpt,
     class_: Annotated[
-        int | None,
-        typer.Option("--class", "-c", help="Output class C (row C of the head).",
-                     show_default=False),
+        str | None,
+        typer.Option("--class", "-c", help="Output class C (row C of the head). One class per "
+                     "run: for every class use 'bilin spectrum' or 'bilin plot --class all'.",
+                     show_default=False, metavar="C"),
     ] = None,
     token: Annotated[
         int | None,
-        typer.Option("--token", "-t", help="Token id T (row T of the unembedding; LMs).",
+        typer.Option("--token", help="Token id T (row T of the unembedding; LMs).",
                      show_default=False),
     ] = None,
     token_str: Annotated[
@@ -152,7 +174,8 @@ def eig(
     ] = None,
     layer: LayerOpt = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Keep the K eigenpairs of largest |lambda|.",
+        int, typer.Option("--top", "-k", help="Keep the K eigenpairs of largest |lambda| (all "
+                          "of them, with a note, when K is more than there are).",
                           callback=count(1))
     ] = 10,
     all_: Annotated[bool, typer.Option("--all", help="Keep every eigenpair.")] = False,
@@ -179,8 +202,9 @@ def eig(
     ] = None,
     chain: Annotated[
         int | None,
-        typer.Option("--chain", help="Multi-layer models: use eigenvector J (1-based) of layer "
-                     "L as the output direction of layer L-1, down to the input.",
+        typer.Option("--chain", help="Multi-layer models: use eigenvector J (its rank from 1, "
+                     "as the table numbers it) of layer L as the output direction of layer L-1, "
+                     "down to the input.",
                      show_default=False, callback=count(1)),
     ] = None,
     float64: Float64Opt = False,
@@ -193,24 +217,21 @@ def eig(
     """Eigendecompose the interaction matrix Q(u) of one output direction.
 
     u . y(x) = sum_i lambda_i (v_i . x)^2, exactly. Eigenpairs are ordered by
-    |lambda| (signs kept); each eigenvector's largest-magnitude entry (in the
-    layer's input space) is positive. With biases the linear and constant parts
-    are reported separately.
+    |lambda| (signs kept) and numbered by rank from 1: eigenvector r here is
+    eigenvector r of explain, hosvd, adversarial --eig and --chain. Each
+    eigenvector's largest-magnitude entry (in the layer's input space) is
+    positive. With biases the linear and constant parts are reported separately.
+    One direction per run; 'bilin spectrum' takes many.
 
     Examples:
 
+    \b
         bilin eig sample_checkpoints/mnist --class 3
-
         bilin eig sample_checkpoints/mnist --class 3 --top 20 --json | jq '.eigenvalues'
-
         bilin eig sample_checkpoints/mnist --class 3 --all --basis hidden --format npz -o eig3.npz
-
         bilin eig sample_checkpoints/mnist --class 3 --top 4 --show
-
         bilin eig sample_checkpoints/shakespeare --layer 2 --token-str e
-
         bilin eig sample_checkpoints/shakespeare --layer 1 --token-str " " --top 4 --tokens 8
-
         bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
     """
     if (sae is None) != (feature is None):
@@ -223,6 +244,8 @@ def eig(
             + (f" (got {' and '.join(chosen)})" if chosen else ""),
             param_hint="direction",
         )
+    if class_ is not None:
+        class_ = _class_index(class_)
     if show and (json_ or (fmt or "table").lower() != "table"):
         raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
                                  param_hint="--show")
@@ -246,12 +269,15 @@ def eig(
         with status(f"decomposing layer {index} and the layers below"):
             steps = chain_decompose(model, index, u, chain, top=k, basis=basis.value,
                                     dtype=dtype)
+        for step in steps:
+            _note_top(step, k)
         report = chain_report(steps, chain, model.warnings)
     else:
         d = model.shapes[index].d
         with status(f"eigendecomposing the {d}x{d} interaction matrix of layer {index}"):
             dec = decompose(model, index, u, top=k, basis=basis.value, dtype=dtype,
                             method=method.value)
+        _note_top(dec, k)
         if tokens:
             dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
             dec.notes.append(TOKENS_NOTE)
@@ -273,7 +299,7 @@ def spectrum(
     ] = None,
     token: Annotated[
         list[int] | None,
-        typer.Option("--token", "-t", help="Token ids (repeatable; language models).",
+        typer.Option("--token", help="Token ids (repeatable; language models).",
                      show_default=False),
     ] = None,
     token_str: Annotated[
@@ -297,7 +323,8 @@ def spectrum(
     ] = None,
     layer: LayerOpt = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Draw the spectra to a PNG.", show_default=False)
+        Path | None, typer.Option("--plot", help="Draw the spectra to a figure (.png, .pdf or "
+                                  ".svg, by the extension).", show_default=False)
     ] = None,
     plot_top: Annotated[
         int, typer.Option("--plot-top", help="Eigenvalues per sign drawn in --plot.",
@@ -312,23 +339,21 @@ def spectrum(
 ) -> None:
     """Spectra of many output directions: extremes, effective rank, K for 50/90/99%.
 
-    Without a direction option a classifier shows every class.
+    Without a direction option a classifier shows every class. kP is how many
+    eigenvalues (largest |lambda| first) hold P% of sum |lambda|.
 
     Examples:
 
+    \b
         bilin spectrum sample_checkpoints/mnist
-
         bilin spectrum sample_checkpoints/mnist --class 0 --class 1 --plot spectra.png
-
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --token 5 --format csv
-
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --token-str e --token-str " "
-
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 395 --feature 8
     """
     if (sae is None) != (not feature):
         raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
-    fmt_ = output_settings(json_, fmt, output, force, plot)
+    fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)

@@ -60,10 +60,11 @@ def interact(
                                          show_default=False)],
     layer: LayerOpt = None,
     top: Annotated[
-        int, typer.Option("--top", "-n", help="Feature pairs of each kind.", callback=count(1))
+        int, typer.Option("--top", "-k", help="Feature pairs of each kind.", callback=count(1))
     ] = 10,
     eig: Annotated[
-        int, typer.Option("--eig", help="Eigenvectors to express in features.",
+        int, typer.Option("--eig", help="Eigenvectors to express in features (the top N, "
+                          "numbered by rank from 1 as bilin eig does).",
                           callback=count(0))
     ] = 3,
     per_eig: Annotated[
@@ -86,6 +87,7 @@ def interact(
 
     Example:
 
+    \b
         bilin interact sample_checkpoints/shakespeare --layer 1 --sae-in sample_checkpoints/shakespeare/sae-mlp-in-L1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
     """
     fmt_ = output_settings(json_, fmt, output, force)
@@ -125,7 +127,8 @@ def rank_features_cmd(
     ] = None,
     top: Annotated[
         int | None,
-        typer.Option("--top", help="Report only the N most low-rank features (all are ranked).",
+        typer.Option("--top", "-k", help="Report only the N most low-rank features (all are "
+                     "ranked).",
                      show_default=False, callback=count(1, says="positive")),
     ] = None,
     threads: Annotated[
@@ -160,10 +163,9 @@ def rank_features_cmd(
 
     Examples:
 
+    \b
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10
-
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50 --sort effective_rank
-
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
     """
     fmt_ = output_settings(json_, fmt, output, force)

@@ -46,7 +46,7 @@ def _parse_ks(text: str) -> list[int]:
 def truncate(
     ckpt: Ckpt,
     rank: Annotated[
-        int | None, typer.Option("--rank", "-k", help="Keep K eigenpairs per class.",
+        int | None, typer.Option("--rank", help="Keep K eigenpairs per class.",
                                  show_default=False, callback=count(0))
     ] = None,
     energy: Annotated[
@@ -62,8 +62,8 @@ def truncate(
     ] = None,
     data: DataOpt = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="With --sweep: draw the curve to a PNG.",
-                                  show_default=False)
+        Path | None, typer.Option("--plot", help="With --sweep: draw the curve to a figure "
+                                  "(.png, .pdf or .svg, by the extension).", show_default=False)
     ] = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
@@ -86,10 +86,9 @@ def truncate(
 
     Examples:
 
+    \b
         bilin truncate sample_checkpoints/mnist --rank 10 -o mnist-k10.safetensors
-
         bilin truncate sample_checkpoints/mnist --energy 0.9 -o mnist-e90
-
         bilin truncate sample_checkpoints/mnist --sweep 0,1,2,5,10,20,30 --plot curve.png
     """
     ks = _parse_ks(sweep) if sweep is not None else None
@@ -109,7 +108,7 @@ def truncate(
         # -o names the command's main output: here the checkpoint; the report goes to stdout.
         checkpoint_out, output = Path(output), None
         check_checkpoint_target(checkpoint_out, force)
-    fmt_ = output_settings(json_, fmt, output, force, plot)
+    fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
     checkpoint, model = load(ckpt, map_file)
     names = model.output_names
@@ -177,8 +176,8 @@ def evaluate(
 
     Examples:
 
+    \b
         bilin eval sample_checkpoints/mnist
-
         bilin eval sample_checkpoints/fmnist --confusion --json | jq .accuracy
     """
     fmt_ = output_settings(json_, fmt, output, force)

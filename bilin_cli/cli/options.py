@@ -125,7 +125,7 @@ Ckpt = Annotated[
     typer.Argument(
         help="Checkpoint: a .safetensors file, a .pt/.bin state dict, or a Hugging Face "
         "style directory (config.json + weights, sharded or not).",
-        show_default=False,
+        show_default=False, metavar="CKPT",
     ),
 ]
 MapOpt = Annotated[
@@ -171,18 +171,87 @@ def output_settings(
     output: str | None,
     force: bool = False,
     *files: str | Path | None,
+    figures: tuple[str | Path | None, ...] = (),
 ) -> str:
     """Validate the shared output options before any work is done; return the format.
 
     ``output`` and any other ``files`` the command will write (``--plot``, ``--save``)
     must be writable: they may not exist without ``--force``, so a long computation
-    never ends in a refusal to save it.
+    never ends in a refusal to save it. ``figures`` (also written) must name a format
+    matplotlib writes by extension (.png, .pdf, .svg): see :func:`check_figure`.
     """
     chosen = resolve_format(json_flag, fmt.lower() if fmt else None, output)
+    for fig in figures:
+        if fig is not None:
+            check_figure(fig, force)
     for target in (output, *files):
         if target is not None:
             check_writable(target, force)
     return chosen
+
+
+def check_figure(path: str | Path, force: bool) -> Path:
+    """A figure's file name, checked before any work: an extension matplotlib writes
+    (.png, .pdf, .svg; anything else is one error line) and writable (see
+    :func:`check_writable`)."""
+    from bilin_cli.figures import figure_format
+
+    figure_format(path)
+    return check_writable(path, force)
+
+
+# Hints for a repeated option of one command, after the generic message.
+_REPEAT_HINTS = {
+    ("eig", "class_"): "bilin eig decomposes one direction per run; bilin spectrum takes "
+                       "--class repeatedly, every class by default",
+}
+for _name in ("token", "token_str", "feature", "direction"):
+    _REPEAT_HINTS[("eig", _name)] = ("bilin eig decomposes one direction per run; bilin "
+                                     "spectrum takes it repeatedly")
+
+
+def refuse_repeated(command, name: str | None, args: list[str], parent) -> None:
+    """A single-value option given twice (``--class 1 --class 2``) is an error, not the
+    last one silently winning. Flags (``--json --json``) and repeatable options pass."""
+    # typer vendors its own click (typer._click); its commands are built from that one.
+    from typer._click.core import Context
+    from typer._click.exceptions import UsageError
+
+    if any(a in ("-h", "--help") for a in args):
+        return
+    ctx = Context(command, info_name=name, parent=parent, resilient_parsing=True)
+    try:
+        _, _, order = command.make_parser(ctx).parse_args(args=list(args))
+    except UsageError:
+        return  # the real parse reports it
+    seen: dict = {}
+    for param in order:
+        if getattr(param, "param_type_name", "") == "option" and not param.multiple \
+                and not getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            seen[param] = seen.get(param, 0) + 1
+    for param, n in seen.items():
+        if n > 1:
+            hint = _REPEAT_HINTS.get((name, param.name))
+            raise BilinError(f"{_opt_name(param)} was given {n} times; it takes one value"
+                             + (f" ({hint})" if hint else ""))
+
+
+def _strict_group():
+    from typer.core import TyperGroup
+
+    class StrictGroup(TyperGroup):
+        """The app's group: refuses a repeated single-value option of any command."""
+
+        def resolve_command(self, ctx, args):
+            name, cmd, rest = super().resolve_command(ctx, args)
+            if cmd is not None:
+                refuse_repeated(cmd, name, rest, ctx)
+            return name, cmd, rest
+
+    return StrictGroup
+
+
+StrictGroup = _strict_group()
 
 
 def dtype_of(float64: bool) -> type:

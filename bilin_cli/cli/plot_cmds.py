@@ -10,13 +10,13 @@ import numpy as np
 import typer
 
 from bilin_cli import directions
-from bilin_cli.atomic import check_writable
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
     ForceOpt,
     LayerOpt,
     MapOpt,
+    check_figure,
     count,
     dtype_of,
     load,
@@ -43,7 +43,8 @@ def plot(
     class_: Annotated[
         str, typer.Option("--class", "-c", help="Class index, or 'all' for one row per class.")
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write: .png, .pdf "
+                                         "or .svg, by the extension.", metavar="FIG")],
     n: Annotated[
         int, typer.Option("--n", help="Eigenvectors drawn per sign.", callback=count(1))
     ] = 3,
@@ -64,16 +65,19 @@ def plot(
     """Draw the eigenspectrum figure: eigenvalue curve plus top positive/negative eigenvectors.
 
     Eigenvectors are drawn in input space (E^T v) as images with matplotlib's RdBu
-    colormap centred on 0 (blue > 0, red < 0), each scaled to its own max |value|.
+    colormap centred on 0 (blue > 0, red < 0), each scaled to its own max |value|,
+    and titled #r with their rank from 1 (|lambda| descending), as bilin eig numbers
+    them. The format follows -o's extension (.png, .pdf, .svg).
 
     Examples:
 
+    \b
         bilin plot sample_checkpoints/mnist --class 3 -o eig3.png
-
+        bilin plot sample_checkpoints/mnist --class 3 -o eig3.svg
         bilin plot sample_checkpoints/fmnist --class all --n 2 -o fmnist.png
     """
     hw = _parse_shape(shape)
-    check_writable(output, force)
+    check_figure(output, force)
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
@@ -97,8 +101,9 @@ def plot(
             rows.append({
                 "label": label,
                 "lam": lam,
-                "pos": [(lam[i], vecs[i]) for i in np.flatnonzero(lam > 0)[:n]],
-                "neg": [(lam[i], vecs[i]) for i in np.flatnonzero(lam < 0)[:n]],
+                # (rank from 1, eigenvalue, vector): the numbering of bilin eig
+                "pos": [(i + 1, lam[i], vecs[i]) for i in np.flatnonzero(lam > 0)[:n]],
+                "neg": [(i + 1, lam[i], vecs[i]) for i in np.flatnonzero(lam < 0)[:n]],
             })
             advance()
     dim = dec.eigenvectors.shape[1]
@@ -116,8 +121,8 @@ def plot(
     from bilin_cli.plotting import eigen_figure
 
     # No more columns than there are eigenvectors (--n is "up to N per sign").
-    eigen_figure(rows, hw, min(n, len(dec.eigenvalues)), curve, f"{Path(ckpt).name}, layer {index} ({dec.basis} basis)",
-                 output, force)
+    eigen_figure(rows, hw, min(n, len(dec.eigenvalues)), curve,
+                 f"{Path(ckpt).name}, layer {index} ({dec.basis} basis)", output, force)
     print(f"wrote {output}", file=sys.stderr)
 
 
