@@ -65,11 +65,85 @@ def _call(what: str, path: str, fn, *args):
                          f"({printable(first, 160)})") from None
 
 
+@lru_cache(maxsize=1)
+def _byte_level_map() -> dict[int, str]:
+    """GPT-2's byte -> printable character map (byte-level BPE stores ``" the"`` as ``Ġthe``)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    chars = list(keep)
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
+
+
+def _is_byte_level(tok: Any) -> bool:
+    """Whether ``tok`` stores text byte-level (GPT-2 style): its pre-tokenizer or decoder is
+    (or holds) ``ByteLevel``."""
+    for part in (tok.pre_tokenizer, tok.decoder):
+        if part is None:
+            continue
+        try:
+            state = part.__getstate__()  # the component's own JSON (small)
+        except Exception:  # noqa: BLE001 - a component without a serialized form
+            continue
+        if b'"ByteLevel"' in (state if isinstance(state, bytes) else str(state).encode()):
+            return True
+    return False
+
+
+def stored_spellings(text: str, byte_level: bool = True) -> list[str]:
+    """How a vocabulary may store ``text`` as one token, most likely first, no duplicates.
+
+    ``byte_level``: byte-level BPE's spelling (``" the"`` -> ``Ġthe``, ``"é"`` -> ``Ã©``)
+    comes before the text as written (there ``"é"`` alone is the lone byte 0xE9). Then
+    the text as written, then SentencePiece's spelling (``" the"`` -> ``▁the``).
+    """
+    out: list[str] = []
+    if byte_level:
+        out.append("".join(_byte_level_map()[b] for b in text.encode("utf-8", "surrogatepass")))
+    for cand in (text, text.replace(" ", "\u2581")):
+        if cand not in out:
+            out.append(cand)
+    return out
+
+
+def _unknown_ids(tok: Any, path: str) -> dict[int, str]:
+    """The tokenizer's unknown token(s): its model's ``unk_token`` / ``unk_id``, and
+    ``<unk>`` / ``[UNK]`` where the vocabulary has them. ``{id: spelling}``."""
+    found: dict[int, str] = {}
+    unk = getattr(tok.model, "unk_token", None)
+    names = [unk] if isinstance(unk, str) else []
+    if type(tok.model).__name__ == "Unigram":  # unk_id is only in the serialized form
+        import json
+
+        try:
+            uid = json.loads(tok.to_str()).get("model", {}).get("unk_id")
+        except (ValueError, AttributeError):
+            uid = None
+        if isinstance(uid, int) and not isinstance(uid, bool):
+            text = _call("look up a token", path, tok.id_to_token, uid)
+            found[uid] = text if isinstance(text, str) else f"#{uid}"
+    for name in (*names, "<unk>", "[UNK]"):
+        tid = _call("look up a token", path, tok.token_to_id, name)
+        if tid is not None:
+            found.setdefault(int(tid), name)
+    return found
+
+
 def token_id(model: BilinearModel, text: str) -> int:
     """The id of ``text`` as ONE token: config.json's character vocabulary or tokenizer.json.
 
-    ``text`` is encoded as the tokenizer would encode it in running text (``" the"``
-    becomes ``Ġthe``); a token's stored spelling (``"Ġthe"``) is accepted too.
+    With a tokenizer.json, ``text`` is first looked up as a token's stored spelling (a
+    byte-level tokenizer's ``Ġ``/``Ċ``/``Ã©`` spelling first, then as written, then
+    SentencePiece's ``▁``, so ``" the"`` finds ``Ġthe``), then encoded as the tokenizer
+    would encode it in running text. An encoding that holds the unknown token
+    (``<unk>``, ``[UNK]``, the model's ``unk_token``) is an error: ``text`` is not in the
+    vocabulary. The unknown token's own spelling is found by the first step, so it can
+    still be asked for.
     """
     vocab = _vocab(model)
     if vocab is not None:
@@ -82,12 +156,21 @@ def token_id(model: BilinearModel, text: str) -> int:
         raise BilinError("this checkpoint has no tokenizer (tokenizer.json or a 'vocab' list in "
                          "config.json): use --token ID")
     tok = _tokenizer(path)
+    for spelling in stored_spellings(text, _is_byte_level(tok)):
+        stored = _call("look up a token", path, tok.token_to_id, spelling)
+        if stored is not None:
+            return int(stored)
     encoding = _call("encode", path, lambda: tok.encode(text, add_special_tokens=False))
+    unknown = _unknown_ids(tok, path)
+    hits = [int(i) for i in encoding.ids if int(i) in unknown]
+    if hits:
+        part = "" if len(encoding.ids) == 1 else f" (in {len(encoding.ids)} tokens)"
+        raise BilinError(f"{printable(repr(text), 80)} is not in the vocabulary of "
+                         f"{printable(path)}: the tokenizer encodes it to the unknown token "
+                         f"{printable(repr(unknown[hits[0]]), 40)} (id {hits[0]}){part}; "
+                         "give a token's stored spelling, or --token ID")
     if len(encoding.ids) == 1:
         return int(encoding.ids[0])
-    stored = _call("look up a token", path, tok.token_to_id, text)
-    if stored is not None:
-        return int(stored)
     pieces = " ".join(repr(t) for t in encoding.tokens[:20]) or "no tokens"
     raise BilinError(f"{printable(repr(text), 80)} is {len(encoding.ids)} tokens of "
                      f"{printable(path)} ({printable(pieces, 200)}), not one; use --token ID")

@@ -67,7 +67,7 @@ def test_llama_reading_uses_the_mlp_norm_gain_and_tokenizer_text(cli, tmp_path):
     code, out, err = cli("eig", path, "--layer", "1", "--token", "2", "--top", "2", "--tokens",
                          str(n))
     assert code == 0, err
-    assert "tokens (v·x > 0 | v·x < 0)" in out and "␣the" in out and "\\n" in out
+    assert "tokens" in out and "␣the" in out and "\\n" in out
 
 
 def test_tokens_default_off_and_errors(cli, tmp_path):
@@ -137,3 +137,117 @@ def test_token_scores_do_not_depend_on_the_block_size(tmp_path):
     whole = token_scores(model, 1, vecs)
     assert whole.shape == (23, 3)
     np.testing.assert_allclose(token_scores(model, 1, vecs, block=4), whole, rtol=1e-12)
+
+
+# --token-str with tokenizers that have an unknown token ------------------------------------
+
+
+def _lm_with(path, tok):
+    """A bilinear transformer whose head rows match ``tok``'s vocabulary, read through it."""
+    path.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path / "tokenizer.json"))
+    write_transformer(path, vocab=tok.get_vocab_size(), n_layer=1)
+    cfg = json.loads((path / "config.json").read_text())
+    del cfg["vocab"]  # the tokenizer.json, not config.json's character list
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+def _token_of(cli, path, text):
+    code, out, err = cli("eig", path, "--token-str", text, "--json")
+    return code, (json.loads(out)["direction"]["index"] if code == 0 else None), err
+
+
+CORPUS = ["the cat sat on the mat", "the dog ate the cat food", "a bird sang"] * 10
+
+
+def _wordlevel():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=["<unk>"]))
+    return tok
+
+
+def test_token_str_word_outside_a_wordlevel_vocabulary_is_an_error(cli, tmp_path):
+    tok = _wordlevel()
+    path = _lm_with(tmp_path / "wl", tok)
+    assert _token_of(cli, path, "cat")[:2] == (0, tok.token_to_id("cat"))
+    code, tid, err = _token_of(cli, path, "zebra")
+    assert code == 1 and tid is None
+    assert err.startswith("error: 'zebra' is not in the vocabulary")
+    assert "unknown token '<unk>'" in err and f"id {tok.token_to_id('<unk>')}" in err
+    assert len(err.strip().splitlines()) == 1
+    # Several words, one of them unknown: the unknown one is what is wrong.
+    code, _, err = _token_of(cli, path, "cat zebra")
+    assert code == 1 and "not in the vocabulary" in err and "in 2 tokens" in err
+    # The unknown token's own spelling is a real request for its row.
+    assert _token_of(cli, path, "<unk>")[:2] == (0, tok.token_to_id("<unk>"))
+
+
+def test_token_str_wordpiece_stored_continuation_and_unknown(cli, tmp_path):
+    """A WordPiece continuation piece ('##at') encodes to [UNK] in running text: its stored
+    spelling is looked up first; a word of unseen characters is an error naming [UNK]."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=60,
+                                                              special_tokens=["[UNK]"]))
+    path = _lm_with(tmp_path / "wp", tok)
+    pieces = sorted(t for t in tok.get_vocab() if t.startswith("##"))
+    assert pieces
+    piece = pieces[0]
+    assert tok.encode(piece, add_special_tokens=False).ids != [tok.token_to_id(piece)]
+    assert _token_of(cli, path, piece)[:2] == (0, tok.token_to_id(piece))
+    assert _token_of(cli, path, "the")[:2] == (0, tok.token_to_id("the"))
+    code, _, err = _token_of(cli, path, "xyz")
+    assert code == 1 and "'xyz' is not in the vocabulary" in err and "'[UNK]'" in err
+    assert _token_of(cli, path, "[UNK]")[:2] == (0, tok.token_to_id("[UNK]"))
+
+
+def test_token_str_bpe_with_unk_token(cli, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>"]))
+    path = _lm_with(tmp_path / "bpe", tok)
+    assert tok.encode("Q", add_special_tokens=False).tokens == ["<unk>"]
+    code, _, err = _token_of(cli, path, "Q")
+    assert code == 1 and "'Q' is not in the vocabulary" in err and "'<unk>'" in err
+    assert _token_of(cli, path, "cat")[:2] == (0, tok.token_to_id("cat"))
+
+
+def test_token_str_sentencepiece_unigram(cli, tmp_path):
+    """SentencePiece-style (Unigram, unk_id, Metaspace): ' the' is stored as '▁the'."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = [("<unk>", 0.0), ("▁the", -1.0), ("▁cat", -1.5), ("▁", -2.0), ("t", -3.0),
+             ("h", -3.0), ("e", -3.0), ("c", -3.0), ("a", -3.0)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=0, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    path = _lm_with(tmp_path / "sp", tok)
+    the = tok.token_to_id("▁the")
+    assert _token_of(cli, path, " the")[:2] == (0, the)  # the stored spelling, by ▁
+    assert _token_of(cli, path, "▁the")[:2] == (0, the)
+    assert _token_of(cli, path, "the")[:2] == (0, the)  # encoded as running text
+    code, _, err = _token_of(cli, path, "zq")
+    assert code == 1 and "'zq' is not in the vocabulary" in err and "'<unk>' (id 0)" in err
+
+
+def test_token_str_byte_level_spellings(cli, tmp_path):
+    """Byte-level BPE: ' the' is Ġthe, 'é' the two-byte token Ã© (not the lone byte é)."""
+    from bilin_cli.vocabulary import stored_spellings
+
+    assert stored_spellings(" the") == ["Ġthe", " the", "▁the"]
+    assert stored_spellings(" the", byte_level=False) == [" the", "▁the"]
+    assert stored_spellings("é")[0] == "Ã©" and stored_spellings("\n")[0] == "Ċ"
+    tok = write_tokenizer(tmp_path / "bl")
+    path = _lm_with(tmp_path / "bl", tok)
+    for text, stored in ((" the", "Ġthe"), ("Ġthe", "Ġthe"), ("é", "Ã©"), ("\n", "Ċ")):
+        assert _token_of(cli, path, text)[:2] == (0, tok.token_to_id(stored)), text
+    code, _, err = _token_of(cli, path, " café")
+    assert code == 1 and "is 2 tokens" in err  # no unknown token in byte-level BPE
