@@ -104,6 +104,9 @@ def sweep_report(doc: dict, human: bool = False) -> Report:
     summary = [("data", f"{doc['data']} ({doc['n']} images)"),
                ("clean accuracy", _pct(doc["clean_accuracy"]))]
     notes = list(_NOTES)
+    if doc["variant"] == "top-pixels":
+        notes.append("excitation and leak are those of the whole unit mask, before it is cut "
+                     "to its top pixels and clamped")
     if human:
         notes.append("rates, accuracies and leak in percent; --format csv or --json for "
                      "exact fractions")
