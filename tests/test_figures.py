@@ -62,3 +62,43 @@ def test_chain_passes_eigenvector_down(cli, tmp_path):
                                      "eigenvalue": steps[0]["eigenvalues"][1]}
     layer0 = Ref(refs[0].W, refs[0].V, None)  # inner layer: P is the identity
     np.testing.assert_allclose(steps[1]["eigenvalues"], reference_eigvals(layer0, v), atol=1e-10)
+
+
+def test_figures_by_extension(cli, tmp_path):
+    """-o fig.pdf / .svg write that format; another extension is refused before any work."""
+    write_image(tmp_path / "m", d=12, n_in=25, n_cls=3)
+    for name, magic in (("eig.pdf", b"%PDF"), ("eig.svg", b"<?xml"), ("eig.PNG", b"\x89PNG")):
+        code, _, err = cli("plot", tmp_path / "m", "--class", "1", "-o", tmp_path / name)
+        assert code == 0, err
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    code, _, err = cli("spectrum", tmp_path / "m", "--plot", tmp_path / "s.svg", "--json")
+    assert code == 0 and (tmp_path / "s.svg").read_bytes().startswith(b"<?xml")
+    for args in (("plot", tmp_path / "m", "--class", "1", "-o", tmp_path / "eig.jpg"),
+                 ("spectrum", tmp_path / "m", "--plot", tmp_path / "s.gif"),
+                 ("plot", tmp_path / "m", "--class", "1", "-o", tmp_path / "noext")):
+        code, out, err = cli(*args)
+        assert code == 1 and out == "" and len(err.splitlines()) == 1, err
+        assert err.startswith("error:") and ".png, .pdf, .svg" in err
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary left
+    assert not (tmp_path / "eig.jpg").exists() and not (tmp_path / "s.gif").exists()
+
+
+def test_plot_titles_number_eigenvectors_by_rank(monkeypatch, cli, tmp_path):
+    """The figure's panels say #r with eig's rank r (from 1)."""
+    import bilin_cli.plotting as plotting
+
+    seen = []
+    real = plotting.eigen_figure
+
+    def spy(rows, *args, **kw):
+        seen.extend(rows)
+        return real(rows, *args, **kw)
+
+    monkeypatch.setattr(plotting, "eigen_figure", spy)
+    write_image(tmp_path / "m", d=12, n_in=25, n_cls=3)
+    code, _, err = cli("plot", tmp_path / "m", "--class", "2", "-o", tmp_path / "e.png")
+    assert code == 0, err
+    _, out, _ = cli("eig", tmp_path / "m", "--class", "2", "--all", "--json")
+    lam = json.loads(out)["eigenvalues"]
+    for rank, value, _ in seen[0]["pos"] + seen[0]["neg"]:
+        assert rank >= 1 and lam[rank - 1] == value

@@ -85,3 +85,90 @@ def test_table_output_to_file(cli, ckpt, tmp_path):
 def test_info_json_is_pipeable(cli, ckpt):
     code, out, err = cli("info", ckpt, "--format", "json")
     assert code == 0 and json.loads(out)["n_layers"] == 1
+
+
+def test_repeated_single_value_option_is_one_error_line(cli, ckpt):
+    for args in (("--class", "1", "--class", "2"), ("--class", "1", "--top", "2", "--top", "3")):
+        code, out, err = cli("eig", ckpt, *args)
+        assert code == 1 and out == "" and err.startswith("error:") and len(err.splitlines()) == 1
+        assert "given 2 times" in err
+    code, _, err = cli("eig", ckpt, "--class", "1", "--class", "2")
+    assert "spectrum" in err
+    # flags and repeatable options are not refused
+    code, out, _ = cli("eig", ckpt, "--class", "1", "--json", "--json")
+    assert code == 0 and json.loads(out)["direction"]["index"] == 1
+    code, _, _ = cli("spectrum", ckpt, "--class", "1", "--class", "2", "--json")
+    assert code == 0
+
+
+def test_eig_class_all_points_to_spectrum_and_plot(cli, ckpt):
+    code, out, err = cli("eig", ckpt, "--class", "all")
+    assert code == 1 and out == "" and len(err.splitlines()) == 1
+    assert "bilin spectrum" in err and "bilin plot" in err
+
+
+def test_top_beyond_the_spectrum_is_said(cli, ckpt):
+    code, out, err = cli("eig", ckpt, "--class", "0", "--top", "1000", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["top_k"] == doc["n_eigenvalues"] == 12
+    assert any("--top 1000" in n and "all 12" in n for n in doc["notes"])
+    code, out, err = cli("eig", ckpt, "--class", "0", "--top", "1000")
+    assert "note: --top 1000" in out
+
+
+def test_piped_table_has_no_title_or_trailing_spaces(cli, ckpt):
+    code, out, _ = cli("eig", ckpt, "--class", "0", "--top", "3")
+    assert code == 0 and not out.startswith("bilin eig")
+    assert all(line == line.rstrip() for line in out.splitlines())
+    # shares are percentages in the table, fractions in CSV/JSON
+    assert "%" in out.split("rank", 1)[1]
+
+
+def test_csv_headers_are_json_keys(cli, ckpt, tmp_path):
+    """snake_case CSV/TSV column names, equal to the JSON keys of the rows they come from."""
+    import re
+    from pathlib import Path
+
+    mnist = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "mnist"  # has data
+    for args, rows_key in ((("eval", mnist), "per_class"),
+                           (("truncate", mnist, "--sweep", "0,2"), "sweep"),
+                           (("compare", ckpt, ckpt), "classes"),
+                           (("spectrum", ckpt), "directions"),
+                           (("info", ckpt), "layers")):
+        code, out, err = cli(*args, "--format", "csv")
+        assert code == 0, err
+        header = next(csv.reader(io.StringIO(out)))
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", h) for h in header), header
+        _, out, _ = cli(*args, "--json")
+        rows = json.loads(out)[rows_key]
+        keys = set(rows[0]) | {"direction"}
+        assert set(header) <= keys | set(rows[0].get("direction", {})), (header, keys)
+
+
+def test_help_keeps_brackets_and_defaults(cli):
+    code, out, _ = cli("eig", "--help")
+    assert code == 0
+    assert "[default: 5]" in out and "[default: 10]" in out
+    assert "<bool>" not in out
+    code, out, _ = cli("truncate", "--help")
+    assert "[x; 1]" in " ".join(out.split())
+    # examples are kept on one line each, ready to paste
+    assert "bilin eig sample_checkpoints/mnist --class 3 --top 20 --json | jq '.eigenvalues'" in (
+        cli("eig", "--help")[1])
+
+
+def test_short_flags_mean_one_thing(cli):
+    """Every short flag names the same long option in every command."""
+    import typer.main
+
+    from bilin_cli.cli.app import app
+
+    meaning: dict[str, set[str]] = {}
+    for command in typer.main.get_command(app).commands.values():
+        for param in command.params:
+            longs = [o for o in param.opts if o.startswith("--")]
+            for short in (o for o in param.opts + param.secondary_opts
+                          if o.startswith("-") and not o.startswith("--")):
+                meaning.setdefault(short, set()).update(longs)
+    assert {k: v for k, v in meaning.items() if len(v) > 1} == {}
+    assert meaning["-k"] == {"--top"}
