@@ -24,6 +24,26 @@ Two ways to get there (both exact; ``auto`` takes the one needing less memory):
 With biases the decomposition covers the interaction (quadratic) block only;
 the linear and constant parts are not part of ``B``.
 
+Numerical rank (which singular values are zero): the tolerance suits what each method
+actually computes, in float64 (both methods work in float64 whatever ``--float64`` says).
+
+* ``unfold``: NumPy's ``matrix_rank`` convention on the unfolding,
+  ``sigma_k > sigma_1 * max(o, d^2) * eps``.
+* ``gram``: the same convention on the eigenvalues ``sigma^2`` of ``G``,
+  ``sigma_k^2 > sigma_1^2 * n * eps`` with ``n = o + h + d`` (G's size plus the inner
+  dimensions of its products), i.e. ``sigma_k > sigma_1 * sqrt(n * eps)``. A singular
+  value recovered from its square is only resolved down to about ``sqrt(eps) * sigma_1``
+  (rounding noise in ``G`` of ``eps * sigma_1^2`` is ``sqrt(eps) * sigma_1`` in sigma), so
+  anything below that is zero for this method.
+
+Singular values at or below the tolerance are reported as 0 and never eigendecomposed.
+Both methods give the same rank wherever the nonzero singular values lie above
+``sqrt(n * eps) * sigma_1`` (every trained or random layer; ``--method unfold`` resolves
+smaller ones).
+
+Numbering: components and each component's eigenpairs are counted from 1 (``sigma_1`` is
+the largest), as ``bilin eig`` numbers eigenvectors.
+
 Sign rule: each ``u_k`` has its largest-magnitude entry positive (``Q_k`` follows).
 """
 
@@ -40,7 +60,21 @@ from bilin_cli.model import BilinearLayer, BilinearModel
 from bilin_cli.spectra import effective_rank, eigh_sorted
 
 METHODS = ("auto", "gram", "unfold")
-_RANK_TOL = 1e-10  # components with sigma below this fraction of sigma_1 are numerically zero
+_EPS = float(np.finfo(np.float64).eps)  # both methods compute in float64
+
+
+def rank_tolerance(sigma_max: float, method: str, d: int, h: int, o: int) -> float:
+    """The singular value at or below which ``method``'s ``sigma_k`` is numerically zero.
+
+    ``unfold``: ``sigma_1 * max(o, d^2) * eps`` (NumPy's ``matrix_rank`` on the unfolding).
+    ``gram``: ``sigma_1 * sqrt((o + h + d) * eps)``: the same convention applied to the
+    eigenvalues ``sigma^2`` of ``B B^T``, which resolve sigma only to ``~sqrt(eps) sigma_1``.
+    """
+    if method == "gram":
+        return float(sigma_max) * float(np.sqrt((o + h + d) * _EPS))
+    if method == "unfold":
+        return float(sigma_max) * max(o, d * d) * _EPS
+    raise BilinError(f"unknown HOSVD method {method!r}")
 
 
 def _f8(a: np.ndarray | None) -> np.ndarray | None:
@@ -135,13 +169,18 @@ def unfolding(layer: BilinearLayer) -> np.ndarray:
 class Loadings:
     """The output side of the HOSVD: all singular values and output vectors."""
 
-    sigma: np.ndarray  # (r,) descending, r = number of singular values computed (o, or d^2 if less)
+    sigma: np.ndarray  # (r,) descending, r = number computed (o, or d^2 if less); 0 past rank
     U: np.ndarray  # (o, r) columns u_k, unit norm, sign-fixed
     Qs: np.ndarray | None = None  # (r, d, d), only from the unfold method
+    tolerance: float = 0.0  # singular values at or below this are numerically zero
+    rank: int = 0  # how many singular values lie above ``tolerance``
 
 
 def loadings(layer: BilinearLayer, method: str = "gram") -> Loadings:
-    """Singular values and output vectors ``u_k`` of the unfolded B (float64)."""
+    """Singular values and output vectors ``u_k`` of the unfolded B (float64).
+
+    Singular values at or below :func:`rank_tolerance` are set to 0 (``rank`` counts the others).
+    """
     if method == "gram":
         G = gram_matrix(layer)
         lam, U = np.linalg.eigh(G)
@@ -165,7 +204,11 @@ def loadings(layer: BilinearLayer, method: str = "gram") -> Loadings:
     U = U * signs
     if Qs is not None:
         Qs = Qs * signs[:, None, None]
-    return Loadings(sigma, U, Qs)
+    sigma_max = float(sigma[0]) if sigma.size else 0.0
+    tol = rank_tolerance(sigma_max, method, layer.d, layer.h, layer.o)
+    keep = sigma > tol
+    sigma = np.where(keep, sigma, 0.0)
+    return Loadings(sigma, U, Qs, tol, int(np.sum(keep)))
 
 
 def component(layer: BilinearLayer, u: np.ndarray) -> tuple[float, np.ndarray]:
@@ -184,7 +227,7 @@ class HOSVD:
 
     sigma: np.ndarray  # (K,)
     U: np.ndarray  # (o, K)
-    sigma_all: np.ndarray  # (r,) every singular value computed
+    sigma_all: np.ndarray  # (r,) every singular value computed; 0 past ``rank``
     eigenvalues: np.ndarray  # (K, top) of each Q_k, |lambda| descending
     eigenvectors: np.ndarray  # (K, top, dim) in ``basis``
     effective_ranks: np.ndarray  # (K,) of each Q_k's full spectrum
@@ -200,6 +243,8 @@ class HOSVD:
     output_names: list[str] | None = None
     input_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
+    rank: int = 0  # singular values above ``rank_tolerance``
+    rank_tolerance: float = 0.0
 
     @property
     def energy_share(self) -> np.ndarray:
@@ -237,11 +282,15 @@ def hosvd(
 
     L = model.layer(layer, dtype)
     load = loadings(L, method)
-    rank = int(np.sum(load.sigma > _RANK_TOL * (load.sigma[0] if load.sigma.size else 0.0)))
+    rank = load.rank
     K = rank if components is None else min(components, rank)
     notes: list[str] = []
-    if components is not None and components > rank:
-        notes.append(f"B has {rank} nonzero singular values; showing {K} components")
+    if rank == 0:
+        notes.append("B is zero (every singular value is 0): no component to show")
+    elif components is not None and components > rank:
+        notes.append(f"B has rank {rank}: {rank} singular values above the {method} method's "
+                     f"tolerance {load.tolerance:.3g}, the rest are numerically zero; showing "
+                     f"{K} components")
     if L.has_bias:
         notes.append("biases: the HOSVD covers the interaction (quadratic) block of B; the "
                      "linear and constant parts are not part of it")
@@ -286,4 +335,6 @@ def hosvd(
         if model.kind != "lm" and layer == model.n_layers - 1 else None,
         input_shape=model.input_shape if basis == "input" else None,
         notes=notes,
+        rank=rank,
+        rank_tolerance=load.tolerance,
     )

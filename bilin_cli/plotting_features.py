@@ -32,7 +32,14 @@ def _heatmap(ax, vec: np.ndarray, shape: tuple[int, int]):
 
 
 def hosvd_plot(res: HOSVD, title: str, path, force, n_images: int = 4):
-    """Singular values, loadings heatmap, and (image models) each component's top eigenvector."""
+    """Singular values, loadings heatmap, and (image models) each component's top eigenvector.
+
+    Components are numbered from 1 (``component 1`` has the largest sigma) and so are
+    eigenvectors (``eigenvector 1`` = largest |lambda|), as in the table and JSON. The
+    format (.png, .pdf, .svg) follows ``path``'s extension.
+    """
+    from bilin_cli.figures import save_figure as save_by_extension
+
     plt = _pyplot()
     shape = image_shape(res.input_shape, res.eigenvectors.shape[-1]) if res.basis == "input" \
         else None
@@ -41,27 +48,33 @@ def hosvd_plot(res: HOSVD, title: str, path, force, n_images: int = 4):
     fig = plt.figure(figsize=(max(9, 2.3 * ncols), 7 if n_img else 4))
     grid = fig.add_gridspec(2 if n_img else 1, ncols, height_ratios=[1.3, 1] if n_img else [1])
     ax = fig.add_subplot(grid[0, : ncols // 2])
-    ks = np.arange(res.sigma_all.size)
-    ax.bar(ks, res.sigma_all, color=["C0" if k < res.sigma.size else "0.7" for k in ks])
-    ax.set_xlabel("component k")
+    ks = np.arange(1, res.sigma_all.size + 1)
+    ax.bar(ks, res.sigma_all, color=["C0" if k <= res.sigma.size else "0.7" for k in ks])
+    ax.set_xlabel("component k (from 1)")
     ax.set_ylabel("singular value sigma_k")
-    ax.set_title("singular values (grey: not shown)", fontsize=9)
+    ax.set_title(f"singular values (rank {res.rank}; grey: not shown)", fontsize=9)
     ax = fig.add_subplot(grid[0, ncols // 2 :])
+    if not res.U.size:  # B is zero: no component, nothing to draw
+        ax.axis("off")
+        ax.text(0.5, 0.5, "B is zero: no components", ha="center", va="center")
+        fig.suptitle(title)
+        return save_by_extension(fig, path, force)
     a = float(np.abs(res.U).max()) or 1.0
     im = ax.imshow(res.U, cmap="RdBu", vmin=-a, vmax=a, aspect="auto", interpolation="nearest")
     ax.set_xlabel("component k")
     ax.set_ylabel("output")
     ax.set_title("loadings u_k", fontsize=9)
-    ax.set_xticks(np.arange(res.sigma.size))
+    ax.set_xticks(np.arange(res.sigma.size), [str(k + 1) for k in range(res.sigma.size)])
     if res.output_names and res.o <= 30:
         ax.set_yticks(np.arange(res.o), res.output_names, fontsize=7)
     fig.colorbar(im, ax=ax, shrink=0.8)
     for k in range(n_img):
         ax = fig.add_subplot(grid[1, k])
         _heatmap(ax, res.eigenvectors[k, 0], shape)
-        ax.set_title(f"Q_{k}: top eigenvector\nlambda = {res.eigenvalues[k, 0]:+.3f}", fontsize=8)
+        ax.set_title(f"component {k + 1}: eigenvector 1\nlambda = {res.eigenvalues[k, 0]:+.3f}",
+                     fontsize=8)
     fig.suptitle(title)
-    return save_figure(fig, path, force)
+    return save_by_extension(fig, path, force)
 
 
 def explain_plot(ex: Explanation, top: int, title: str, path, force, per_sign: int = 3):

@@ -10,23 +10,52 @@ from bilin_cli.render import Report
 from bilin_cli.views import _size, _top_entries
 
 
-def _loading_text(u: np.ndarray, names: list[str] | None, n: int = 3) -> str:
+def _largest_loadings(res: HOSVD, k: int, n: int = 3) -> list[dict]:
+    """The ``n`` largest-magnitude loadings of component ``k`` (0-based here, shown from 1)."""
+    u = res.U[:, k]
     idx = np.argsort(-np.abs(u), kind="stable")[:n]
-    return " ".join(f"{names[i] if names else i}:{u[i]:+.2f}" for i in idx)
+    names = res.output_names
+    return [{"output": int(i), "name": names[i] if names else None, "loading": float(u[i])}
+            for i in idx]
+
+
+def _largest_entries(vec: np.ndarray, shape: tuple[int, ...] | None, n: int = 3) -> list[dict]:
+    """The ``n`` largest-magnitude entries of ``vec``; ``pixel`` (row, col) where it is an image."""
+    out = []
+    for i in np.argsort(-np.abs(vec), kind="stable")[:n]:
+        entry = {"entry": int(i), "value": float(vec[i])}
+        if shape:
+            entry["pixel"] = [int(j) for j in np.unravel_index(i, shape)]
+        out.append(entry)
+    return out
+
+
+def _hosvd_shape(res: HOSVD) -> tuple[int, ...] | None:
+    shape = res.input_shape
+    return shape if shape and int(np.prod(shape)) == res.eigenvectors.shape[-1] else None
+
+
+HOSVD_COLUMNS = ["component", "sigma", "energy_share", "largest_loadings", "effective_rank",
+                 "eigenvalues", "largest_entries"]
 
 
 def hosvd_doc(res: HOSVD) -> dict:
     share = res.energy_share
+    shape = _hosvd_shape(res)
     comps = []
     for k in range(res.sigma.size):
+        n_eig = res.eigenvalues.shape[1]
         comps.append({
-            "index": k,
+            "component": k + 1,
             "sigma": float(res.sigma[k]),
             "energy_share": float(share[k]),
             "loadings": res.U[:, k].tolist(),
+            "largest_loadings": _largest_loadings(res, k),
             "effective_rank": float(res.effective_ranks[k]),
+            "ranks": list(range(1, n_eig + 1)),
             "eigenvalues": res.eigenvalues[k].tolist(),
             "eigenvectors": res.eigenvectors[k].tolist(),
+            "largest_entries": _largest_entries(res.eigenvectors[k, 0], shape),
         })
     doc = {
         "layout": res.layout,
@@ -36,6 +65,8 @@ def hosvd_doc(res: HOSVD) -> dict:
         "dtype": res.dtype,
         "d": res.d,
         "o": res.o,
+        "rank": res.rank,
+        "rank_tolerance": res.rank_tolerance,
         "n_components": int(res.sigma.size),
         "singular_values": res.sigma.tolist(),
         "all_singular_values": res.sigma_all.tolist(),
@@ -44,10 +75,23 @@ def hosvd_doc(res: HOSVD) -> dict:
         "memory": {"estimated_bytes": res.bytes_needed, "unfolding_bytes": res.unfolding_bytes},
         "conventions": {
             "decomposition": "B = sum_k sigma_k u_k (x) Q_k, ||u_k|| = ||Q_k||_F = 1",
+            "numbering": "components count from 1 (component 1 has the largest sigma; "
+                         "singular_values[k-1] is sigma_k), and so do each Q_k's eigenpairs "
+                         "(ranks; eigenvalues[r-1], eigenvectors[r-1] are rank r, |lambda| "
+                         "descending), as bilin eig numbers eigenvectors; output and entry "
+                         "numbers are 0-based positions in the vector",
             "loadings": "u_k[c]: how much output c uses component k",
+            "largest_loadings": "the 3 largest |u_k[c]|: output c, its name, u_k[c]",
+            "largest_entries": "the 3 largest-magnitude entries of Q_k's eigenvector 1 "
+                               "(entry: 0-based position; pixel: [row, col] in input_shape)",
             "sign": "each u_k's largest-magnitude entry is positive (Q_k follows); eigenvectors "
                     "of Q_k as in bilin eig",
-            "energy_share": "sigma_k^2 / sum of all sigma^2 (share of ||B||_F^2)",
+            "energy_share": "sigma_k^2 / sum of all sigma^2 (share of ||B||_F^2, a fraction "
+                            "of 1)",
+            "rank": "singular values above rank_tolerance; the others are numerically zero "
+                    "(reported as 0 in all_singular_values). unfold: sigma_1 * max(o, d^2) * "
+                    "eps; gram: sigma_1 * sqrt((o + h + d) * eps), as sigma is recovered from "
+                    "sigma^2 (eps of float64, in which both methods compute)",
         },
         "notes": res.notes,
     }
@@ -57,36 +101,38 @@ def hosvd_doc(res: HOSVD) -> dict:
 
 
 def hosvd_report(res: HOSVD, warnings: list[str] | None = None) -> Report:
-    shape = res.input_shape
-    if shape and int(np.prod(shape)) != res.eigenvectors.shape[-1]:
-        shape = None
-    total = res.sigma_all.size
+    doc = hosvd_doc(res)
+    shape = _hosvd_shape(res)
     summary = [
         ("layout", res.layout),
         ("layer", str(res.layer)),
         ("unfolding", f"({res.o}, {res.d}^2): {_size(res.unfolding_bytes)} in float64"),
         ("method", f"{res.method} (about {_size(res.bytes_needed)}, {res.dtype})"),
         ("basis", res.basis + (" (pixels: E^T v)" if res.basis == "input" else "")),
-        ("components", f"{res.sigma.size} of {total} singular values; "
-                       f"{100 * float(res.energy_share.sum()):.2f}% of ||B||_F^2"),
+        ("rank", f"{res.rank} of {res.sigma_all.size} singular values are nonzero "
+                 f"(above {res.rank_tolerance:.3g})"),
+        ("components", f"{res.sigma.size}, numbered from 1; energy share "
+                       f"{100 * float(res.energy_share.sum()):.4g}% of ||B||_F^2"),
     ]
     rows = []
-    for k in range(res.sigma.size):
-        lam = res.eigenvalues[k]
+    for k, comp in enumerate(doc["components"]):
+        loadings = " ".join(f"{e['name'] if e['name'] is not None else e['output']}:"
+                            f"{e['loading']:+.2f}" for e in comp["largest_loadings"])
         rows.append([
-            k, float(res.sigma[k]), float(res.energy_share[k]),
-            _loading_text(res.U[:, k], res.output_names),
-            float(res.effective_ranks[k]),
-            " ".join(f"{v:+.3f}" for v in lam),
+            comp["component"], comp["sigma"], comp["energy_share"], loadings,
+            comp["effective_rank"],
+            " ".join(f"{v:+.4g}" for v in res.eigenvalues[k]),
             _top_entries(res.eigenvectors[k, 0], shape),
         ])
     arrays = {"sigma": res.sigma, "U": res.U, "eigenvalues": res.eigenvalues,
               "eigenvectors": res.eigenvectors, "all_singular_values": res.sigma_all}
     return Report(
-        "bilin hosvd", hosvd_doc(res), summary,
-        ["component", "sigma", "energy share", "largest loadings (output:u)", "effective rank",
-         "top eigenvalues of Q_k", "top eigenvector's largest entries"],
-        rows, arrays, notes=res.notes, warnings=warnings or [],
+        "bilin hosvd", doc, summary, list(HOSVD_COLUMNS), rows, arrays,
+        notes=res.notes + [
+            "component k and eigenvalue rank r count from 1; energy_share: sigma_k^2 / "
+            "||B||_F^2; largest_loadings: output:u_k; largest_entries: of Q_k's eigenvector 1"],
+        warnings=warnings or [],
+        percent=("energy_share",),
     )
 
 

@@ -106,6 +106,7 @@ def test_cli_matches_reference(cli, image):
     Bu = B.reshape(4, -1)
     Ur, S, Vt = np.linalg.svd(Bu, full_matrices=False)
     assert doc["n_components"] == 3 and doc["basis"] == "hidden" and doc["o"] == 4
+    assert doc["rank"] == 4 and [c["component"] for c in doc["components"]] == [1, 2, 3]
     np.testing.assert_allclose(doc["singular_values"], S[:3], rtol=1e-9)
     np.testing.assert_allclose(doc["all_singular_values"], S, rtol=1e-9)
     shares = [c["energy_share"] for c in doc["components"]]
@@ -145,10 +146,153 @@ def test_npz_input_basis_and_plot(cli, image, tmp_path):
 def test_table_and_csv(cli, image):
     path, _ = image
     code, out, err = cli("hosvd", path)
-    assert code == 0 and "bilin hosvd" in out and "sigma" in out
+    assert code == 0 and "sigma" in out and "energy_share" in out
     code, out, _ = cli("hosvd", path, "--format", "csv", "--components", 2)
     assert code == 0 and out.splitlines()[0].startswith("component,sigma")
     assert len(out.strip().splitlines()) == 3
+
+
+def test_numbering_from_1_and_csv_columns_are_json_keys(cli, image):
+    """Components and eigenvalue ranks count from 1 everywhere; CSV/TSV headers are
+    snake_case JSON keys of a component."""
+    import csv
+    import io
+    import re
+
+    path, _ = image
+    code, out, err = cli("hosvd", path, "--json", "--components", 3, "--top", 2)
+    assert code == 0, err
+    doc = json.loads(out)
+    comps = doc["components"]
+    assert [c["component"] for c in comps] == [1, 2, 3]
+    assert all(c["ranks"] == [1, 2] and "index" not in c for c in comps)
+    assert doc["conventions"]["numbering"].startswith("components count from 1")
+    for fmt, sep in (("csv", ","), ("tsv", "\t")):
+        code, out, err = cli("hosvd", path, "--format", fmt, "--components", 3, "--top", 2)
+        assert code == 0, err
+        rows = list(csv.reader(io.StringIO(out), delimiter=sep))
+        header = rows[0]
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", h) for h in header), header
+        assert set(header) <= set(comps[0]), set(header) - set(comps[0])
+        assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
+        col = {h: i for i, h in enumerate(header)}
+        for r, c in zip(rows[1:], comps, strict=True):
+            assert float(r[col["sigma"]]) == c["sigma"]
+            assert float(r[col["energy_share"]]) == c["energy_share"]  # a fraction, exact
+            assert float(r[col["effective_rank"]]) == c["effective_rank"]
+            np.testing.assert_allclose([float(v) for v in r[col["eigenvalues"]].split()],
+                                       c["eigenvalues"], rtol=1e-3)
+            top = c["largest_loadings"][0]
+            assert r[col["largest_loadings"]].startswith(f"{top['name']}:{top['loading']:+.2f}")
+            u = np.array(c["loadings"])
+            assert top["output"] == int(np.argmax(np.abs(u))) and top["name"] == f"c{top['output']}"
+            e = c["largest_entries"][0]
+            v = np.array(c["eigenvectors"][0])
+            assert e["entry"] == int(np.argmax(np.abs(v))) and e["value"] == v[e["entry"]]
+            assert e["pixel"] == [e["entry"] // 4, e["entry"] % 4]  # input_shape (4, 4)
+    # The table: rows 1..K, shares in one style (percentages), no 6-digit fractions of them.
+    code, out, err = cli("hosvd", path, "--components", 3)
+    assert code == 0, err
+    share = f"{100 * comps[0]['energy_share']:.4g}%"
+    assert share in out and f"{comps[0]['energy_share']:.6g}" not in out
+    table_rows = [ln.split("│")[0].strip() for ln in out.splitlines() if "│" in ln]
+    assert [r for r in table_rows if r] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("ext,magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                       (".svg", b"<?xml")])
+def test_plot_formats_by_extension(cli, image, tmp_path, ext, magic):
+    path, _ = image
+    target = tmp_path / f"h{ext}"
+    code, _, err = cli("hosvd", path, "--components", 2, "--plot", target)
+    assert code == 0, err
+    assert target.read_bytes().startswith(magic)
+    code, out, err = cli("hosvd", path, "--plot", tmp_path / "h.jpg")
+    assert code == 1 and out == "" and ".jpg" in err and ".png" in err
+
+
+# Numerical rank: both methods, against LAPACK's rank of the materialized unfolding ----------
+
+
+def reference_rank(ref) -> int:
+    """``matrix_rank`` of the naive (o, d^2) unfolding of the interaction block (float64)."""
+    B = interaction_block(ref)
+    return int(np.linalg.matrix_rank(B.reshape(B.shape[0], -1)))
+
+
+@pytest.mark.parametrize("method", ["gram", "unfold"])
+@pytest.mark.parametrize("d,h,o", [(16, 6, 16), (24, 10, 30), (12, 3, 40), (9, 8, 5),
+                                   (6, 20, 30)])
+def test_rank_of_random_low_rank_layers(method, d, h, o):
+    """h < o: B has rank h; o > d(d+1)/2: rank d(d+1)/2. Noise is never a component."""
+    from bilin_cli.hosvd import rank_tolerance
+
+    for seed in range(4):
+        r = np.random.default_rng(seed)
+        # float32-stored weights, as checkpoints hold them
+        ref = Ref(*(r.standard_normal(s).astype(np.float32).astype(np.float64) * 10.0 ** seed
+                    for s in ((h, d), (h, d), (o, h))))
+        layer = BilinearLayer(ref.W, ref.V, ref.P)
+        load = loadings(layer, method)
+        want = reference_rank(ref)
+        assert want == min(h, o, d * (d + 1) // 2)
+        assert load.rank == want
+        assert np.all(load.sigma[want:] == 0) and np.all(load.sigma[:want] > load.tolerance)
+        assert load.tolerance == rank_tolerance(load.sigma[0], method, d, h, o)
+
+
+@pytest.mark.parametrize("float64", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_cli_rank_of_transformer_layers_with_h_below_d(cli, tmp_path, float64, bias):
+    """The issue's case: an LM layer with h < d. Both methods report rank h, and every
+    component they show has a real singular value."""
+    refs, _ = write_transformer(tmp_path / "lm", d=20, h=7, n_layer=2, bias=bias, seed=5)
+    want = reference_rank(refs[1])
+    assert want == 7
+    S = np.linalg.svd(interaction_block(refs[1]).reshape(20, -1), compute_uv=False)
+    sigmas = {}
+    for method in ("gram", "unfold"):
+        args = ["hosvd", tmp_path / "lm", "--layer", 1, "--components", 20, "--top", 2,
+                "--method", method, "--json"] + (["--float64"] if float64 else [])
+        code, out, err = cli(*args)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["rank"] == want and doc["n_components"] == want, method
+        assert len(doc["all_singular_values"]) == 20
+        assert all(s == 0 for s in doc["all_singular_values"][want:])
+        assert any(f"rank {want}" in n for n in doc["notes"])
+        sigmas[method] = np.array(doc["singular_values"])
+        np.testing.assert_allclose(sigmas[method], S[:want], rtol=1e-5 if not float64 else 1e-9)
+        assert doc["rank_tolerance"] < S[want - 1] and doc["rank_tolerance"] > S[want]
+
+
+@pytest.mark.parametrize("method", ["gram", "unfold"])
+@pytest.mark.parametrize("float64", [False, True])
+def test_toy_sample_has_rank_10(cli, method, float64):
+    """The issue's reproduction: the toy sample's B (12 outputs) has rank 10."""
+    from pathlib import Path
+
+    toy = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "toy"
+    args = ["hosvd", toy, "--components", 12, "--method", method, "--json"]
+    code, out, err = cli(*args, *(["--float64"] if float64 else []))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["rank"] == 10 and doc["n_components"] == 10
+    assert [c["component"] for c in doc["components"]] == list(range(1, 11))
+
+
+def test_zero_layer_has_no_components(cli, tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"left.weight": np.zeros((5, 3), np.float32),
+               "right.weight": np.ones((5, 3), np.float32),
+               "head.weight": np.ones((2, 5), np.float32)}, str(tmp_path / "z.safetensors"))
+    for method in ("gram", "unfold"):
+        code, out, err = cli("hosvd", tmp_path / "z.safetensors", "--method", method, "--json",
+                             "--plot", tmp_path / f"z-{method}.png")
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["rank"] == 0 and doc["components"] == [] and "B is zero" in doc["notes"][0]
 
 
 def test_memory_check(cli, image):

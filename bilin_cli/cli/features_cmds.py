@@ -44,8 +44,8 @@ def hosvd(
     ckpt: Ckpt,
     layer: LayerOpt = None,
     components: Annotated[
-        int, typer.Option("--components", "-K", help="Number of components (largest sigma) to show.",
-                          callback=count(1))
+        int, typer.Option("--components", "-K", help="Number of components (largest sigma) to "
+                          "show; at most the rank of B.", callback=count(1))
     ] = 10,
     top: Annotated[
         int, typer.Option("--top", "-k", help="Eigenpairs of each component's Q_k to show.",
@@ -67,7 +67,11 @@ def hosvd(
                      show_default=False,
                      callback=number(0, low_open=True, says="a positive, finite number of GB")),
     ] = None,
-    plot: PlotOpt = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw a figure to this file (.png, .pdf or .svg, by "
+                     "the extension).", show_default=False),
+    ] = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -85,21 +89,29 @@ def hosvd(
     interaction block is decomposed. The (o, d^2) unfolding is not formed by
     default; the estimated memory is checked against MemAvailable first.
 
-    --format npz -o FILE writes sigma (K,), U (o, K), eigenvalues (K, top) and
-    eigenvectors (K, top, dim).
+    Components are numbered from 1 (component 1 has the largest sigma), and so
+    are each Q_k's eigenvalues (rank 1 = largest |lambda|), as bilin eig numbers
+    eigenvectors. Only components with a nonzero singular value are shown: the
+    rank of B counts singular values above a tolerance that suits the method
+    (unfold: sigma_1 * max(o, d^2) * eps; gram, which gets sigma from sigma^2:
+    sigma_1 * sqrt((o + h + d) * eps)); JSON reports rank and rank_tolerance.
+    CSV/TSV columns are the JSON keys of each component.
+
+    --format npz -o FILE writes sigma (K,), U (o, K), eigenvalues (K, top),
+    eigenvectors (K, top, dim) and all_singular_values; index k-1 of an axis of
+    length K is component k, index r-1 of an axis of length top is rank r.
 
     Examples:
 
+    \b
         bilin hosvd sample_checkpoints/mnist --components 5
-
-        bilin hosvd sample_checkpoints/mnist --json | jq '.singular_values'
-
-        bilin hosvd sample_checkpoints/mnist --plot hosvd.png --format npz -o hosvd.npz
+        bilin hosvd sample_checkpoints/mnist --json | jq '.components[0].eigenvalues'
+        bilin hosvd sample_checkpoints/mnist --plot hosvd.pdf --format npz -o hosvd.npz
     """
     from bilin_cli.hosvd import hosvd as run_hosvd
     from bilin_cli.views_features import hosvd_report
 
-    fmt_ = output_settings(json_, fmt, output, force, plot)
+    fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
