@@ -92,7 +92,9 @@ def _fmt_cell(v, plain: bool = False, percent: bool = False) -> str:
         if plain:
             return repr(float(v))
         if percent and math.isfinite(float(v)):
-            return f"{100 * float(v):.4g}%"
+            p = 100 * float(v)
+            # two decimals, as the summaries print shares; tiny shares keep two digits
+            return f"{p:.2f}%" if p == 0 or abs(p) >= 0.01 else f"{p:.2g}%"
         return f"{float(v):.6g}"
     return str(v)
 
