@@ -144,6 +144,10 @@ def _contrib_rows(ce, idx: np.ndarray) -> list[dict]:
              "contribution": float(ce.contributions[i])} for i in idx]
 
 
+EXPLAIN_NOTE = ("rank: eigenvector rank from 1 (|lambda| descending, as bilin eig prints it); "
+                "projection: v . h; contribution: eigenvalue * projection^2")
+
+
 def explain_doc(ex: Explanation, top: int) -> dict:
     classes = []
     for ce in ex.classes:
@@ -191,10 +195,6 @@ def explain_doc(ex: Explanation, top: int) -> dict:
     if "label" in ex.input.source:
         doc["correct"] = ex.input.source["label"] == ex.prediction
     return doc
-
-EXPLAIN_NOTE = ("rank: eigenvector rank from 1 (|lambda| descending, as bilin eig prints it); "
-                "projection: v . h; contribution: eigenvalue * projection^2")
-
 
 
 def explain_report(ex: Explanation, top: int, warnings: list[str] | None = None) -> Report:

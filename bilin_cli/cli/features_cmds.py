@@ -160,24 +160,24 @@ def explain(
 
     Examples:
 
+    \b
         bilin explain sample_checkpoints/mnist --input sample_checkpoints/data/mnist-test.npz:0
-
         bilin explain sample_checkpoints/mnist --input sample_checkpoints/data/mnist-test.npz:1 --classes 2 --plot why.png
-
         bilin explain sample_checkpoints/mnist -i sample_checkpoints/data/mnist-test.npz:7 --json
     """
     from bilin_cli.explain import check_classifier, load_input
     from bilin_cli.explain import explain as run_explain
     from bilin_cli.views_features import explain_report
+
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
-    \b
     _, model = load(ckpt, map_file)
     check_classifier(model)
     inp = load_input(input_, model, dtype)
     ex = run_explain(model, inp, classes, dtype)
     if plot is not None:
         from bilin_cli.plotting_features import explain_plot
+
         label = f", label {inp.source['label']}" if "label" in inp.source else ""
         explain_plot(ex, top, f"{Path(ckpt).name}: predicted {ex.classes[0].name}{label}", plot,
                      force)
@@ -225,8 +225,8 @@ def compare(
 
     Examples:
 
+    \b
         bilin compare sample_checkpoints/mnist sample_checkpoints/fmnist --top 5
-
         bilin compare sample_checkpoints/mnist sample_checkpoints/mnist --class 3 --json
     """
     from bilin_cli.similarity import compare as run_compare
@@ -237,16 +237,16 @@ def compare(
     _, ma = load(a, map_file)
     _, mb = load(b, map_file)
     n = len(class_) if class_ else ma.shapes[-1].o
-    \b
     with progress("comparing classes", n) as advance:
         doc = run_compare(ma, mb, class_ or None, top, basis.value, dtype, advance)
     doc = {"a": str(a), "b": str(b), **doc}
+    if top > doc["top_k"]:
+        doc["notes"].append(f"--top {top} asked for more eigenpairs than there are; all "
+                            f"{doc['top_k']} are compared")
     emit(compare_report(doc, ma.warnings + mb.warnings), fmt_, output, force)
+
 
 def register(app: typer.Typer) -> None:
     app.command(no_args_is_help=True)(hosvd)
     app.command(no_args_is_help=True)(explain)
     app.command(no_args_is_help=True)(compare)
-    if top > doc["top_k"]:
-        doc["notes"].append(f"--top {top} asked for more eigenpairs than there are; all "
-                            f"{doc['top_k']} are compared")
