@@ -107,6 +107,7 @@ class EigenStack:
 
     classes: np.ndarray  # (m,) class of each stacked eigenvector
     ranks: np.ndarray  # (m,) 1-based rank among that class's positive eigenvalues
+    eig_ranks: np.ndarray  # (m,) 1-based rank by |lambda| in Q(e_c), as bilin eig numbers it
     eigenvalues: np.ndarray  # (m,)
     S: np.ndarray  # (m, d) eigenvectors as rows (hidden space, unit norm)
     hidden: np.ndarray  # (m, d) rows m_j = column j of pinv(S), so S @ hidden.T = I
@@ -136,7 +137,7 @@ def eigen_stack(model: BilinearModel, per_class: int = 1,
             f"exceed the layer's input dimension {L.d}: the pseudo-inverse cannot isolate them; "
             "lower --per-class"
         )
-    rows, classes, ranks, lams = [], [], [], []
+    rows, classes, ranks, eig_ranks, lams = [], [], [], [], []
     for c in range(n_cls):
         u = np.zeros(n_cls)
         u[c] = 1.0
@@ -150,10 +151,12 @@ def eigen_stack(model: BilinearModel, per_class: int = 1,
         lams.append(lam[pos])
         classes += [c] * per_class
         ranks += list(range(1, per_class + 1))
+        eig_ranks += [int(i) + 1 for i in pos]
         if advance:
             advance()
     S = np.concatenate(rows)
-    return EigenStack(np.array(classes), np.array(ranks), np.concatenate(lams), S,
+    return EigenStack(np.array(classes), np.array(ranks), np.array(eig_ranks),
+                      np.concatenate(lams), S,
                       np.linalg.pinv(S).T, per_class)
 
 
@@ -243,7 +246,9 @@ class Mask:
     efficiency: float  # excitation / sqrt(n_in) ||E[:, R]^T v_j|| (1 = the best possible)
     leak: float  # max_{k != j} |excitations_k| / excitation (0 = perfectly isolated)
     leak_class: int | None  # class of the stacked eigenvector that receives the most
-    leak_eig: int | None  # its 1-based rank within that class
+    leak_eig: int | None  # its 1-based rank among that class's positive eigenvalues
+    eig_rank: int = 0  # the target eigenvector's rank as bilin eig numbers it (|lambda| order)
+    leak_eig_rank: int | None = None  # the same for the eigenvector that receives the most
 
 
 def other_class_mean(x: np.ndarray, y: np.ndarray, target: int) -> np.ndarray:
@@ -291,16 +296,17 @@ def build_mask(
     off[j] = -1.0
     k = int(np.argmax(off)) if off.size > 1 else None
     if k is None:
-        leak, leak_class, leak_eig = 0.0, None, None
+        leak, leak_class, leak_eig, leak_rank = 0.0, None, None, None
     else:
         leak = float(off[k] / excitation) if excitation > 0 else float("inf")
         leak_class, leak_eig = int(stack.classes[k]), int(stack.ranks[k])
+        leak_rank = int(stack.eig_ranks[k])
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(region)
     baseline = np.zeros_like(p)
     baseline[idx] = p[rng.permutation(idx)]
     return Mask(target, eig, variant, j, p, baseline, region, sign, excitations, excitation,
-                efficiency, leak, leak_class, leak_eig)
+                efficiency, leak, leak_class, leak_eig, int(stack.eig_ranks[j]), leak_rank)
 
 
 def restrict_top(mask: np.ndarray, n_pixels: int) -> np.ndarray:

@@ -69,7 +69,7 @@ def _one_mask_text(t: dict) -> str:
     text = (f"excitation {t['excitation']:.4g} per unit strength ({_pct(t['efficiency'])} of "
             f"the most a mask of its size gives), leak {_pct(t['leak'])}")
     if t["leak_class"] is not None:
-        text += f" (most into class {t['leak_class']} eigenvector #{t['leak_eig']})"
+        text += f" (most into class {t['leak_class']} eigenvector #{t['leak_eig_rank']})"
     return text
 
 
@@ -116,7 +116,8 @@ def sweep_report(doc: dict, human: bool = False) -> Report:
     if doc["target"] != "all":
         summary = [
             ("target", _class_text(doc["target"], doc["target_name"])),
-            ("eigenvector", f"#{doc['eig']} (lambda = {doc['eigenvalue']:.4g}), sign "
+            ("eigenvector", f"#{doc['eig_rank']} (positive eigenvector {doc['eig']}, "
+             f"lambda = {doc['eigenvalue']:.4g}), sign "
                             f"{doc['sign']:+d}"),
             ("mask", _one_mask_text(doc)),
             *summary,
@@ -126,7 +127,8 @@ def sweep_report(doc: dict, human: bool = False) -> Report:
         arrays["excitations"] = np.array([doc["excitation"]])
         return Report("bilin adversarial", doc, summary, [key, *_KEYS],
                       _rows(doc["rows"], key, human), arrays, notes=notes)
-    summary = [("targets", f"all {len(doc['per_target'])} classes, eigenvector #{doc['eig']}"),
+    summary = [("targets", f"all {len(doc['per_target'])} classes, each one's positive eigenvector "
+                            f"{doc['eig']} (its eig rank: eig_rank)"),
                ("masks", _all_masks_text(doc["per_target"])),
                *summary, *[(k if k != "mask" else "formula", v) for k, v in _mask_summary(doc)]]
     # The table names a class in one cell; CSV/TSV keep the index and the name apart.
@@ -166,7 +168,8 @@ def input_report(doc: dict, human: bool = False) -> Report:
                 ("old prediction", _pred(doc["old"], names))]
     if doc["target"] != "all":
         summary = [("target", _class_text(doc["target"], names[doc["target"]])),
-                   ("eigenvector", f"#{doc['eig']}"), ("mask", _one_mask_text(doc)), *summary,
+                   ("eigenvector", f"#{doc['eig_rank']} (positive eigenvector {doc['eig']})"),
+                   ("mask", _one_mask_text(doc)), *summary,
                    ("new prediction", _pred(doc["new"], names)),
                    ("baseline prediction", _pred(doc["baseline"], names))]
         rows = [[c, names[c], doc["old"]["logits"][c], doc["new"]["logits"][c],
@@ -175,7 +178,8 @@ def input_report(doc: dict, human: bool = False) -> Report:
         return Report("bilin adversarial --input", doc, summary,
                       ["class", "name", "old_logit", "new_logit", "baseline_logit"], rows,
                       arrays)
-    summary.insert(0, ("targets", f"all {len(doc['targets'])} classes, eigenvector #{doc['eig']}"))
+    summary.insert(0, ("targets", f"all {len(doc['targets'])} classes, each one's positive "
+                              f"eigenvector {doc['eig']} (its eig rank: eig_rank)"))
     rows = [[t["target"], names[t["new"]["prediction"]], names[t["baseline"]["prediction"]],
              doc["old"]["logits"][t["target"]], t["new"]["logits"][t["target"]],
              _cell("excitation", t["excitation"], human), _cell("leak", t["leak"], human)]

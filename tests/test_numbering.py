@@ -85,6 +85,13 @@ def test_adversarial_eig_r_is_the_r_th_positive_eigenvector_of_eig(cli):
         doc = json.loads(out)
         assert doc["eig"] == r
         assert doc["eigenvalue"] == pytest.approx(positive[r - 1], rel=1e-4)
+        # The number it prints for that vector is eig's own rank (|lambda| order, from 1).
+        rank = doc["eig_rank"]
+        assert lam[rank - 1] == pytest.approx(doc["eigenvalue"], rel=1e-4)
+        assert f"eigenvector        #{rank} " in cli("adversarial", MNIST, "--target", 7,
+                                                    "--eig", r, "--strength", 0.3)[1]
+        leak_lam, _ = eig_hidden(cli, "--class", doc["leak_class"])
+        assert leak_lam[doc["leak_eig_rank"] - 1] > 0
 
 
 def test_hosvd_component_k_rank_r(cli, tmp_path):

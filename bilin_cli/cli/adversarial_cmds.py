@@ -357,7 +357,9 @@ def adversarial(
                     [t["rows"] for t in per_target] if chosen is None else None,
                     "pixels changed (N)" if key == "n_pixels" else "strength (mask std per pixel)",
                     f"{Path(ckpt).name}: {variant.value} mask ({inverse.value} inverse, "
-                    f"{per_class} per class), eigenvector #{eig}, {who}",
+                    f"{per_class} per class), positive eigenvector {eig}"
+                    + (f" (eig rank #{masks[0].eig_rank})" if chosen is not None else "")
+                    + f", {who}",
                     plot, force)
         print(f"wrote {plot}", file=sys.stderr)
     if files is not None:
@@ -371,7 +373,8 @@ def _mask_fields(m: adv.Mask, stack: adv.EigenStack) -> dict:
     """What one mask reports about itself (JSON keys; eigenvectors ranked from 1)."""
     return {"eigenvalue": float(stack.eigenvalues[m.index]), "sign": m.sign,
             "excitation": m.excitation, "efficiency": m.efficiency, "leak": m.leak,
-            "leak_class": m.leak_class, "leak_eig": m.leak_eig}
+            "leak_class": m.leak_class, "leak_eig": m.leak_eig, "eig_rank": m.eig_rank,
+            "leak_eig_rank": m.leak_eig_rank}
 
 
 def _one_input(model, stack, x1, label, spec, masks, names, strength, n_pixels, dtype,
@@ -390,7 +393,7 @@ def _one_input(model, stack, x1, label, spec, masks, names, strength, n_pixels, 
             x_new = adv.perturb(x1[None], m.pixel, strength, n_pixels)[0]
             old, new = results[-1]["old"]["prediction"], results[-1]["new"]["prediction"]
             mask_figure(m.pixel, m.baseline, shape, f"target {names[m.target]}: {m.variant} "
-                        f"mask, eigenvector #{m.eig} (unit std)", files[m.target]["mask"], force)
+                        f"mask, eigenvector #{m.eig_rank} (unit std)", files[m.target]["mask"], force)
             input_figure(x1, x_new - x1, x_new, shape,
                          (f"input: {names[old]}", "change", f"perturbed: {names[new]}"),
                          files[m.target]["examples"], force)
@@ -422,7 +425,7 @@ def _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, fil
         before = np.argmax(model.forward(clean, dtype), axis=1)
         after = np.argmax(model.forward(pert, dtype), axis=1)
         mask_figure(m.pixel, m.baseline, shape, f"target {names[m.target]}: {m.variant} mask, "
-                    f"eigenvector #{m.eig} (unit std)", files[m.target]["mask"], force)
+                    f"eigenvector #{m.eig_rank} (unit std)", files[m.target]["mask"], force)
         examples_figure(clean, pert, shape, [f"pred {names[b]}" for b in before],
                         [f"-> {names[a]}" for a in after],
                         f"target {names[m.target]}, {how}", files[m.target]["examples"], force)
