@@ -443,7 +443,8 @@ _INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def _weights_in(folder: Path) -> Path:
-    found = [folder / c for c in _DIR_CANDIDATES if (folder / c).is_file()]
+    # exists(), not is_file(): a FIFO under a weights name is refused by name, not skipped.
+    found = [folder / c for c in _DIR_CANDIDATES if (folder / c).exists()]
     if found:
         return found[0]
     singles = sorted(p for p in folder.iterdir()
