@@ -252,3 +252,19 @@ def compare_report(doc: dict, warnings: list[str] | None = None) -> Report:
                       "qfs: QFS of the top K, qfs_all: of every eigenpair; "
                       "QFS = tr(A B) / (||A||_F ||B||_F), A = sum_{top-K} lambda_i x_i x_i^T"],
                   warnings=warnings or [])
+
+
+def rank_sq_report(doc: dict) -> Report:
+    """``rank-features --measure sq_top_k_share``: share of sum lambda^2 in the top k."""
+    summary = [("layer", str(doc["layer"])), ("output SAE", doc["sae_out"]),
+               ("features ranked", str(doc["features_ranked"])), ("k", str(doc["k"])),
+               ("measure", "share of sum lambda^2 in the top k (sq_top_k_share)")]
+    rows = [[r["feature"], r["sq_top_k_share"], r["sum_sq_eigenvalues"],
+             " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"]), r["method"]]
+            for r in doc["features"]]
+    return Report("bilin rank-features", doc, summary,
+                  ["feature", "sq_top_k_share", "sum_sq_eigenvalues", "top_eigenvalues",
+                   "method"], rows, percent=("sq_top_k_share",),
+                  notes=["sum_sq_eigenvalues: ||Q||_F^2 from the Gram identity (exact); method "
+                         "dense: exact float64 eigvalsh; krylov: block-Krylov Ritz estimate, a "
+                         "lower bound (screened out of the top N)"])

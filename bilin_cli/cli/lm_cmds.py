@@ -147,6 +147,12 @@ def rank_features_cmd(
                      "cuda:1, mps, cpu) in batches; needs torch [default: NumPy on the CPU].",
                      show_default=False),
     ] = None,
+    measure: Annotated[
+        str, typer.Option("--measure", help="top_k_share / effective_rank: the paper's "
+                          "sum|lambda| measures, exact (dense, every Q built); sq_top_k_share: "
+                          "share of sum lambda^2 in the top k, exact for the reported --top N "
+                          "without building every Q (fast at scale).")
+    ] = "top_k_share",
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -180,6 +186,23 @@ def rank_features_cmd(
         raise BilinError(f"{sae_out}: the SAE reads {s_out.d} dimensions, layer {index}'s output "
                          f"has {L.o}")
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
+    if measure not in ("top_k_share", "effective_rank", "sq_top_k_share"):
+        raise typer.BadParameter("use top_k_share, effective_rank or sq_top_k_share",
+                                 param_hint="--measure")
+    if measure == "sq_top_k_share":
+        from bilin_cli.lowrank_search import rank_sq_share
+        from bilin_cli.views_features import rank_sq_report
+
+        with progress("ranking features", len(features)) as advance:
+            rows = rank_sq_share(L, s_out.enc, k, features, top=top, device=device,
+                                 advance=advance)
+        emit(rank_sq_report({"layer": index, "sae_out": str(sae_out), "k": k,
+                             "measure": measure, "sorted_by": measure,
+                             "features_ranked": len(rows), "features": rows[:top]}),
+             fmt_, output, force)
+        return
+    if measure == "effective_rank":
+        sort = SortBy.rank
     with progress("ranking features", len(features)) as advance:
         rows = rank_features(L, s_out.enc, k, features, workers=threads, device=device,
                              advance=advance, sort_by=sort.value)
