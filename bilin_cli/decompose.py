@@ -13,7 +13,7 @@ import numpy as np
 
 from bilin_cli.directions import Direction
 from bilin_cli.errors import BilinError
-from bilin_cli.interaction import interaction, interaction_operator
+from bilin_cli.interaction import hidden_coefficients, interaction, interaction_operator
 from bilin_cli.model import BilinearModel
 from bilin_cli.spectra import (
     effective_rank,
@@ -25,6 +25,42 @@ from bilin_cli.spectra import (
 )
 
 DENSE_LIMIT = 8192  # above this d, a dense (d, d) float64 Q is over 0.5 GB: use ARPACK
+# ``method="auto"`` takes the matrix-free top-K route (ARPACK) from this d on, when K is
+# at most d / ARPACK_MAX_FRACTION. Measured here (benchmarks/bench_topk.py, 2 cores,
+# float32, h = d): d = 4096, K = 10: dense 24.7 s, ARPACK 0.74 s (spectrum falling off
+# like a trained layer's) and K = 100: 6.3 s; d = 2048, K = 10: 2.8 s against 0.28 s
+# (3.2 s on i.i.d. Gaussian factors, whose gapless spectrum is Lanczos' worst case,
+# against 5.3 s dense). Below d = 2048 dense takes under a second and ARPACK gains little
+# or loses (d = 1024, K = 5: 0.6 s dense, 1.7 s ARPACK).
+ARPACK_MIN_D = 2048
+ARPACK_MAX_FRACTION = 40
+ARPACK_NOTE = ("method arpack: only the top {k} eigenpairs were computed (matrix-free "
+               "Lanczos, scipy eigsh, Q never formed); sum_abs_eigenvalues, effective_rank "
+               "and top_k_share need the whole spectrum and are null: --method dense "
+               "computes them")
+
+
+def auto_method(d: int, k: int | None) -> str:
+    """The route ``method="auto"`` takes for ``k`` eigenpairs (None = all) of a ``(d, d)`` Q."""
+    if k is None or k >= d - 1:
+        return "dense"
+    if d > DENSE_LIMIT or (d >= ARPACK_MIN_D and k * ARPACK_MAX_FRACTION <= d):
+        return "arpack"
+    return "dense"
+
+
+def _bias_parts(L, u: np.ndarray) -> tuple[np.ndarray, float]:
+    """The linear part and the constant of ``u . y(x)`` from the factors (no ``(d, d)``):
+    ``W^T (c * b_v) + V^T (c * b_w)`` and ``sum c b_w b_v + u . b_p``, as in
+    :func:`bilin_cli.interaction.interaction`."""
+    c = hidden_coefficients(L, u)
+    b_w = L.b_w if L.b_w is not None else np.zeros(L.h, L.W.dtype)
+    b_v = L.b_v if L.b_v is not None else np.zeros(L.h, L.W.dtype)
+    linear = L.W.T @ (c * b_v) + L.V.T @ (c * b_w)
+    constant = float(np.sum(c * b_w * b_v, dtype=np.float64))
+    if L.b_p is not None:
+        constant += float(u @ L.b_p)
+    return linear, constant
 
 
 @dataclass
@@ -116,7 +152,8 @@ def decompose(
     (through the embedding, image models), or "auto" (input where available).
     ``method``: "dense" (``eigh`` on the ``(d, d)`` Q; exact spectrum statistics),
     "arpack" (matrix-free top-``k``; statistics need the full spectrum, so they are
-    null), or "auto" (dense up to d = 8192).
+    null, and a note says so), or "auto" (:func:`auto_method`: arpack for a few
+    eigenpairs of a large layer, else dense).
     """
     if top is not None and top < 1:
         raise BilinError(f"--top must be a positive integer, got {top}")
@@ -125,20 +162,26 @@ def decompose(
     d = L.d
     k = d if top is None else min(top, d)
     if method == "auto":
-        method = "dense" if d <= DENSE_LIMIT or top is None else "arpack"
+        method = auto_method(d, None if top is None else k)
     notes = list(direction.notes)
     if model.residual:
         notes.append(
             "residual model: the linear skip path (x -> x + P g(x)) is not part of Q; "
             "Q describes the bilinear branch only"
         )
-    # ARPACK needs k < d - 1 and no bias; anything else falls back to the dense route.
-    arpack = method == "arpack" and not L.has_bias and k < d - 1
+    # ARPACK needs k < d - 1; a smaller d falls back to the dense route. Biases change
+    # only the linear and constant parts, not Q, and those come from the factors.
+    arpack = method == "arpack" and k < d - 1
     inter = None if arpack else interaction(L, direction.u)
+    linear = constant = None
     if arpack:
         lam, vecs = top_eigenpairs(interaction_operator(L, direction.u), k)
         sum_abs = eff = top_share = None
-        notes.append("ARPACK top-k: spectrum statistics need all eigenvalues; use --method dense")
+        notes.append(ARPACK_NOTE.format(k=k))
+        if L.has_bias:
+            linear, constant = _bias_parts(L, direction.u)
+        elif L.b_p is not None:
+            constant = float(direction.u @ L.b_p)
     else:
         method = "dense"
         lam_all, vecs_all = eigh_sorted(inter.Q)
@@ -146,7 +189,6 @@ def decompose(
         sum_abs = float(np.sum(np.abs(lam_all), dtype=np.float64))
         eff = effective_rank(lam_all)
         top_share = share_of_top(lam_all, k)
-    linear = constant = None
     if inter is not None and inter.linear is not None:
         linear, constant = inter.linear, inter.constant
     elif inter is not None and L.b_p is not None:
