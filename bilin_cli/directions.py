@@ -23,6 +23,7 @@ class Direction:
     u: np.ndarray
     info: dict  # JSON-ready: how the direction was chosen
     notes: list[str] = field(default_factory=list)
+    info_key: str = ""  # set by :func:`chosen`: see :func:`key`
 
 
 def _check_index(value: int, n: int, what: str, plural: str) -> None:
@@ -32,13 +33,37 @@ def _check_index(value: int, n: int, what: str, plural: str) -> None:
         )
 
 
-def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Direction:
-    """Class ``c`` of a classifier: ``e_c`` in logit space, or the head row (direct path)."""
+def _n_classes(model: BilinearModel) -> int:
     if model.kind == "lm":
         raise BilinError("this is a language model: choose an output with --token, not --class")
     if model.head_key is None:
         raise BilinError("this model has no head: give --direction FILE.npy")
-    n = model.shapes[-1].o
+    return model.shapes[-1].o
+
+
+def _n_tokens(model: BilinearModel) -> int:
+    if model.kind != "lm":
+        raise BilinError(f"--token is for language models; this is a {model.layout}: use --class")
+    if model.head_key is None:
+        raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
+    return model.meta["head_rows"]
+
+
+def _expand(values: Sequence, n_of, what: str, plural: str) -> list[int]:
+    """Plain indices, or lists/ranges (anything with ``resolve(n, what, plural)``, such as
+    the CLI's ``IndexList``) expanded against the size ``n_of()`` gives."""
+    out: list[int] = []
+    for v in values:
+        if hasattr(v, "resolve"):
+            out.extend(v.resolve(n_of(), what, plural))
+        else:
+            out.append(int(v))
+    return out
+
+
+def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Direction:
+    """Class ``c`` of a classifier: ``e_c`` in logit space, or the head row (direct path)."""
+    n = _n_classes(model)
     _check_index(c, n, "class", "classes")
     info = {"kind": "class", "index": c}
     if model.output_names:
@@ -59,11 +84,7 @@ def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Directi
 
 def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Direction:
     """Token ``t``: row ``t`` of the unembedding (the direct path from the layer to the logits)."""
-    if model.kind != "lm":
-        raise BilinError(f"--token is for language models; this is a {model.layout}: use --class")
-    if model.head_key is None:
-        raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
-    _check_index(t, model.meta["head_rows"], "token", "tokens")
+    _check_index(t, _n_tokens(model), "token", "tokens")
     info: dict = {"kind": "token", "index": t}
     text = token_texts(model, [t])[t]
     if text is not None:
@@ -113,22 +134,53 @@ def chosen(
     model: BilinearModel,
     layer: int,
     dtype: type,
-    classes: Sequence[int] = (),
-    tokens: Sequence[int] = (),
+    classes: Sequence = (),
+    tokens: Sequence = (),
     token_strs: Sequence[str] = (),
     sae: str | Path | None = None,
-    features: Sequence[int] = (),
+    features: Sequence = (),
     files: Sequence[str | Path] = (),
 ) -> list[Direction]:
     """Every direction a command's options name, in that order: classes, tokens (ids, then
-    texts), SAE features, files."""
+    texts), SAE features, files. Classes, tokens and features are indices or lists/ranges
+    (see :func:`_expand`: ``all`` means every one the model has). A direction named twice
+    is an error (see :func:`key`)."""
+    classes = _expand(classes, lambda: _n_classes(model), "class", "classes")
     dirs = [from_class(model, layer, c, dtype) for c in classes]
-    ids = [*tokens, *(token_id(model, text) for text in token_strs)]
+    ids = [*_expand(tokens, lambda: _n_tokens(model), "token", "tokens"),
+           *(token_id(model, text) for text in token_strs)]
     dirs += [from_token(model, layer, t, dtype) for t in ids]
     if sae is not None:
         from bilin_cli.sae import load_sae
 
         out_sae = load_sae(sae, dtype)
-        dirs += [from_sae_feature(model, layer, out_sae, a, dtype) for a in features]
+        feats = _expand(features, lambda: out_sae.n_features, "feature", "features")
+        dirs += [from_sae_feature(model, layer, out_sae, a, dtype) for a in feats]
     dirs += [from_file(model, layer, p, dtype) for p in files]
+    seen: set[str] = set()
+    n_files = 0
+    for d in dirs:
+        if d.info["kind"] == "file":
+            d.info_key = f"file{n_files}"
+            n_files += 1
+        else:
+            d.info_key = key(d.info)
+        if d.info_key in seen:
+            raise BilinError(f"{d.info_key.rstrip('0123456789')} "
+                             f"{d.info_key.lstrip('abcdefghijklmnopqrstuvwxyz_')} is named "
+                             "twice; give each direction once")
+        seen.add(d.info_key)
     return dirs
+
+
+def key(info: dict) -> str:
+    """A direction's short name, unique within one run: ``class3``, ``token101``,
+    ``feature395`` (files are ``file0``, ``file1``, ... in the order given). It names the
+    direction's arrays in a many-direction ``.npz`` and its rows in CSV."""
+    if info["kind"] == "class":
+        return f"class{info['index']}"
+    if info["kind"] == "token":
+        return f"token{info['index']}"
+    if info["kind"] == "sae_feature":
+        return f"feature{info['feature']}"
+    return "file"

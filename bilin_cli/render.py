@@ -74,16 +74,23 @@ def _safe_lines(text: object) -> str:
     return "\n".join(_safe(line) for line in str(text).split("\n"))
 
 
-def to_delimited(report: Report, delimiter: str, escape: bool = False) -> str:
-    """CSV/TSV, exact; with ``escape`` (for a terminal) control characters are escaped."""
+def to_delimited(report: Report, delimiter: str, escape: bool = False,
+                 lead: tuple[str, str] | None = None, header: bool = True) -> str:
+    """CSV/TSV, exact; with ``escape`` (for a terminal) control characters are escaped.
+
+    ``lead`` (column, value) puts a first column in front of every row (many reports in
+    one table: the direction's key); ``header=False`` leaves out the header line."""
     if report.rows is None:
         raise BilinError(f"'{report.title}' has no row data; use --json")
     clean = _safe if escape else str
+    first = [] if lead is None else [clean(lead[1])]
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
-    writer.writerow([clean(c) for c in report.columns])
+    if header:
+        writer.writerow(([] if lead is None else [lead[0]]) + [clean(c) for c in report.columns])
     for row in report.rows:
-        writer.writerow(["" if v is None else clean(_fmt_cell(v, plain=True)) for v in row])
+        writer.writerow(first + ["" if v is None else clean(_fmt_cell(v, plain=True))
+                                 for v in row])
     return buf.getvalue()
 
 
@@ -187,3 +194,65 @@ def emit(report: Report, fmt: str, output: str | None = None, force: bool = Fals
     else:
         atomic_write(output, lambda fh: fh.write(text.encode("utf-8")), force)
         print(f"wrote {output}", file=sys.stderr)
+
+
+class Stream:
+    """Many reports of one kind, one per direction, written as they come:
+
+    * ``json``: JSON Lines, one document per line, each exactly what one report prints;
+    * ``table``: one table after another, a blank line between;
+    * ``csv``/``tsv``: one header, every report's rows with a first column ``direction``
+      (the key given to :meth:`add`);
+    * ``npz``: one file, each report's arrays under ``KEY_NAME`` (``class3_eigenvalues``)
+      and ``directions``, the keys in order.
+
+    To stdout each report is written as soon as it is added; ``-o FILE`` is written
+    atomically by :meth:`close`. Warnings (the model's, the same for every report) are
+    printed once.
+    """
+
+    def __init__(self, fmt: str, output: str | None = None, force: bool = False):
+        self.fmt, self.output, self.force = fmt, output, force
+        self.texts: list[str] = []
+        self.arrays: dict[str, np.ndarray] = {}
+        self.keys: list[str] = []
+        self.tty = output is None and sys.stdout.isatty()
+
+    def add(self, report: Report, key: str) -> None:
+        if not self.keys:
+            for w in report.warnings:
+                print(f"warning: {_safe_lines(w)}", file=sys.stderr)
+        first = not self.keys
+        self.keys.append(key)
+        if self.fmt == "npz":
+            if not report.arrays:
+                raise BilinError(f"'{report.title}' has no array data for --format npz")
+            self.arrays.update({f"{key}_{k}": np.asarray(v) for k, v in report.arrays.items()})
+            return
+        if self.fmt == "json":
+            text = to_json(report)
+        elif self.fmt in ("csv", "tsv"):
+            text = to_delimited(report, "," if self.fmt == "csv" else "\t", escape=self.tty,
+                                lead=("direction", key), header=first)
+        else:
+            width = shutil.get_terminal_size().columns if self.tty else 120
+            text = ("" if first else "\n") + to_table(
+                report, color=self.tty or bool(report.pictures), width=width, decorate=self.tty)
+        if self.output is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            self.texts.append(text)
+
+    def close(self) -> None:
+        if self.output is None:
+            return
+        if self.fmt == "npz":
+            arrays = {**self.arrays, "directions": np.array(self.keys)}
+            atomic_write(self.output, lambda fh: np.savez(fh, **arrays), self.force)
+            print(f"wrote {self.output} ({len(self.keys)} directions: KEY_eigenvalues, ...; "
+                  "directions lists the keys)", file=sys.stderr)
+            return
+        data = "".join(self.texts).encode("utf-8")
+        atomic_write(self.output, lambda fh: fh.write(data), self.force)
+        print(f"wrote {self.output}", file=sys.stderr)

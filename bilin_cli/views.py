@@ -131,50 +131,65 @@ def _token_sides(reading: dict) -> str:
 
 
 def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
-    doc = dec.as_dict()
-    shape = dec.input_shape
-    if shape and int(np.prod(shape)) != dec.eigenvectors.shape[1]:
+    return eig_doc_report(dec.as_dict(), warnings)
+
+
+def eig_doc_report(doc: dict, warnings: list[str] | None = None) -> Report:
+    """``bilin eig``'s report from its JSON document alone (a decomposition's
+    :meth:`~bilin_cli.decompose.Decomposition.as_dict`, or one read back from a part
+    file by ``bilin merge``): the same table, CSV and arrays either way."""
+    dtype = np.dtype(doc["dtype"])
+    lams = np.asarray(doc["eigenvalues"], dtype=dtype)
+    vecs = np.asarray(doc["eigenvectors"], dtype=dtype).reshape(len(lams), -1)
+    bias = doc.get("bias_parts") or {}
+    linear = None if bias.get("linear") is None else np.asarray(bias["linear"], dtype=dtype)
+    constant = bias.get("constant")
+    tokens = doc.get("tokens")
+    shape = tuple(doc["input_shape"]) if doc.get("input_shape") else None
+    if shape and int(np.prod(shape)) != vecs.shape[1]:
         shape = None
+    basis = doc["basis"]
     summary = [
-        ("layout", dec.layout),
-        ("layer", str(dec.layer)),
-        ("direction", _direction_text(dec.direction)),
-        ("basis", dec.basis + (" (pixels: E^T v)" if dec.basis == "input" else "")),
-        ("eigenvalues", f"{dec.n_eigenvalues} ({dec.method}, {dec.dtype})"),
+        ("layout", doc["layout"]),
+        ("layer", str(doc["layer"])),
+        ("direction", _direction_text(doc["direction"])),
+        ("basis", basis + (" (pixels: E^T v)" if basis == "input" else "")),
+        ("eigenvalues", f"{doc['n_eigenvalues']} ({doc['method']}, {doc['dtype']})"),
     ]
-    if dec.sum_abs is not None:
-        k = len(dec.eigenvalues)
+    total = doc["sum_abs_eigenvalues"]
+    if total is not None:
+        k = len(lams)
         summary += [
-            ("sum |lambda|", f"{dec.sum_abs:.6g}"),
-            ("effective rank", f"{dec.effective_rank:.4g}  ((sum|lambda|)^2 / sum lambda^2)"),
-            (f"top-{k} share", f"{100 * dec.top_share:.2f}% of sum |lambda|"),
+            ("sum |lambda|", f"{total:.6g}"),
+            ("effective rank", f"{doc['effective_rank']:.4g}  ((sum|lambda|)^2 / sum "
+                               "lambda^2)"),
+            (f"top-{k} share", f"{100 * doc['top_k_share']:.2f}% of sum |lambda|"),
         ]
-    if dec.linear is not None:
-        summary.append(("linear part", f"norm {np.linalg.norm(dec.linear):.6g} (from biases)"))
-    if dec.constant is not None:
-        summary.append(("constant part", f"{dec.constant:.6g}"))
-    total = dec.sum_abs
+    if linear is not None:
+        summary.append(("linear part", f"norm {np.linalg.norm(linear):.6g} (from biases)"))
+    if constant is not None:
+        summary.append(("constant part", f"{constant:.6g}"))
     rows = []
     cum = 0.0
-    for i, (lam, vec) in enumerate(zip(dec.eigenvalues, dec.eigenvectors, strict=True)):
+    for i, (lam, vec) in enumerate(zip(lams, vecs, strict=True)):
         share = abs(float(lam)) / total if total else None
         cum = cum + share if share is not None else None
-        last = _token_sides(dec.tokens[i]) if dec.tokens else _top_entries(vec, shape)
+        last = _token_sides(tokens[i]) if tokens else _top_entries(vec, shape)
         rows.append([i + 1, float(lam), share, cum, last])
-    arrays = {"eigenvalues": dec.eigenvalues, "eigenvectors": dec.eigenvectors}
-    if dec.linear is not None:
-        arrays["linear"] = dec.linear
-    if dec.constant is not None:
-        arrays["constant"] = np.asarray(dec.constant)
+    arrays = {"eigenvalues": lams, "eigenvectors": vecs}
+    if linear is not None:
+        arrays["linear"] = linear
+    if constant is not None:
+        arrays["constant"] = np.asarray(constant, dtype=dtype)
     return Report(
         "bilin eig",
         doc,
         summary,
         ["rank", "eigenvalue", "share", "cumulative_share",
-         "tokens" if dec.tokens else "largest_entries"],
+         "tokens" if tokens else "largest_entries"],
         rows,
         arrays,
-        notes=dec.notes,
+        notes=doc["notes"],
         warnings=warnings or [],
         percent=("share", "cumulative_share"),
     )

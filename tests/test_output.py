@@ -88,12 +88,11 @@ def test_info_json_is_pipeable(cli, ckpt):
 
 
 def test_repeated_single_value_option_is_one_error_line(cli, ckpt):
-    for args in (("--class", "1", "--class", "2"), ("--class", "1", "--top", "2", "--top", "3")):
+    for args in (("--class", "1", "--top", "2", "--top", "3"),
+                 ("--class", "1", "--layer", "0", "--layer", "0")):
         code, out, err = cli("eig", ckpt, *args)
         assert code == 1 and out == "" and err.startswith("error:") and len(err.splitlines()) == 1
         assert "given 2 times" in err
-    code, _, err = cli("eig", ckpt, "--class", "1", "--class", "2")
-    assert "spectrum" in err
     # flags and repeatable options are not refused
     code, out, _ = cli("eig", ckpt, "--class", "1", "--json", "--json")
     assert code == 0 and json.loads(out)["direction"]["index"] == 1
@@ -101,10 +100,16 @@ def test_repeated_single_value_option_is_one_error_line(cli, ckpt):
     assert code == 0
 
 
-def test_eig_class_all_points_to_spectrum_and_plot(cli, ckpt):
-    code, out, err = cli("eig", ckpt, "--class", "all")
-    assert code == 1 and out == "" and len(err.splitlines()) == 1
-    assert "bilin spectrum" in err and "bilin plot" in err
+def test_eig_class_repeated_or_all_does_what_it_says(cli, ckpt):
+    """--class given twice is two directions (JSON Lines), --class all is every class."""
+    code, out, err = cli("eig", ckpt, "--class", "1", "--class", "2", "--json")
+    assert code == 0 and [json.loads(line)["direction"]["index"]
+                          for line in out.splitlines()] == [1, 2]
+    code, out, err = cli("eig", ckpt, "--class", "all", "--json")
+    assert code == 0 and [json.loads(line)["direction"]["index"]
+                          for line in out.splitlines()] == [0, 1, 2, 3, 4]
+    code, out, err = cli("eig", ckpt, "--class", "1", "--class", "1")
+    assert code == 1 and out == "" and len(err.splitlines()) == 1 and "twice" in err
 
 
 def test_top_beyond_the_spectrum_is_said(cli, ckpt):

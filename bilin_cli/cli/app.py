@@ -57,6 +57,7 @@ def _register() -> None:
         inspect_cmds,
         lm_cmds,
         lowrank_cmds,
+        merge_cmds,
         plot_cmds,
     )
 
@@ -66,6 +67,7 @@ def _register() -> None:
     lm_cmds.register(app)
     features_cmds.register(app)
     adversarial_cmds.register(app)
+    merge_cmds.register(app)
 
 
 _register()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +21,13 @@ from bilin_cli.cli.options import (
     LayerOpt,
     MapOpt,
     OutputOpt,
+    ShardOpt,
+    TokenFileOpt,
     count,
     dtype_of,
+    index_file,
+    index_list,
+    index_lists,
     load,
     output_settings,
 )
@@ -32,7 +38,8 @@ from bilin_cli.layouts import read_map, recognise
 from bilin_cli.layouts import suggest_map as suggest
 from bilin_cli.loading import open_checkpoint
 from bilin_cli.progress import progress, status
-from bilin_cli.render import emit
+from bilin_cli.render import Report, Stream, emit
+from bilin_cli.shards import write_part
 from bilin_cli.summary import describe, describe_unrecognised
 from bilin_cli.token_reading import NOTE as TOKENS_NOTE
 from bilin_cli.token_reading import read_as_tokens
@@ -110,23 +117,8 @@ def info(
     emit(info_report(doc), fmt_, output, force)
 
 
-def _given(value: object) -> tuple:
-    """A single option's value as the sequence directions.chosen takes (empty when unset)."""
-    return () if value is None else (value,)
-
-
-def _class_index(text: str) -> int:
-    """``--class`` of eig: one integer. ``all`` is refused in one line naming the commands
-    that draw or tabulate every class."""
-    if text.strip().lower() == "all":
-        raise BilinError("bilin eig decomposes one class per run; for every class use "
-                         "'bilin spectrum CKPT' (a table) or 'bilin plot CKPT --class all -o "
-                         "FIG.png' (a figure)")
-    try:
-        return int(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text[:40]!r} is not a class index (an integer)",
-                                 param_hint="--class") from None
+def _kinds(**given) -> list[str]:
+    return [f"--{k.rstrip('_').replace('_', '-')}" for k, v in given.items() if v]
 
 
 def _note_top(dec, k: int | None) -> None:
@@ -136,23 +128,49 @@ def _note_top(dec, k: int | None) -> None:
                          f"of layer {dec.layer}; all {dec.n_eigenvalues} are kept")
 
 
+def _eig_one(model, index, u, *, k, basis, method, dtype, tokens, chain, show) -> Report:
+    """One direction's eig report (a chain of layers with ``chain``)."""
+    if chain is not None:
+        with status(f"decomposing layer {index} and the layers below"):
+            steps = chain_decompose(model, index, u, chain, top=k, basis=basis, dtype=dtype)
+        for step in steps:
+            _note_top(step, k)
+        report = chain_report(steps, chain, model.warnings)
+    else:
+        d = model.shapes[index].d
+        with status(f"eigendecomposing the {d}x{d} interaction matrix of layer {index}"):
+            dec = decompose(model, index, u, top=k, basis=basis, dtype=dtype, method=method)
+        _note_top(dec, k)
+        if tokens:
+            dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
+            dec.notes.append(TOKENS_NOTE)
+        report = eig_report(dec, model.warnings)
+    if show:
+        last = steps[-1] if chain is not None else dec
+        report.pictures = [(f"#{i + 1}  λ={lam:+.3g}", vec) for i, (lam, vec)
+                           in enumerate(zip(last.eigenvalues, last.eigenvectors, strict=True))]
+        report.picture_shape = last.input_shape
+    return report
+
+
 def eig(
     ckpt: Ckpt,
     class_: Annotated[
-        str | None,
-        typer.Option("--class", "-c", help="Output class C (row C of the head). One class per "
-                     "run: for every class use 'bilin spectrum' or 'bilin plot --class all'.",
+        list[str] | None,
+        typer.Option("--class", "-c", help="Output class C (row C of the head), or many: a "
+                     "list 0,3,7, a range 0-4 or all (repeatable); one result per class.",
                      show_default=False, metavar="C"),
     ] = None,
     token: Annotated[
-        int | None,
-        typer.Option("--token", help="Token id T (row T of the unembedding; LMs).",
-                     show_default=False),
+        list[str] | None,
+        typer.Option("--token", help="Token id T (row T of the unembedding; LMs), or a list, "
+                     "a range or all (repeatable).", show_default=False, metavar="T"),
     ] = None,
+    token_file: TokenFileOpt = None,
     token_str: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option("--token-str", help="A token by its text (character vocabulary or "
-                     "tokenizer.json); must be one token.", show_default=False),
+                     "tokenizer.json); must be one token (repeatable).", show_default=False),
     ] = None,
     sae: Annotated[
         Path | None,
@@ -160,15 +178,17 @@ def eig(
                      "encoder row is the direction.", show_default=False),
     ] = None,
     feature: Annotated[
-        int | None, typer.Option("--feature", help="Feature index of --sae.", show_default=False)
+        list[str] | None,
+        typer.Option("--feature", help="Feature index of --sae, or a list, a range or all "
+                     "(repeatable).", show_default=False, metavar="F"),
     ] = None,
     direction: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--direction", "-d",
             help="A .npy vector in the layer's output space (logits for the layer that feeds "
             "a classifier head, so class 3 minus class 5 is one direction; the residual "
-            "stream for a transformer layer).",
+            "stream for a transformer layer). Repeatable.",
             show_default=False,
         ),
     ] = None,
@@ -207,6 +227,7 @@ def eig(
                      "down to the input.",
                      show_default=False, callback=count(1)),
     ] = None,
+    shard: ShardOpt = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -221,7 +242,15 @@ def eig(
     eigenvector r of explain, hosvd, adversarial --eig and --chain. Each
     eigenvector's largest-magnitude entry (in the layer's input space) is
     positive. With biases the linear and constant parts are reported separately.
-    One direction per run; 'bilin spectrum' takes many.
+
+    Many directions in one run: --class 0,3,7, --class 0-4, --class all (likewise
+    --token, --feature, --token-file FILE, or an option given again) give one result
+    per direction: a table each, --json as JSON Lines (one line per direction, each the
+    document one direction prints), --format csv|tsv with a first column 'direction'
+    (class3, token101, feature395, file0), --format npz -o FILE with arrays KEY_eigenvalues,
+    KEY_eigenvectors (KEY as that column) and 'directions', the keys in order.
+    --shard i/N computes the i-th of N blocks of them into a part file; 'bilin merge'
+    joins the parts.
 
     Examples:
 
@@ -230,32 +259,44 @@ def eig(
         bilin eig sample_checkpoints/mnist --class 3 --top 20 --json | jq '.eigenvalues'
         bilin eig sample_checkpoints/mnist --class 3 --all --basis hidden --format npz -o eig3.npz
         bilin eig sample_checkpoints/mnist --class 3 --top 4 --show
+        bilin eig sample_checkpoints/mnist --class all --top 3 --json
+        bilin eig sample_checkpoints/mnist --class 0,3,7 --top 5 --format npz -o eig-037.npz
+        bilin eig sample_checkpoints/mnist --class all --top 3 --json --shard 1/2 -o eig.part1
         bilin eig sample_checkpoints/shakespeare --layer 2 --token-str e
         bilin eig sample_checkpoints/shakespeare --layer 1 --token-str " " --top 4 --tokens 8
         bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
+        bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0-3 --top 2 --format csv
     """
-    if (sae is None) != (feature is None):
+    if (sae is None) != (not feature):
         raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
-    chosen = [o for o, v in (("--class", class_), ("--token", token), ("--token-str", token_str),
-                             ("--sae", sae), ("--direction", direction)) if v is not None]
-    if len(chosen) != 1:
+    chosen = _kinds(class_=class_, token=token, token_file=token_file, token_str=token_str,
+                    sae=sae, direction=direction)
+    if len({"--token" if c == "--token-file" else c for c in chosen}) != 1:
         raise typer.BadParameter(
-            "give exactly one of --class, --token, --token-str, --sae/--feature or --direction"
-            + (f" (got {' and '.join(chosen)})" if chosen else ""),
+            "give exactly one of --class, --token (or --token-file), --token-str, "
+            "--sae/--feature or --direction" + (f" (got {' and '.join(chosen)})" if chosen
+                                                else ""),
             param_hint="direction",
         )
-    if class_ is not None:
-        class_ = _class_index(class_)
+    classes = index_lists(class_, "--class")
+    ids = index_lists(token, "--token") + ([index_file(token_file)] if token_file else [])
+    feats = index_lists(feature, "--feature")
+    specs = classes + ids + feats
+    many = (len(specs) + len(token_str or ()) + len(direction or ()) > 1
+            or any(s.many for s in specs) or token_file is not None)
     if show and (json_ or (fmt or "table").lower() != "table"):
         raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
                                  param_hint="--show")
+    if shard is not None and (show or chain is not None):
+        raise typer.BadParameter("--shard writes a part file of eigendecompositions; drop "
+                                 f"{'--show' if show else '--chain'}", param_hint="--shard")
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    [u] = directions.chosen(
-        model, index, dtype, classes=_given(class_), tokens=_given(token),
-        token_strs=_given(token_str), sae=sae, features=_given(feature), files=_given(direction),
+    dirs = directions.chosen(
+        model, index, dtype, classes=classes, tokens=ids, token_strs=token_str or (), sae=sae,
+        features=feats, files=direction or (),
     )
     k = None if all_ else top
     if tokens and (model.kind != "lm" or model.embed_key is None):
@@ -265,43 +306,42 @@ def eig(
         raise BilinError("--tokens and --chain do not combine; read one layer at a time")
     if tokens is None:
         tokens = 5 if model.kind == "lm" and model.embed_key and chain is None else 0
-    if chain is not None:
-        with status(f"decomposing layer {index} and the layers below"):
-            steps = chain_decompose(model, index, u, chain, top=k, basis=basis.value,
-                                    dtype=dtype)
-        for step in steps:
-            _note_top(step, k)
-        report = chain_report(steps, chain, model.warnings)
-    else:
-        d = model.shapes[index].d
-        with status(f"eigendecomposing the {d}x{d} interaction matrix of layer {index}"):
-            dec = decompose(model, index, u, top=k, basis=basis.value, dtype=dtype,
-                            method=method.value)
-        _note_top(dec, k)
-        if tokens:
-            dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
-            dec.notes.append(TOKENS_NOTE)
-        report = eig_report(dec, model.warnings)
-    if show:
-        last = steps[-1] if chain is not None else dec
-        report.pictures = [(f"#{i + 1}  λ={lam:+.3g}", vec) for i, (lam, vec)
-                           in enumerate(zip(last.eigenvalues, last.eigenvectors, strict=True))]
-        report.picture_shape = last.input_shape
-    emit(report, fmt_, output, force)
+    one = partial(_eig_one, model, index, k=k, basis=basis.value, method=method.value,
+                  dtype=dtype, tokens=tokens, chain=chain, show=show)
+    if shard is not None:
+        total = len(dirs)
+        items = []
+        with progress(f"eigendecomposing directions (part {shard})", total) as advance:
+            for u in shard.select(dirs):
+                items.append({"key": u.info_key, "doc": one(u).doc})
+                advance()
+        write_part("eig", shard, total, fmt_, items, output, force, many=many,
+                   warnings=model.warnings)
+        return
+    if not many:
+        emit(one(dirs[0]), fmt_, output, force)
+        return
+    stream = Stream(fmt_, output, force)
+    with progress("eigendecomposing directions", len(dirs)) as advance:
+        for u in dirs:
+            stream.add(one(u), u.info_key)
+            advance()
+    stream.close()
 
 
 def spectrum(
     ckpt: Ckpt,
     class_: Annotated[
-        list[int] | None,
-        typer.Option("--class", "-c", help="Classes to show (repeatable; default: all).",
-                     show_default=False),
+        list[str] | None,
+        typer.Option("--class", "-c", help="Classes to show: C, a list 0,3,7, a range 0-4 or "
+                     "all (repeatable; default: all).", show_default=False, metavar="C"),
     ] = None,
     token: Annotated[
-        list[int] | None,
-        typer.Option("--token", help="Token ids (repeatable; language models).",
-                     show_default=False),
+        list[str] | None,
+        typer.Option("--token", help="Token ids: T, a list, a range or all (repeatable; "
+                     "language models).", show_default=False, metavar="T"),
     ] = None,
+    token_file: TokenFileOpt = None,
     token_str: Annotated[
         list[str] | None,
         typer.Option("--token-str", help="Tokens by their text (repeatable; one token each).",
@@ -313,8 +353,9 @@ def spectrum(
                      show_default=False),
     ] = None,
     feature: Annotated[
-        list[int] | None,
-        typer.Option("--feature", help="Features of --sae (repeatable).", show_default=False),
+        list[str] | None,
+        typer.Option("--feature", help="Features of --sae: F, a list, a range or all "
+                     "(repeatable).", show_default=False, metavar="F"),
     ] = None,
     direction: Annotated[
         list[Path] | None,
@@ -330,6 +371,7 @@ def spectrum(
         int, typer.Option("--plot-top", help="Eigenvalues per sign drawn in --plot.",
                           callback=count(1))
     ] = 30,
+    shard: ShardOpt = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -340,33 +382,52 @@ def spectrum(
     """Spectra of many output directions: extremes, effective rank, K for 50/90/99%.
 
     Without a direction option a classifier shows every class. kP is how many
-    eigenvalues (largest |lambda| first) hold P% of sum |lambda|.
+    eigenvalues (largest |lambda| first) hold P% of sum |lambda|. --shard i/N
+    computes the i-th of N blocks of the directions into a part file; 'bilin merge'
+    joins the parts into exactly what one run prints.
 
     Examples:
 
     \b
         bilin spectrum sample_checkpoints/mnist
         bilin spectrum sample_checkpoints/mnist --class 0 --class 1 --plot spectra.png
+        bilin spectrum sample_checkpoints/mnist --class 0-4,9 --format csv
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --token 5 --format csv
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --token-str e --token-str " "
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 395 --feature 8
+        bilin spectrum sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0-63 --shard 2/4 -o spectrum.part2
     """
     if (sae is None) != (not feature):
         raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
+    if shard is not None and plot is not None:
+        raise typer.BadParameter("--shard writes a part file; draw --plot from a whole run",
+                                 param_hint="--shard")
+    classes = index_lists(class_, "--class")
+    ids = index_lists(token, "--token") + ([index_file(token_file)] if token_file else [])
+    feats = index_lists(feature, "--feature")
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    dirs = directions.chosen(model, index, dtype, classes=class_ or (), tokens=token or (),
-                             token_strs=token_str or (), sae=sae, features=feature or (),
+    dirs = directions.chosen(model, index, dtype, classes=classes, tokens=ids,
+                             token_strs=token_str or (), sae=sae, features=feats,
                              files=direction or ())
     if not dirs:
         if model.kind == "lm" or model.head_key is None:
             raise BilinError("choose directions with --token T, --token-str S, --sae DIR "
                              "--feature F (all repeatable) or --direction FILE")
-        dirs = [directions.from_class(model, index, c, dtype) for c in range(model.shapes[-1].o)]
+        dirs = directions.chosen(model, index, dtype, classes=[index_list("all", "--class")])
+    total = len(dirs)
+    if shard is not None:
+        dirs = shard.select(dirs)
     with progress("eigendecomposing directions", len(dirs)) as advance:
         doc, lams = spectra(model, index, dirs, dtype, advance)
+    if shard is not None:
+        items = [{"key": u.info_key, "row": row, "eigenvalues": lam.tolist()}
+                 for u, row, lam in zip(dirs, doc["directions"], lams, strict=True)]
+        head = {**doc, "directions": None, "_dtype": np.dtype(dtype).name}
+        write_part("spectrum", shard, total, fmt_, items, output, force, head=head)
+        return
     report = spectrum_report(doc)
     report.arrays = {"eigenvalues": np.stack(lams)}
     if plot is not None:

@@ -20,6 +20,7 @@ from bilin_cli.cli.options import (
     LayerOpt,
     MapOpt,
     OutputOpt,
+    ShardOpt,
     count,
     dtype_of,
     load,
@@ -31,6 +32,7 @@ from bilin_cli.interaction import interaction
 from bilin_cli.progress import progress
 from bilin_cli.render import emit
 from bilin_cli.sae import load_sae
+from bilin_cli.shards import write_part
 from bilin_cli.spectra import effective_rank, eigenvalues
 from bilin_cli.views import interact_report, rank_features_report
 
@@ -153,6 +155,7 @@ def rank_features_cmd(
                           "share of sum lambda^2 in the top k, exact for the reported --top N "
                           "without building every Q (fast at scale).")
     ] = "top_k_share",
+    shard: ShardOpt = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -173,6 +176,7 @@ def rank_features_cmd(
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50 --sort effective_rank
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
+        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10 --shard 1/4 -o ranks.part1
     """
     fmt_ = output_settings(json_, fmt, output, force)
     if device is not None:
@@ -186,10 +190,15 @@ def rank_features_cmd(
         raise BilinError(f"{sae_out}: the SAE reads {s_out.d} dimensions, layer {index}'s output "
                          f"has {L.o}")
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
+    total, features = len(features), features if shard is None else shard.select(
+        features, align=32 if device is None else 256)  # the chunks rank_features uses
     if measure not in ("top_k_share", "effective_rank", "sq_top_k_share"):
         raise typer.BadParameter("use top_k_share, effective_rank or sq_top_k_share",
                                  param_hint="--measure")
     if measure == "sq_top_k_share":
+        if shard is not None:
+            raise typer.BadParameter("sq_top_k_share screens every feature at once; shard "
+                                     "top_k_share or effective_rank", param_hint="--shard")
         from bilin_cli.lowrank_search import rank_sq_share
         from bilin_cli.views_features import rank_sq_report
 
@@ -209,6 +218,9 @@ def rank_features_cmd(
     doc = {"layer": index, "sae_out": str(sae_out), "k": k, "sorted_by": sort.value,
            "features_ranked": len(rows),
            "features": rows[:top]}
+    if shard is not None:  # every row of the part: --top applies after 'bilin merge'
+        return write_part("rank-features", shard, total, fmt_, rows, output, force,
+                          head={**doc, "features": None, "_top": top})
     emit(rank_features_report(doc), fmt_, output, force)
 
 

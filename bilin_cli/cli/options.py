@@ -7,7 +7,9 @@ here and passed to :func:`output_settings`; checkpoint options likewise.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,7 @@ from bilin_cli.layouts import read_map, recognise
 from bilin_cli.loading import Checkpoint, open_checkpoint
 from bilin_cli.model import BilinearModel
 from bilin_cli.render import resolve_format
+from bilin_cli.shards import shard_option
 
 # Numeric option values, one rule for every command:
 #
@@ -120,6 +123,108 @@ def number_list(text: str, option: str, integer: bool, low: float, low_open: boo
     return sorted(set(values))
 
 
+
+# Lists and ranges of indices (``--class 0,3,7``, ``--class all``, ``--feature 0-511``,
+# ``--token-file ids.txt``), one parser for every command that takes many directions:
+#
+# * ``all`` (alone), ``a-b`` (inclusive, a <= b), ``a,b,c`` and any mix of the last two;
+# * an empty item (``1,,2``), a word or a fraction is a usage error (exit 2);
+# * a negative index or a reversed range (``5-2``) is ``error: ...`` (exit 1), and so is
+#   an index beyond what the model has, once that is known (:meth:`IndexList.resolve`).
+
+_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
+MAX_INDEX_ITEMS = 10_000_000
+
+
+@dataclass
+class IndexList:
+    """Indices as written: ``all`` or ``(first, last)`` ranges, resolved against a size later."""
+
+    option: str
+    text: str
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    all: bool = False
+
+    @property
+    def many(self) -> bool:
+        """True unless it names exactly one index the plain way (``3``)."""
+        return self.all or len(self.ranges) != 1 or self.ranges[0][0] != self.ranges[0][1]
+
+    def resolve(self, n: int, what: str = "index", plural: str = "entries") -> list[int]:
+        """The indices in the order written; one error line for one out of ``0..n-1``."""
+        if self.all:
+            return list(range(n))
+        out: list[int] = []
+        for a, b in self.ranges:
+            if b >= n:
+                bad = a if a >= n else b
+                raise BilinError(f"{what} {bad} is out of range: this model has {n} {plural} "
+                                 f"(0..{n - 1})")
+            out.extend(range(a, b + 1))
+        return out
+
+
+def _index_items(items: list[str], option: str, text: str, source: str = "") -> IndexList:
+    spec = IndexList(option, text)
+    where = f" in {source}" if source else f" in {text[:60]!r}"
+    for t in items:
+        if not t:
+            raise typer.BadParameter(f"empty item{where}: give indices like 3, 0,3,7, 0-9 or "
+                                     "all", param_hint=option)
+        if t.lower() == "all":
+            if len(items) > 1:
+                raise typer.BadParameter("'all' stands alone; give it without other indices",
+                                         param_hint=option)
+            spec.all = True
+            return spec
+        if re.fullmatch(r"-\d+(-\d+)?", t):
+            raise BilinError(f"{option} {t} is out of range: indices count from 0")
+        m = _ITEM.fullmatch(t)
+        if m is None:
+            raise typer.BadParameter(f"{t[:40]!r} is not an index or a range (give 3, 0,3,7, "
+                                     "0-9 or all)", param_hint=option)
+        a = int(m.group(1))
+        b = a if m.group(2) is None else int(m.group(2))
+        if b < a:
+            raise BilinError(f"{option}: the range {t} runs backwards; write {b}-{a}")
+        if b - a >= MAX_INDEX_ITEMS:
+            raise BilinError(f"{option}: the range {t} names more than {MAX_INDEX_ITEMS:,} "
+                             "indices")
+        spec.ranges.append((a, b))
+    return spec
+
+
+def index_list(text: str, option: str) -> IndexList:
+    """Parse ``all``, ``a-b`` or ``a,b,c`` (mixed: ``0,4-6``); see :class:`IndexList`."""
+    text = str(text)
+    return _index_items([t.strip() for t in text.split(",")], option, text)
+
+
+def index_lists(values, option: str) -> list[IndexList]:
+    """Every value of a repeatable option, each parsed by :func:`index_list`."""
+    return [index_list(v, option) for v in _values(values)]
+
+
+def index_file(path: str | Path, option: str = "--token-file") -> IndexList:
+    """Indices from a file: one per line or separated by spaces or commas (ranges and
+    ``all`` as in :func:`index_list`); ``#`` starts a comment."""
+    from bilin_cli.files import regular_file
+    from bilin_cli.printable import printable
+
+    p = regular_file(path, "index file")
+    if p.stat().st_size > 64 * 1024**2:
+        raise BilinError(f"{printable(p)}: over 64 MB; give a smaller list of indices")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BilinError(f"{printable(p)}: not UTF-8 text; give indices one per line") from None
+    body = " ".join(line.split("#", 1)[0] for line in text.splitlines())
+    items = [t for t in re.split(r"[\s,]+", body) if t]
+    if not items:
+        raise BilinError(f"{printable(p)}: no indices in the file; give one per line")
+    return _index_items(items, option, str(p), source=printable(p))
+
+
 Ckpt = Annotated[
     Path,
     typer.Argument(
@@ -164,6 +269,20 @@ OutputOpt = Annotated[
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
 
+ShardOpt = Annotated[
+    str | None,
+    typer.Option("--shard", help="i/N: compute only the i-th of N contiguous blocks of the "
+                 "directions (i from 1, as $SLURM_ARRAY_TASK_ID) and write a part file "
+                 "(-o PART or stdout); 'bilin merge' joins the parts into what one run prints.",
+                 show_default=False, metavar="i/N", callback=shard_option),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option("--token-file", help="Token ids from a file: one per line or separated by "
+                 "spaces or commas (ranges a-b allowed, # starts a comment).",
+                 show_default=False),
+]
+
 
 def output_settings(
     json_flag: bool,
@@ -201,13 +320,7 @@ def check_figure(path: str | Path, force: bool) -> Path:
 
 
 # Hints for a repeated option of one command, after the generic message.
-_REPEAT_HINTS = {
-    ("eig", "class_"): "bilin eig decomposes one direction per run; bilin spectrum takes "
-                       "--class repeatedly, every class by default",
-}
-for _name in ("token", "token_str", "feature", "direction"):
-    _REPEAT_HINTS[("eig", _name)] = ("bilin eig decomposes one direction per run; bilin "
-                                     "spectrum takes it repeatedly")
+_REPEAT_HINTS: dict[tuple[str, str], str] = {}
 
 
 def refuse_repeated(command, name: str | None, args: list[str], parent) -> None:
