@@ -97,3 +97,72 @@ def test_row_reads_equal_slices_of_the_whole(tmp_path, kind):
     ckpt = open_checkpoint(tmp_path / "m")
     whole = ckpt.get("lm_head.weight", np.float64)
     np.testing.assert_array_equal(ckpt.get("lm_head.weight", np.float64, slice(3, 9)), whole[3:9])
+
+
+# ---- start-up: what the fast path imports --------------------------------------------------
+
+_MODULES_AT_EXIT = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('MODULES', *sorted(m for m in sys.modules if "
+    "'.' not in m), file=sys.stderr))\n"
+    "sys.argv = ['bilin', *sys.argv[1:]]\n"
+    "from bilin_cli.entry import main\n"
+    "main()\n"
+)
+
+
+def _imported(*args: str) -> tuple[set[str], str]:
+    """Top-level modules a whole ``bilin ARGS`` process imported, and its stdout."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _MODULES_AT_EXIT, *args], capture_output=True,
+                          text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    line = [s for s in proc.stderr.splitlines() if s.startswith("MODULES ")][-1]
+    return set(line.split()[1:]), proc.stdout
+
+
+def test_eig_fast_path_imports_no_heavy_module():
+    """eig on a safetensors model: numpy + LAPACK only; no torch, scipy, matplotlib, rich."""
+    modules, out = _imported("eig", "sample_checkpoints/mnist", "--class", "3", "--json")
+    assert json.loads(out)["method"] == "dense"
+    assert "numpy" in modules
+    assert not modules & {"torch", "scipy", "matplotlib", "rich", "PIL", "pandas"}
+
+
+def test_version_and_help_import_no_command_module():
+    """--version and --help: neither numpy nor pydantic nor rich, no command module."""
+    from bilin_cli.cli.app import COMMANDS
+
+    for args in (["--version"], ["--help"]):
+        modules, out = _imported(*args)
+        assert not modules & {"numpy", "pydantic", "rich", "scipy", "torch", "matplotlib"}, args
+        if args == ["--help"]:
+            for name, _, _ in COMMANDS:
+                assert f"\n  {name} " in out, name
+
+
+def test_lazy_command_table_matches_the_commands():
+    """COMMANDS (names, order, short help for bilin --help) equals what the modules register."""
+    import typer.main
+    from typer._click.utils import make_default_short_help
+
+    from bilin_cli.cli.app import COMMANDS, app
+
+    group = typer.main.get_command(app)
+    assert list(group.commands) == [name for name, _, _ in COMMANDS]
+    for name, module, short in COMMANDS:
+        command = group.commands[name]
+        assert command.callback.__module__ == f"bilin_cli.cli.{module}", name
+        for width in (40, 60, 200):
+            assert make_default_short_help(short, width) == command.get_short_help_str(width)
+
+
+def test_lazy_root_group_help_and_suggestions(cli):
+    code, out, _ = cli("--help")
+    assert code == 0 and "Commands:" in out and "rank-features" in out
+    code, _, err = cli("eigg")
+    assert code == 2 and "Did you mean 'eig'?" in err
+    code, out, _ = cli("eig", "--help")
+    assert code == 0 and "--method" in out and "bilin eig sample_checkpoints/mnist" in out

@@ -1,37 +1,137 @@
-"""The ``bilin`` typer app, its entry point and error handling."""
+"""The ``bilin`` typer app, its entry point and error handling.
+
+Start-up is kept short (users run ``bilin`` in shell loops): the root group knows each
+command's name, short help and module from :data:`COMMANDS`, and imports a command's
+module (and so numpy, the loaders, scipy where a command needs it) only when that command
+runs or its ``--help`` is shown. ``bilin --version`` and ``bilin --help`` import typer's
+click and nothing of numpy, pydantic or rich.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from difflib import get_close_matches
 from typing import Annotated
 
 import typer
+import typer.main
+from typer._click.exceptions import UsageError
+from typer._click.utils import make_default_short_help
+from typer.core import TyperGroup
 
 from bilin_cli import __version__, entry
 from bilin_cli.errors import BilinError
 from bilin_cli.printable import printable
 
-
-def _strict_group():
-    from bilin_cli.cli.options import StrictGroup
-
-    return StrictGroup
-
-
-app = typer.Typer(
-    name="bilin",
-    help="Weight-based interpretability for bilinear networks: every output direction u of "
+HELP = (
+    "Weight-based interpretability for bilinear networks: every output direction u of "
     "a bilinear layer has an interaction matrix Q(u) whose eigendecomposition explains the "
-    "layer exactly.\n\nExample: bilin eig sample_checkpoints/mnist --class 3",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Plain click help: bracketed text ("[x; 1]", "[default: 5]") is shown as written and
-    # flags get no metavar; StrictGroup refuses a repeated single-value option.
-    rich_markup_mode=None,
-    cls=_strict_group(),
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    "layer exactly.\n\nExample: bilin eig sample_checkpoints/mnist --class 3"
 )
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+# Every command, in the order ``bilin --help`` lists them: (name, module in bilin_cli.cli,
+# first paragraph of its docstring). tests/test_fast_path.py checks this against the
+# commands the modules register.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("info", "inspect_cmds", "Show what a checkpoint holds: layout, layers (d, h, o), dtype, "
+     "parameters, outputs."),
+    ("eig", "inspect_cmds", "Eigendecompose the interaction matrix Q(u) of one output "
+     "direction."),
+    ("spectrum", "inspect_cmds", "Spectra of many output directions: extremes, effective "
+     "rank, K for 50/90/99%."),
+    ("truncate", "lowrank_cmds", "Keep each class's K eigenpairs of largest |lambda|; write "
+     "the truncated model to -o."),
+    ("eval", "lowrank_cmds", "Accuracy (overall and per class) of a classifier on labelled "
+     "data."),
+    ("plot", "plot_cmds", "Draw the eigenspectrum figure: eigenvalue curve plus top "
+     "positive/negative eigenvectors."),
+    ("interact", "lm_cmds", "Interactions of input-SAE features for one output-SAE feature: "
+     "D^T Q D."),
+    ("rank-features", "lm_cmds", "Rank output-SAE features by how low-rank their interaction "
+     "matrices are."),
+    ("hosvd", "features_cmds", "Higher-order SVD of a layer: B = sum_k sigma_k u_k (x) Q_k, "
+     "each Q_k eigendecomposed."),
+    ("explain", "features_cmds", "Explain one prediction: each eigenvector's contribution "
+     "lambda_i (v_i . h)^2 to a logit."),
+    ("compare", "features_cmds", "How alike two classifiers' features are, per class (e.g. "
+     "two training seeds)."),
+    ("adversarial", "adversarial_cmds", "Adversarial masks from eigenvectors alone: push "
+     "images of other classes to a target."),
+    ("merge", "merge_cmds", "Join the parts of a job run with --shard i/N into what one run prints."),
+)
+MODULES = tuple(dict.fromkeys(module for _, module, _ in COMMANDS))
+
+
+def _module_typer(module: str) -> typer.Typer:
+    """A Typer holding the commands that ``bilin_cli.cli.<module>`` registers."""
+    sub = typer.Typer(rich_markup_mode=None, add_completion=False,
+                      pretty_exceptions_enable=False)
+    importlib.import_module(f"bilin_cli.cli.{module}").register(sub)
+    return sub
+
+
+def _load_commands(module: str) -> dict:
+    """The click commands of one module, built the way ``typer.main.get_command`` builds
+    them for the app (plain click help, no rich)."""
+    from typer.main import get_command_from_info
+
+    return {cmd.name: cmd for cmd in (
+        get_command_from_info(info, pretty_exceptions_short=True, rich_markup_mode=None)
+        for info in _module_typer(module).registered_commands)}
+
+
+class BilinGroup(TyperGroup):
+    """The root group: lazy commands, and a repeated single-value option refused.
+
+    A command's module is imported when the command is resolved (to run it or show its
+    ``--help``); ``bilin --help`` lists every command from :data:`COMMANDS` alone.
+    Commands already in ``self.commands`` (``typer.main.get_command(app)``) are used as
+    they are.
+    """
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(dict.fromkeys([*self.commands, *(name for name, _, _ in COMMANDS)]))
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        for name, module, _ in COMMANDS:
+            if name == cmd_name:
+                self.commands.update(
+                    {k: v for k, v in _load_commands(module).items() if k not in self.commands})
+                return self.commands.get(cmd_name)
+        return None
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, short) for name, _, short in COMMANDS if name not in self.commands]
+        rows += [(name, cmd.get_short_help_str(10_000)) for name, cmd in self.commands.items()
+                 if not cmd.hidden]
+        order = {name: i for i, name in enumerate(self.list_commands(ctx))}
+        rows.sort(key=lambda row: order[row[0]])
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            rows = [(name, make_default_short_help(text, limit)) for name, text in rows]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def resolve_command(self, ctx, args):
+        try:
+            name, cmd, rest = super().resolve_command(ctx, args)
+        except UsageError as exc:
+            # typer suggests from the loaded commands only; suggest from all of them.
+            if args and "Did you mean" not in exc.message:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    exc.message = (exc.message.rstrip(".") + ". Did you mean "
+                                   + ", ".join(f"{m!r}" for m in matches) + "?")
+            raise
+        if cmd is not None:
+            from bilin_cli.cli.options import refuse_repeated
+
+            refuse_repeated(cmd, name, rest, ctx)
+        return name, cmd, rest
 
 
 def _version(value: bool) -> None:
@@ -40,7 +140,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -50,27 +149,52 @@ def _root(
     pass
 
 
-def _register() -> None:
-    from bilin_cli.cli import (
-        adversarial_cmds,
-        features_cmds,
-        inspect_cmds,
-        lm_cmds,
-        lowrank_cmds,
-        merge_cmds,
-        plot_cmds,
-    )
-
-    inspect_cmds.register(app)
-    lowrank_cmds.register(app)
-    plot_cmds.register(app)
-    lm_cmds.register(app)
-    features_cmds.register(app)
-    adversarial_cmds.register(app)
-    merge_cmds.register(app)
+SETTINGS = dict(
+    name="bilin",
+    help=HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    # Plain click help: bracketed text ("[x; 1]", "[default: 5]") is shown as written and
+    # flags get no metavar; BilinGroup refuses a repeated single-value option.
+    rich_markup_mode=None,
+    cls=BilinGroup,
+    add_completion=False,
+    context_settings=CONTEXT_SETTINGS,
+)
 
 
-_register()
+def root_group() -> BilinGroup:
+    """The ``bilin`` group with no command loaded yet (what the console script runs)."""
+    root = typer.Typer(**SETTINGS)
+    root.callback()(_root)
+    return typer.main.get_command(root)
+
+
+class _App(typer.Typer):
+    """The typer app. Calling it runs :func:`root_group` (lazy commands); its
+    ``registered_commands`` (what ``typer.main.get_command(app)`` reads, as tests do)
+    import and register every command module on first use."""
+
+    _all_registered = False
+
+    @property
+    def registered_commands(self) -> list:
+        if not self._all_registered:
+            self._all_registered = True
+            for module in MODULES:
+                importlib.import_module(f"bilin_cli.cli.{module}").register(self)
+        return self._registered
+
+    @registered_commands.setter
+    def registered_commands(self, value: list) -> None:
+        self._registered = value
+
+    def __call__(self, *args, **kwargs):
+        return root_group()(*args, **kwargs)
+
+
+app = _App(**SETTINGS)
+app.callback()(_root)
 
 
 def _error(message: object) -> None:
