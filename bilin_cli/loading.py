@@ -337,7 +337,9 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, li
             "pip install 'bilin[torch]' or convert the file to .safetensors"
         ) from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # An open file, not the path: torch.load dispatches on a .safetensors suffix.
+        with open(path, "rb") as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
@@ -369,24 +371,24 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, li
 
 
 def _open_file(path: Path):
-    """(infos, read, container, metadata, extras, how) of one weights file."""
+    """(infos, read, container, metadata, extras, how) of one weights file.
+
+    The format is told by the file's first bytes, not its name: researchers save
+    safetensors as ``.bin`` and torch zips as ``.safetensors`` often enough."""
     regular_file(path, "checkpoint file")
-    suffix = path.suffix.lower()
-    if suffix in _TORCH_SUFFIXES:
+    with open(path, "rb") as fh:
+        magic = fh.read(9)
+    # torch.save's zip container, or its legacy pickle format.
+    torch_like = magic[:2] == b"PK" or magic[:1] == b"\x80"
+    safetensors_like = len(magic) == 9 and magic[8:9] == b"{"
+    if torch_like or (path.suffix.lower() in _TORCH_SUFFIXES and not safetensors_like):
         infos, read, extras, how = _torch_reader(path)
         return infos, read, "pytorch", {}, extras, how
-    if suffix != ".safetensors":
-        with open(path, "rb") as fh:
-            magic = fh.read(9)
-        # torch.save's zip container, or its legacy pickle format, under an unusual name.
-        if magic[:2] == b"PK" or magic[:1] == b"\x80":
-            infos, read, extras, how = _torch_reader(path)
-            return infos, read, "pytorch", {}, extras, how
-        if len(magic) < 9 or magic[8:9] != b"{":
-            raise BilinError(
-                f"{printable(path)}: not a checkpoint (expected a .safetensors file, a PyTorch "
-                ".pt/.bin state dict, or a directory with config.json)"
-            )
+    if not safetensors_like and path.suffix.lower() != ".safetensors":
+        raise BilinError(
+            f"{printable(path)}: not a checkpoint (expected a .safetensors file, a PyTorch "
+            ".pt/.bin state dict, or a directory with config.json)"
+        )
     infos, read, metadata = _safetensors_reader(path)
     return infos, read, "safetensors", metadata, {}, []
 

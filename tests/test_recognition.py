@@ -454,3 +454,15 @@ def test_info_reports_the_residual_stream(cli, tmp_path):
         f"layers.{i}.ffn_norm.weight" for i in range(3)]}
     code, out, err = cli("info", "sample_checkpoints/mnist", "--json")
     assert "residual_stream" not in json.loads(out)
+
+
+def test_the_format_is_told_by_content_not_name(cli, tmp_path):
+    """safetensors saved as .bin and a torch zip saved as .safetensors both read."""
+    from safetensors.torch import load_file
+
+    src = "sample_checkpoints/toy/model.safetensors"
+    (tmp_path / "st.bin").write_bytes(open(src, "rb").read())
+    torch.save(load_file(src), tmp_path / "pt.safetensors")
+    ref = _eig_all(cli, src, 1)
+    for name in ("st.bin", "pt.safetensors"):
+        assert _eig_all(cli, tmp_path / name, 1)["eigenvalues"] == ref["eigenvalues"]
