@@ -378,9 +378,10 @@ def _open_file(path: Path):
     regular_file(path, "checkpoint file")
     with open(path, "rb") as fh:
         magic = fh.read(9)
-    # torch.save's zip container, or its legacy pickle format.
-    torch_like = magic[:2] == b"PK" or magic[:1] == b"\x80"
+    # A safetensors header (8-byte length, then "{") is checked first: its length bytes can
+    # be anything, "PK" or 0x80 included. Else torch.save's zip, or its legacy pickle.
     safetensors_like = len(magic) == 9 and magic[8:9] == b"{"
+    torch_like = not safetensors_like and (magic[:2] == b"PK" or magic[:1] == b"\x80")
     if torch_like or (path.suffix.lower() in _TORCH_SUFFIXES and not safetensors_like):
         infos, read, extras, how = _torch_reader(path)
         return infos, read, "pytorch", {}, extras, how
