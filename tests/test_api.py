@@ -91,7 +91,7 @@ def test_readme_example(monkeypatch):
 def test_readme_python_api_section_runs(monkeypatch):
     """Once the README has a "Python API" section, its `>>>` examples run as written."""
     text = (ROOT / "README.md").read_text()
-    m = re.search(r"^## Python API\n(.*?)(?=^## )", text, re.M | re.S)
+    m = re.search(r"^## Python API\n(.*?)(?=^## |\Z)", text, re.M | re.S)
     if m is None or ">>>" not in m.group(1):
         pytest.skip("README has no Python API section yet")
     blocks = re.findall(r"```(?:python|pycon)?\n(.*?)```", m.group(1), re.S)
