@@ -355,22 +355,10 @@ def truncate(
         elif data is not None:
             raise BilinError("no data to evaluate on")
     if output is not None:
-        from bilin_cli.data import default_data_path
+        from bilin_cli.truncation import truncated_config
         from bilin_cli.writing import save_checkpoint
 
-        cfg = {k: v for k, v in config.items()
-               if k in ("classes", "outputs", "input_shape", "input_scale", "dataset")}
-        split = default_data_path(source, config) if source is not None else None
-        if split is not None:
-            cfg["test_split"] = str(split)
-        cfg.update({
-            "d_hidden": result.hidden_units,
-            "bias": result.augmented,
-            "residual": False,
-            "truncation": {"source": str(source), "ranks": list(map(int, ranks)),
-                           "rule": "rank" if rank is not None else f"energy {energy}",
-                           "augmented": result.augmented},
-        })
+        cfg = truncated_config(config, source, ranks, rank, energy, result.augmented)
         result.output = str(save_checkpoint(Path(output), result.tensors, cfg, force))
     return result
 

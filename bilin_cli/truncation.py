@@ -137,6 +137,28 @@ def truncated_tensors(
     return tensors
 
 
+def truncated_config(config: dict, source, ranks, rank: int | None, energy: float | None,
+                     augmented: bool) -> dict:
+    """The config.json of a truncated checkpoint: what it keeps of the source's config (class
+    names, input shape, its own test split) and how it was truncated."""
+    from bilin_cli.data import default_data_path
+
+    cfg = {k: v for k, v in config.items()
+           if k in ("classes", "outputs", "input_shape", "input_scale", "dataset")}
+    split = default_data_path(source, config) if source is not None else None
+    if split is not None:
+        cfg["test_split"] = str(split)
+    cfg.update({
+        "d_hidden": int(sum(ranks)),
+        "bias": bool(augmented),
+        "residual": False,
+        "truncation": {"source": str(source), "ranks": [int(r) for r in ranks],
+                       "rule": "rank" if rank is not None else f"energy {energy}",
+                       "augmented": bool(augmented)},
+    })
+    return cfg
+
+
 def layer_inputs(model: BilinearModel, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     """The bilinear layer's input for data ``x``: ``E x`` (plus a constant 1 with biases)."""
     E = model.embed(dtype)

@@ -33,6 +33,7 @@ from bilin_cli.truncation import (
     choose_ranks,
     class_spectra,
     rank_report,
+    truncated_config,
     truncated_tensors,
 )
 from bilin_cli.views import eval_report, sweep_report, truncate_report
@@ -132,21 +133,8 @@ def truncate(
     ranks = choose_ranks(spectra, rank, energy)
     tensors = truncated_tensors(model, spectra, ranks)
     per_class = rank_report(spectra, ranks, names)
-    config = {k: v for k, v in checkpoint.config.items()
-              if k in ("classes", "outputs", "input_shape", "input_scale", "dataset")}
-    from bilin_cli.data import default_data_path
-
-    split = default_data_path(ckpt, checkpoint.config)
-    if split is not None:
-        config["test_split"] = str(split)
-    config.update({
-        "d_hidden": int(sum(ranks)),
-        "bias": bool(model.shapes[0].bias),
-        "residual": False,
-        "truncation": {"source": str(ckpt), "ranks": ranks,
-                       "rule": "rank" if rank is not None else f"energy {energy}",
-                       "augmented": bool(model.shapes[0].bias)},
-    })
+    config = truncated_config(checkpoint.config, ckpt, ranks, rank, energy,
+                              bool(model.shapes[0].bias))
     written = save_checkpoint(checkpoint_out, tensors, config, force)
     print(f"wrote {written} ({sum(ranks)} hidden units)", file=sys.stderr)
     doc = {"output": str(written), "hidden_units": int(sum(ranks)), "per_class": per_class,
