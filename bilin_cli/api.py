@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bilin_cli import _API
 from bilin_cli import directions as _dirs
 from bilin_cli.decompose import Decomposition
 from bilin_cli.errors import BilinError
@@ -35,21 +36,8 @@ from bilin_cli.model import BilinearModel
 
 PathLike = str | os.PathLike
 
-__all__ = [
-    "BilinError",
-    "BilinearModel",
-    "Decomposition",
-    "FeatureRanking",
-    "Spectra",
-    "Truncation",
-    "eig",
-    "explain",
-    "hosvd",
-    "load",
-    "rank_features",
-    "spectrum",
-    "truncate",
-]
+# The one list of API names lives in the package, which serves them lazily.
+__all__ = list(_API)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -425,9 +413,7 @@ def rank_features(
     index = model.resolve_layer(layer)
     L = model.layer(index, dtype)
     s_out = _sae(sae, dtype)
-    if s_out.d != L.o:
-        raise BilinError(f"{s_out.path}: the SAE reads {s_out.d} dimensions, layer {index}'s "
-                         f"output has {L.o}")
+    s_out.check_reads(L.o, index)
     n = s_out.n_features if limit is None else min(limit, s_out.n_features)
     rows = run(L, s_out.enc, k, np.arange(n), workers=workers, device=device, sort_by=sort)
     rows = rows[:top]

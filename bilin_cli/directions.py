@@ -118,12 +118,7 @@ def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -
 def from_sae_feature(model: BilinearModel, layer: int, sae, a: int, dtype: type) -> Direction:
     """Output-SAE feature ``a``: its encoder row, so ``x^T Q x`` predicts its pre-activation."""
     sae.check_feature(a)
-    n = model.shapes[layer].o
-    if sae.d != n:
-        raise BilinError(
-            f"{sae.path}: the SAE reads {sae.d}-dimensional activations, layer {layer}'s "
-            f"output has {n}"
-        )
+    sae.check_reads(model.shapes[layer].o, layer)
     info = {"kind": "sae_feature", "sae": sae.path, "feature": a, "format": sae.format}
     notes = ["x^T Q x is the encoder's dot product with the layer output; the feature's "
              "pre-activation adds the encoder bias and subtracts e_a . b_dec"]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bilin_cli.interaction import symmetric_form
 from bilin_cli.model import BilinearLayer
 
 SCREEN = 2.0  # a screened-out feature's Krylov estimate would have to be 2x too small to rank
@@ -157,8 +158,7 @@ def dense_top(layer: BilinearLayer, c: np.ndarray, k: int, WV=None) -> tuple[np.
     """Exact top-``k`` eigenvalues (by ``|lambda|``, signed) of ``Q`` for ``c = P^T e`` and
     ``sum lambda^2``, from a dense float64 ``eigvalsh`` (``WV``: float64 ``(W, V)`` if held)."""
     W, V = WV or (np.asarray(layer.W, dtype=np.float64), np.asarray(layer.V, dtype=np.float64))
-    A = (W.T * c) @ V
-    lam = np.linalg.eigvalsh(0.5 * (A + A.T))
+    lam = np.linalg.eigvalsh(symmetric_form(W, V, c))
     order = np.lexsort((-lam, -np.abs(lam)))
     return lam[order[:k]], float((lam**2).sum())
 

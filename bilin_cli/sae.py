@@ -44,6 +44,12 @@ class SAE:
     def d(self) -> int:
         return self.enc.shape[1]
 
+    def check_reads(self, n: int, layer: int) -> None:
+        """The SAE must read the ``n``-dimensional output of ``layer``."""
+        if self.d != n:
+            raise BilinError(f"{self.path}: the SAE reads {self.d}-dimensional activations, "
+                             f"layer {layer}'s output has {n}")
+
     def check_feature(self, a: int) -> None:
         if not 0 <= a < self.n_features:
             raise BilinError(

@@ -3,7 +3,7 @@
 The signal tests run the real console script (or ``python -m bilin_cli``) as a subprocess
 on a shipped sample checkpoint. "Right after start" is the first moment bilin's handlers
 are in place (read from /proc/PID/status), "during work" and "during a write" are made
-exact by a small driver that pauses the run inside ``scipy.linalg.eigh`` or ``os.fsync``
+exact by a small driver that pauses the run inside ``numpy.linalg.eigh`` or ``os.fsync``
 (fault injection at a seam; the code under test is the real one) and says so with a
 marker file.
 """
@@ -54,8 +54,8 @@ DRIVER = textwrap.dedent("""
         return wrapper
 
     if hook == "eigh":
-        import scipy.linalg
-        scipy.linalg.eigh = pausing(scipy.linalg.eigh)
+        import numpy.linalg
+        numpy.linalg.eigh = pausing(numpy.linalg.eigh)
     else:
         os.fsync = pausing(os.fsync)
     sys.argv = ["bilin", *sys.argv[1:]]

@@ -186,9 +186,7 @@ def rank_features_cmd(
     index = model.resolve_layer(layer)
     L = model.layer(index, dtype)
     s_out = load_sae(sae_out, dtype)
-    if s_out.d != L.o:
-        raise BilinError(f"{sae_out}: the SAE reads {s_out.d} dimensions, layer {index}'s output "
-                         f"has {L.o}")
+    s_out.check_reads(L.o, index)
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     total, features = len(features), features if shard is None else shard.select(
         features, align=32 if device is None else 256)  # the chunks rank_features uses
