@@ -15,6 +15,7 @@ Every tensor a command reads is checked for NaN and infinity on the way in
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bilin_cli.errors import BilinError
-from bilin_cli.files import parse_json, read_json, regular_file
+from bilin_cli.files import MAX_JSON_DEPTH, parse_json, read_json, regular_file
 from bilin_cli.printable import printable
 
 # The safetensors dtypes bilin computes with (integers and bools are widened like floats).
@@ -167,10 +168,6 @@ def _check_header(path: Path) -> dict:
                 dupes.append(k)
             seen[k] = v
         return seen
-
-    import json
-
-    from bilin_cli.files import MAX_JSON_DEPTH
 
     try:
         header = json.loads(raw, object_pairs_hook=pairs)
