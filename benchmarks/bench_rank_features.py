@@ -22,9 +22,9 @@ import numpy as np
 
 from bilin_cli.accel import available_cores
 from bilin_cli.features import rank_features
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
-from bilin_cli.sae import load_sae
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
+from bilin_cli.storage.sae import load_sae
 
 
 def naive(layer, enc: np.ndarray, k: int) -> dict[int, tuple[float, float]]:

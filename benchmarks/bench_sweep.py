@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from bilin_cli.data import default_data_path, load_dataset
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.data import default_data_path, load_dataset
+from bilin_cli.storage.layouts import recognise
 from bilin_cli.truncation import accuracy_sweep, class_spectra
 
 

@@ -57,11 +57,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bilin_cli.errors import BilinError
-from bilin_cli.files import regular_file
 from bilin_cli.interaction import interaction
 from bilin_cli.model import BilinearLayer, BilinearModel
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
 from bilin_cli.spectra import eigh_sorted
+from bilin_cli.storage.files import regular_file
 
 VARIANTS = ("dense", "edge", "top-pixels")
 INVERSES = ("hidden", "pixel")  # hidden: the paper's E^T pinv(S); pixel: the exact pinv(S E)
@@ -507,7 +507,7 @@ def load_input(spec: str, dtype: type = np.float32, n_in: int | None = None) -> 
     except ValueError:
         raise BilinError(f"--input {printable(spec, 80)}: the index after ':' must be an "
                          "integer") from None
-    from bilin_cli.data import load_dataset
+    from bilin_cli.storage.data import load_dataset
 
     dataset = load_dataset(data, dtype)
     n = dataset.y.size

@@ -57,9 +57,9 @@ def load(path: PathLike, map: dict | PathLike | None = None) -> BilinearModel:  
         >>> m.kind, m.n_layers, (m.shapes[0].d, m.shapes[0].h, m.shapes[0].o)
         ('classifier', 1, (512, 512, 10))
     """
-    from bilin_cli.layouts import recognise
-    from bilin_cli.loading import open_checkpoint
-    from bilin_cli.maps import read_map
+    from bilin_cli.storage.containers import open_checkpoint
+    from bilin_cli.storage.layouts import recognise
+    from bilin_cli.storage.maps import read_map
 
     checkpoint = open_checkpoint(path)
     mapping = map if map is None or isinstance(map, dict) else read_map(map)
@@ -131,7 +131,7 @@ def _directions(model, layer, dtype, cls=None, token=None, direction=None, sae=N
 
 
 def _sae(sae, dtype: type):
-    from bilin_cli.sae import SAE, load_sae
+    from bilin_cli.storage.sae import SAE, load_sae
 
     return sae if isinstance(sae, SAE) else load_sae(sae, dtype)
 
@@ -157,7 +157,7 @@ def eig(
 
     Give exactly one of: ``cls`` (a class: its logit), ``token`` (an LM token id, or its
     text), ``direction`` (a vector ``(o,)`` in the layer's output space, or a ``.npy`` path),
-    or ``sae`` (a path or :func:`bilin_cli.sae.load_sae` result) with ``feature`` (its
+    or ``sae`` (a path or :func:`bilin_cli.storage.sae.load_sae` result) with ``feature`` (its
     encoder row). ``layer`` defaults to the last; ``top=None`` keeps every eigenpair.
     ``basis``: ``"input"`` (through the embedding: pixels), ``"hidden"`` (the layer's own
     input space, orthonormal) or ``"auto"`` (input where there is one).
@@ -313,7 +313,7 @@ def truncate(
 
     model = _model(model)
     if output is not None:
-        from bilin_cli.writing import check_checkpoint_target
+        from bilin_cli.storage.writing import check_checkpoint_target
 
         check_checkpoint_target(Path(output), force)
     spectra = class_spectra(model, dtype)
@@ -327,8 +327,8 @@ def truncate(
     source = model.meta.get("source_path")
     config = model.meta.get("source_config", {})
     if evaluate:
-        from bilin_cli.data import default_data_path, load_dataset
         from bilin_cli.evaluation import model_logits, scores
+        from bilin_cli.storage.data import default_data_path, load_dataset
 
         path = data if data is not None else (
             default_data_path(source, config) if source is not None else None)
@@ -343,8 +343,8 @@ def truncate(
         elif data is not None:
             raise BilinError("no data to evaluate on")
     if output is not None:
+        from bilin_cli.storage.writing import save_checkpoint
         from bilin_cli.truncation import truncated_config
-        from bilin_cli.writing import save_checkpoint
 
         cfg = truncated_config(config, source, ranks, rank, energy, result.augmented)
         result.output = str(save_checkpoint(Path(output), result.tensors, cfg, force))
@@ -391,7 +391,7 @@ def rank_features(
 ) -> FeatureRanking:
     """Rank every feature of an output SAE by the low-rankness of its ``Q`` (the paper's search).
 
-    ``sae``: a path (paper or SAELens format) or a :func:`bilin_cli.sae.load_sae` result;
+    ``sae``: a path (paper or SAELens format) or a :func:`bilin_cli.storage.sae.load_sae` result;
     its encoder reads layer ``layer``'s output. ``limit``: rank only the first N features;
     ``top``: keep the N most low-rank; ``sort``: ``"top_k_share"`` (largest first) or
     ``"effective_rank"`` (smallest first); ``device``: a torch device for batched eigvalsh.

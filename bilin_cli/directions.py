@@ -15,7 +15,7 @@ import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
-from bilin_cli.vocabulary import token_id, token_texts
+from bilin_cli.storage.vocabulary import token_id, token_texts
 
 
 @dataclass
@@ -97,7 +97,7 @@ def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Directi
 
 def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -> Direction:
     """Any vector in the layer's output space, from a ``.npy`` file."""
-    from bilin_cli.data import read_npy
+    from bilin_cli.storage.data import read_npy
 
     p = Path(path)
     # A regular file only (a FIFO would hang), its header checked against its size first.
@@ -146,7 +146,7 @@ def chosen(
            *(token_id(model, text) for text in token_strs)]
     dirs += [from_token(model, layer, t, dtype) for t in ids]
     if sae is not None:
-        from bilin_cli.sae import load_sae
+        from bilin_cli.storage.sae import load_sae
 
         out_sae = load_sae(sae, dtype)
         feats = _expand(features, lambda: out_sae.n_features, "feature", "features")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.data import Dataset, check_fits
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
+from bilin_cli.storage.data import Dataset, check_fits
 
 
 def confusion(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -24,11 +24,11 @@ import numpy as np
 
 from bilin_cli.directions import from_class
 from bilin_cli.errors import BilinError
-from bilin_cli.files import regular_file
 from bilin_cli.interaction import interaction
 from bilin_cli.model import BilinearModel
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
 from bilin_cli.spectra import eigh_sorted
+from bilin_cli.storage.files import regular_file
 
 
 @dataclass
@@ -126,7 +126,7 @@ def load_input(spec: str, model: BilinearModel, dtype: type = np.float32) -> Inp
             x = np.array(values, dtype=np.float64).astype(dtype)
         source = {"kind": "values"}
     elif is_data:
-        from bilin_cli.data import load_dataset
+        from bilin_cli.storage.data import load_dataset
 
         data = load_dataset(head, dtype)
         index = int(tail)
@@ -145,7 +145,7 @@ def load_input(spec: str, model: BilinearModel, dtype: type = np.float32) -> Inp
         regular_file(spec, "file")  # a directory, FIFO or device: one error line
         raise BilinError(f"--input {shown}: not a regular file")
     elif Path(spec).suffix.lower() == ".npy":
-        from bilin_cli.data import read_npy
+        from bilin_cli.storage.data import read_npy
 
         x = read_npy(spec, "input .npy file")
         with np.errstate(over="ignore"):

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.atomic import atomic_write
 from bilin_cli.errors import BilinError
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.atomic import atomic_write
 
 PART_VERSION = 1
 MAX_PART_BYTES = 4 * 1024**3
@@ -123,7 +123,7 @@ def write_part(command: str, shard: Shard, total: int, fmt: str, items: list,
                output: str | None, force: bool, *, many: bool = True,
                head: dict | None = None, warnings: list[str] | None = None) -> None:
     """Write a part file to ``output`` (atomically) or stdout."""
-    from bilin_cli.render import _clean
+    from bilin_cli.render.output import _clean
 
     doc = {"bilin_part": PART_VERSION, "command": command, "job": job_identity(command),
            "shard": shard.index, "shards": shard.count, "total": total, "format": fmt,
@@ -143,7 +143,7 @@ def write_part(command: str, shard: Shard, total: int, fmt: str, items: list,
 
 
 def read_part(path: str | os.PathLike) -> dict:
-    from bilin_cli.files import parse_json, regular_file
+    from bilin_cli.storage.files import parse_json, regular_file
 
     p = regular_file(path, "part file")
     name = printable(p)
@@ -207,14 +207,14 @@ def check_parts(parts: list[dict]) -> list[dict]:
 
 def merge(parts: list[dict], fmt: str, output: str | None, force: bool) -> None:
     """Print (or write to ``output``) exactly what the single run prints, in ``fmt``."""
-    from bilin_cli.render import Stream, emit
+    from bilin_cli.render.output import Stream, emit
 
     first = parts[0]
     items = [it for p in parts for it in p["items"]]
     warnings = first.get("warnings") or []
     command = first["command"]
     if command == "eig":
-        from bilin_cli.views import eig_doc_report
+        from bilin_cli.render.views import eig_doc_report
 
         reports = [(it["key"], eig_doc_report(it["doc"], warnings)) for it in items]
         if not first["many"]:
@@ -225,7 +225,7 @@ def merge(parts: list[dict], fmt: str, output: str | None, force: bool) -> None:
             stream.add(report, key)
         stream.close()
     elif command == "spectrum":
-        from bilin_cli.views import spectrum_report
+        from bilin_cli.render.views import spectrum_report
 
         doc = dict(first["head"])
         dtype = doc.pop("_dtype")
@@ -236,7 +236,7 @@ def merge(parts: list[dict], fmt: str, output: str | None, force: bool) -> None:
         report.warnings = warnings
         emit(report, fmt, output, force)
     elif command == "rank-features":
-        from bilin_cli.views import rank_features_report
+        from bilin_cli.render.views import rank_features_report
 
         doc = dict(first["head"])
         top = doc.pop("_top", None)

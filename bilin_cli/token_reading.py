@@ -16,7 +16,7 @@ import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
-from bilin_cli.vocabulary import token_texts
+from bilin_cli.storage.vocabulary import token_texts
 
 NOTE = ("tokens: direct path from the embedding (x_t = g * e_t / rms(e_t); attention and "
         "earlier layers left out): v . x_t > 0 left of the bar, < 0 right, largest first")

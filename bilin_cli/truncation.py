@@ -141,7 +141,7 @@ def truncated_config(config: dict, source, ranks, rank: int | None, energy: floa
                      augmented: bool) -> dict:
     """The config.json of a truncated checkpoint: what it keeps of the source's config (class
     names, input shape, its own test split) and how it was truncated."""
-    from bilin_cli.data import default_data_path
+    from bilin_cli.storage.data import default_data_path
 
     cfg = {k: v for k, v in config.items()
            if k in ("classes", "outputs", "input_shape", "input_scale", "dataset")}
@@ -209,7 +209,7 @@ def accuracy_sweep(
 ) -> dict:
     """Accuracy of the rank-``K`` model for each ``K``, and its drop from the full model.
 
-    ``data`` is a :class:`bilin_cli.data.Dataset`; returns the JSON document of
+    ``data`` is a :class:`bilin_cli.storage.data.Dataset`; returns the JSON document of
     ``bilin truncate --sweep``.
     """
     from bilin_cli.evaluation import model_logits, scores

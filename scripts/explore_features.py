@@ -42,9 +42,9 @@ def main() -> None:
     from safetensors.torch import load_file
 
     from bilin_cli.interaction import interaction
-    from bilin_cli.layouts import recognise
-    from bilin_cli.loading import open_checkpoint
-    from bilin_cli.sae import load_sae
+    from bilin_cli.storage.containers import open_checkpoint
+    from bilin_cli.storage.layouts import recognise
+    from bilin_cli.storage.sae import load_sae
 
     ts = _train_module()
     cfg = json.loads((SAMPLE / "config.json").read_text())

@@ -18,8 +18,8 @@ import pytest
 from conftest import reference_B, reference_layer_output, reference_Q, write_image
 
 from bilin_cli import adversarial as adv
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "sample_checkpoints" / "mnist"

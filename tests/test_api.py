@@ -168,8 +168,8 @@ def test_truncate_rank_10_gives_the_readme_accuracy(mnist, tmp_path):
     assert t.ranks.tolist() == [10] * 10 and len(t.per_class) == 10
     assert t.tensors["head.weight"].shape == (10, 100)
     # The written checkpoint is an ordinary bilinear model with the same accuracy.
-    from bilin_cli.data import load_dataset
     from bilin_cli.evaluation import model_logits, scores
+    from bilin_cli.storage.data import load_dataset
 
     k10 = bilin.load(t.output)
     data = load_dataset(SAMPLES / "data" / "mnist-test.npz")
@@ -191,14 +191,14 @@ def test_rank_features_finds_feature_395_first():
     assert r.effective_rank[0] == pytest.approx(36.61594032513831, rel=1e-6)
     assert np.all(np.diff(r.top_k_share) <= 0)
     assert r.rows[0]["feature"] == 395
-    from bilin_cli.sae import load_sae
+    from bilin_cli.storage.sae import load_sae
 
     loaded = bilin.rank_features(SHAKESPEARE, load_sae(SAE_OUT), layer=1, top=5, limit=400)
     assert loaded.features.tolist()[0] == 395 and loaded.features.shape == (5,)
 
 
 def test_explain_an_array_equals_the_spec(mnist):
-    from bilin_cli.data import load_dataset
+    from bilin_cli.storage.data import load_dataset
 
     x = load_dataset(SAMPLES / "data" / "mnist-test.npz").x[0]
     by_spec = bilin.explain(mnist, f"{SAMPLES / 'data' / 'mnist-test.npz'}:0")

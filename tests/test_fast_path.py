@@ -13,8 +13,8 @@ from safetensors.numpy import save_file
 
 from bilin_cli.decompose import decompose
 from bilin_cli.directions import from_class
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 
 def test_eig_on_safetensors_never_imports_torch(tmp_path):
@@ -62,7 +62,7 @@ def test_info_reads_no_tensor_data(tmp_path, monkeypatch):
     real = ckpt._read
     ckpt._read = lambda key, rows=None: calls.append(key) or real(key, rows)
     model = recognise(ckpt)
-    from bilin_cli.summary import describe
+    from bilin_cli.storage.summary import describe
 
     describe(ckpt, model)
     assert calls == []
@@ -106,7 +106,7 @@ _MODULES_AT_EXIT = (
     "atexit.register(lambda: print('MODULES', *sorted(m for m in sys.modules if "
     "'.' not in m), file=sys.stderr))\n"
     "sys.argv = ['bilin', *sys.argv[1:]]\n"
-    "from bilin_cli.entry import main\n"
+    "from bilin_cli.cli.entry import main\n"
     "main()\n"
 )
 

@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from bilin_cli import atomic, entry, writing
+from bilin_cli.cli import entry
 from bilin_cli.errors import BilinError
+from bilin_cli.storage import atomic, writing
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "sample_checkpoints" / "mnist"
@@ -39,7 +40,7 @@ HAS_PROC = Path("/proc/self/status").exists()
 # the file GO exists (or for a minute).
 DRIVER = textwrap.dedent("""
     import os, sys, time
-    from bilin_cli import entry
+    from bilin_cli.cli import entry
     entry.install()
     hook, mark = os.environ["BILIN_TEST_HOOK"], os.environ["BILIN_TEST_MARK"]
     go = os.environ.get("BILIN_TEST_GO", "")

@@ -85,7 +85,7 @@ def test_figures_by_extension(cli, tmp_path):
 
 def test_plot_titles_number_eigenvectors_by_rank(monkeypatch, cli, tmp_path):
     """The figure's panels say #r with eig's rank r (from 1)."""
-    import bilin_cli.plotting as plotting
+    import bilin_cli.render.plotting as plotting
 
     seen = []
     real = plotting.eigen_figure

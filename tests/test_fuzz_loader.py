@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bilin_cli.errors import BilinError
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

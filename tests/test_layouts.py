@@ -17,8 +17,8 @@ from conftest import (
 )
 from safetensors.numpy import save_file
 
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 CONTRACT = {"eigenvalues", "eigenvectors", "basis", "layer", "direction", "n_eigenvalues",
             "effective_rank"}

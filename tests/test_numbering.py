@@ -28,7 +28,7 @@ def eig_hidden(cli, *direction) -> tuple[np.ndarray, np.ndarray]:
 def layer_input(index: int) -> np.ndarray:
     """h = E x for test image ``index``, computed here from the checkpoint's tensors."""
     from bilin_cli.cli.options import load
-    from bilin_cli.data import load_dataset
+    from bilin_cli.storage.data import load_dataset
 
     _, model = load(MNIST, None)
     x = load_dataset(DATA, np.float64).x[index]

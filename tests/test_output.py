@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from bilin_cli.atomic import atomic_write
 from bilin_cli.errors import BilinError
+from bilin_cli.storage.atomic import atomic_write
 
 
 @pytest.fixture

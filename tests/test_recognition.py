@@ -12,8 +12,8 @@ import torch
 from conftest import Ref, reference_eigvals
 from safetensors.numpy import save_file
 
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 
 def _weights(seed=0, d=6, h=8, n_in=10, o=5, n_cls=4, bias=False, down=False):

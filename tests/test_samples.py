@@ -66,8 +66,8 @@ def test_readme_truncation_claim(cli, name):
 
 
 def test_toy_sample_computes_its_truth_table(cli):
-    from bilin_cli.layouts import recognise
-    from bilin_cli.loading import open_checkpoint
+    from bilin_cli.storage.containers import open_checkpoint
+    from bilin_cli.storage.layouts import recognise
 
     model = recognise(open_checkpoint(SAMPLES / "toy"))
     cfg = json.loads((SAMPLES / "toy" / "config.json").read_text())

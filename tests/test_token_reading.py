@@ -100,7 +100,7 @@ def test_readme_reading_matches_the_shakespeare_sample(cli):
     code, out, err = cli("eig", root / "sample_checkpoints" / "shakespeare", "--layer", "1",
                          "--token-str", " ", "--top", "3", "--json")
     assert code == 0, err
-    from bilin_cli.views import token_text
+    from bilin_cli.render.views import token_text
 
     for text, reading in zip(shown, json.loads(out)["tokens"], strict=True):
         left, right = text.split(" | ")
@@ -127,8 +127,8 @@ def test_llama_chain_applies_the_mlp_norm_gain(cli, tmp_path):
 
 
 def test_token_scores_do_not_depend_on_the_block_size(tmp_path):
-    from bilin_cli.layouts import recognise
-    from bilin_cli.loading import open_checkpoint
+    from bilin_cli.storage.containers import open_checkpoint
+    from bilin_cli.storage.layouts import recognise
     from bilin_cli.token_reading import token_scores
 
     write_llama(tmp_path / "llama", vocab=23, mlp_gain=True)
@@ -240,7 +240,7 @@ def test_token_str_sentencepiece_unigram(cli, tmp_path):
 
 def test_token_str_byte_level_spellings(cli, tmp_path):
     """Byte-level BPE: ' the' is Ġthe, 'é' the two-byte token Ã© (not the lone byte é)."""
-    from bilin_cli.vocabulary import stored_spellings
+    from bilin_cli.storage.vocabulary import stored_spellings
 
     assert stored_spellings(" the") == ["Ġthe", " the", "▁the"]
     assert stored_spellings(" the", byte_level=False) == [" the", "▁the"]

@@ -11,8 +11,8 @@ from conftest import write_image
 from bilin_cli import decompose as decompose_module
 from bilin_cli.decompose import auto_method, decompose
 from bilin_cli.directions import from_class
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 
 def _model(tmp_path, bias: bool):

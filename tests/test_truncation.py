@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import reference_B, reference_layer_output, write_image, write_toy
 
-from bilin_cli.layouts import recognise
-from bilin_cli.loading import open_checkpoint
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import recognise
 
 
 def independent_logits(refs, x):

@@ -494,7 +494,7 @@ def test_names_from_files_do_not_reach_the_terminal_raw(cli, tmp_path):
 
 
 def test_render_escapes_tables_and_terminal_csv(monkeypatch, capsys):
-    from bilin_cli import render
+    from bilin_cli.render import output as render
 
     report = render.Report("t [b]x[/b]", {"name": "\x1b[2J"}, [("k", "\x1b]0;title\x07")],
                            ["name", "v"], [["\x1b[31mred\u202e", 1.5]],

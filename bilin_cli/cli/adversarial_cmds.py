@@ -11,7 +11,6 @@ import numpy as np
 import typer
 
 from bilin_cli import adversarial as adv
-from bilin_cli.atomic import atomic_write
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -30,11 +29,12 @@ from bilin_cli.cli.options import (
     output_settings,
 )
 from bilin_cli.errors import BilinError
-from bilin_cli.figures import figure_format
-from bilin_cli.printable import printable
-from bilin_cli.progress import progress
-from bilin_cli.render import emit
-from bilin_cli.views_adversarial import input_report, sweep_report
+from bilin_cli.render.figures import figure_format
+from bilin_cli.render.output import emit
+from bilin_cli.render.printable import printable
+from bilin_cli.render.progress import progress
+from bilin_cli.render.views_adversarial import input_report, sweep_report
+from bilin_cli.storage.atomic import atomic_write
 
 N_EXAMPLES = 6  # perturbed examples drawn per target with --images
 # Masks have unit std per pixel on inputs in [0, 1]; far beyond this the squared terms of
@@ -270,14 +270,14 @@ def adversarial(
         if one.x.size != n_in:
             raise BilinError(f"--input {printable(input_, 80)}: {one.x.size} pixels, the model "
                              f"takes {n_in}")
-        from bilin_cli.data import default_data_path
+        from bilin_cli.storage.data import default_data_path
 
         # Data for the sign and the metrics: --data, else the checkpoint's own split, else
         # the file the input came from.
         if data is None and one.data and default_data_path(ckpt, checkpoint.config) is None:
             data = Path(one.data)
     dataset = load_data(data, ckpt, checkpoint.config, dtype)
-    from bilin_cli.data import check_fits
+    from bilin_cli.storage.data import check_fits
 
     check_fits(dataset, n_in, n_cls)
     shape = _image_shape(dataset.image_shape, model.input_shape,
@@ -349,7 +349,7 @@ def adversarial(
     else:
         doc.update({k: v for k, v in per_target[0].items() if k != "target"})
     if plot is not None:
-        from bilin_cli.plotting_adversarial import rate_curves
+        from bilin_cli.render.plotting_adversarial import rate_curves
 
         key = doc["swept"]
         who = "mean over all targets" if chosen is None else f"target {names[targets[0]]}"
@@ -387,7 +387,7 @@ def _one_input(model, stack, x1, label, spec, masks, names, strength, n_pixels, 
                         **{k: {"prediction": int(np.argmax(v)), "logits": v.tolist()}
                            for k, v in logits.items()}})
         if files is not None:
-            from bilin_cli.plotting_adversarial import input_figure, mask_figure
+            from bilin_cli.render.plotting_adversarial import input_figure, mask_figure
 
             files[m.target]["mask"].parent.mkdir(exist_ok=True)
             x_new = adv.perturb(x1[None], m.pixel, strength, n_pixels)[0]
@@ -412,7 +412,7 @@ def _one_input(model, stack, x1, label, spec, masks, names, strength, n_pixels, 
 def _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
                    dtype) -> None:
     """Each mask, and the first few other-class images before and after it."""
-    from bilin_cli.plotting_adversarial import examples_figure, mask_figure
+    from bilin_cli.render.plotting_adversarial import examples_figure, mask_figure
 
     # The strongest setting of the sweep, where the effect is easiest to see.
     s = strengths[-1] if n_pixels is None else strengths[0]

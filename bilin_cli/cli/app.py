@@ -20,9 +20,10 @@ from typer._click.exceptions import UsageError
 from typer._click.utils import make_default_short_help
 from typer.core import TyperGroup
 
-from bilin_cli import __version__, entry
+from bilin_cli import __version__
+from bilin_cli.cli import entry
 from bilin_cli.errors import BilinError
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
 
 HELP = (
     "Weight-based interpretability for bilinear networks: every output direction u of "
@@ -203,7 +204,7 @@ def _error(message: object) -> None:
 
 
 def main() -> None:
-    """Entry point (the console script reaches it through :func:`bilin_cli.entry.main`).
+    """Entry point (the console script reaches it through :func:`bilin_cli.cli.entry.main`).
 
     User errors become one ``error:`` line and exit code 1; SIGINT and SIGTERM become
     ``error: interrupted`` and exit code 130, after the writers have removed their

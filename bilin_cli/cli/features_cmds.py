@@ -25,8 +25,8 @@ from bilin_cli.cli.options import (
     number,
     output_settings,
 )
-from bilin_cli.progress import progress
-from bilin_cli.render import emit
+from bilin_cli.render.output import emit
+from bilin_cli.render.progress import progress
 
 PlotOpt = Annotated[
     Path | None, typer.Option("--plot", help="Also draw a figure to this file (.png, .pdf or "
@@ -109,7 +109,7 @@ def hosvd(
         bilin hosvd sample_checkpoints/mnist --plot hosvd.pdf --format npz -o hosvd.npz
     """
     from bilin_cli.hosvd import hosvd as run_hosvd
-    from bilin_cli.views_features import hosvd_report
+    from bilin_cli.render.views_features import hosvd_report
 
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
@@ -117,7 +117,7 @@ def hosvd(
     index = model.resolve_layer(layer)
     res = run_hosvd(model, index, components, top, basis.value, dtype, method.value, max_memory)
     if plot is not None:
-        from bilin_cli.plotting_features import hosvd_plot
+        from bilin_cli.render.plotting_features import hosvd_plot
 
         hosvd_plot(res, f"{Path(ckpt).name}, layer {index}: HOSVD", plot, force)
         print(f"wrote {plot}", file=sys.stderr)
@@ -167,7 +167,7 @@ def explain(
     """
     from bilin_cli.explain import check_classifier, load_input
     from bilin_cli.explain import explain as run_explain
-    from bilin_cli.views_features import explain_report
+    from bilin_cli.render.views_features import explain_report
 
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
@@ -176,7 +176,7 @@ def explain(
     inp = load_input(input_, model, dtype)
     ex = run_explain(model, inp, classes, dtype)
     if plot is not None:
-        from bilin_cli.plotting_features import explain_plot
+        from bilin_cli.render.plotting_features import explain_plot
 
         label = f", label {inp.source['label']}" if "label" in inp.source else ""
         explain_plot(ex, top, f"{Path(ckpt).name}: predicted {ex.classes[0].name}{label}", plot,
@@ -229,8 +229,8 @@ def compare(
         bilin compare sample_checkpoints/mnist sample_checkpoints/fmnist --top 5
         bilin compare sample_checkpoints/mnist sample_checkpoints/mnist --class 3 --json
     """
+    from bilin_cli.render.views_features import compare_report
     from bilin_cli.similarity import compare as run_compare
-    from bilin_cli.views_features import compare_report
 
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)

@@ -34,22 +34,22 @@ from bilin_cli.cli.options import (
 from bilin_cli.decompose import chain as chain_decompose
 from bilin_cli.decompose import decompose, spectra
 from bilin_cli.errors import BilinError
-from bilin_cli.layouts import read_map, recognise
-from bilin_cli.layouts import suggest_map as suggest
-from bilin_cli.loading import open_checkpoint
-from bilin_cli.progress import progress, status
-from bilin_cli.render import Report, Stream, emit
-from bilin_cli.shards import write_part
-from bilin_cli.summary import describe, describe_unrecognised
-from bilin_cli.token_reading import NOTE as TOKENS_NOTE
-from bilin_cli.token_reading import read_as_tokens
-from bilin_cli.views import (
+from bilin_cli.render.output import Report, Stream, emit
+from bilin_cli.render.progress import progress, status
+from bilin_cli.render.views import (
     chain_report,
     eig_report,
     info_report,
     spectrum_report,
     suggest_map_report,
 )
+from bilin_cli.shards import write_part
+from bilin_cli.storage.containers import open_checkpoint
+from bilin_cli.storage.layouts import read_map, recognise
+from bilin_cli.storage.layouts import suggest_map as suggest
+from bilin_cli.storage.summary import describe, describe_unrecognised
+from bilin_cli.token_reading import NOTE as TOKENS_NOTE
+from bilin_cli.token_reading import read_as_tokens
 
 
 class Basis(str, Enum):
@@ -431,8 +431,8 @@ def spectrum(
     report = spectrum_report(doc)
     report.arrays = {"eigenvalues": np.stack(lams)}
     if plot is not None:
-        from bilin_cli.plotting import spectra_plot
-        from bilin_cli.views import direction_label
+        from bilin_cli.render.plotting import spectra_plot
+        from bilin_cli.render.views import direction_label
 
         spectra_plot([direction_label(d.info) for d in dirs], lams, plot_top,
                      f"{Path(ckpt).name}, layer {index}", plot, force)

@@ -29,12 +29,12 @@ from bilin_cli.cli.options import (
 from bilin_cli.errors import BilinError
 from bilin_cli.features import eigen_in_features, rank_features, top_pairs
 from bilin_cli.interaction import interaction
-from bilin_cli.progress import progress
-from bilin_cli.render import emit
-from bilin_cli.sae import load_sae
+from bilin_cli.render.output import emit
+from bilin_cli.render.progress import progress
+from bilin_cli.render.views import interact_report, rank_features_report
 from bilin_cli.shards import write_part
 from bilin_cli.spectra import effective_rank, eigenvalues
-from bilin_cli.views import interact_report, rank_features_report
+from bilin_cli.storage.sae import load_sae
 
 
 class SortBy(str, Enum):
@@ -198,7 +198,7 @@ def rank_features_cmd(
             raise typer.BadParameter("sq_top_k_share screens every feature at once; shard "
                                      "top_k_share or effective_rank", param_hint="--shard")
         from bilin_cli.lowrank_search import rank_sq_share
-        from bilin_cli.views_features import rank_sq_report
+        from bilin_cli.render.views_features import rank_sq_report
 
         with progress("ranking features", len(features)) as advance:
             rows = rank_sq_share(L, s_out.enc, k, features, top=top, device=device,

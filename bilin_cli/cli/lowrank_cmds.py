@@ -26,8 +26,10 @@ from bilin_cli.cli.options import (
     output_settings,
 )
 from bilin_cli.evaluation import model_logits, scores
-from bilin_cli.progress import progress
-from bilin_cli.render import emit
+from bilin_cli.render.output import emit
+from bilin_cli.render.progress import progress
+from bilin_cli.render.views import eval_report, sweep_report, truncate_report
+from bilin_cli.storage.writing import check_checkpoint_target, save_checkpoint
 from bilin_cli.truncation import (
     accuracy_sweep,
     choose_ranks,
@@ -36,8 +38,6 @@ from bilin_cli.truncation import (
     truncated_config,
     truncated_tensors,
 )
-from bilin_cli.views import eval_report, sweep_report, truncate_report
-from bilin_cli.writing import check_checkpoint_target, save_checkpoint
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -122,7 +122,7 @@ def truncate(
             doc = accuracy_sweep(model, spectra, dataset, ks, dtype, advance)
         rows = doc["sweep"]
         if plot is not None:
-            from bilin_cli.plotting import accuracy_curve
+            from bilin_cli.render.plotting import accuracy_curve
 
             accuracy_curve([r["k"] for r in rows], [r["accuracy"] for r in rows],
                            doc["full_accuracy"],

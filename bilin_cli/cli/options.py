@@ -16,13 +16,13 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli.atomic import check_writable
 from bilin_cli.errors import BilinError
-from bilin_cli.layouts import read_map, recognise
-from bilin_cli.loading import Checkpoint, open_checkpoint
 from bilin_cli.model import BilinearModel
-from bilin_cli.render import resolve_format
+from bilin_cli.render.output import resolve_format
 from bilin_cli.shards import shard_option
+from bilin_cli.storage.atomic import check_writable
+from bilin_cli.storage.containers import Checkpoint, open_checkpoint
+from bilin_cli.storage.layouts import read_map, recognise
 
 # Numeric option values, one rule for every command:
 #
@@ -208,8 +208,8 @@ def index_lists(values, option: str) -> list[IndexList]:
 def index_file(path: str | Path, option: str = "--token-file") -> IndexList:
     """Indices from a file: one per line or separated by spaces or commas (ranges and
     ``all`` as in :func:`index_list`); ``#`` starts a comment."""
-    from bilin_cli.files import regular_file
-    from bilin_cli.printable import printable
+    from bilin_cli.render.printable import printable
+    from bilin_cli.storage.files import regular_file
 
     p = regular_file(path, "index file")
     if p.stat().st_size > 64 * 1024**2:
@@ -313,7 +313,7 @@ def check_figure(path: str | Path, force: bool) -> Path:
     """A figure's file name, checked before any work: an extension matplotlib writes
     (.png, .pdf, .svg; anything else is one error line) and writable (see
     :func:`check_writable`)."""
-    from bilin_cli.figures import figure_format
+    from bilin_cli.render.figures import figure_format
 
     figure_format(path)
     return check_writable(path, force)
@@ -387,8 +387,8 @@ DataOpt = Annotated[
 
 
 def load_data(data: Path | None, ckpt: Path, config: dict, dtype: type):
-    from bilin_cli.data import default_data_path, load_dataset
     from bilin_cli.errors import BilinError
+    from bilin_cli.storage.data import default_data_path, load_dataset
 
     path = data if data is not None else default_data_path(ckpt, config)
     if path is None:

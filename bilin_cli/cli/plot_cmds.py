@@ -23,7 +23,7 @@ from bilin_cli.cli.options import (
 )
 from bilin_cli.decompose import decompose
 from bilin_cli.errors import BilinError
-from bilin_cli.progress import progress
+from bilin_cli.render.progress import progress
 
 
 def _parse_shape(text: str | None) -> tuple[int, int] | None:
@@ -118,7 +118,7 @@ def plot(
         hw = (side, side)
     if hw[0] * hw[1] != dim:
         raise BilinError(f"--shape {hw[0]}x{hw[1]} does not match eigenvectors of {dim} entries")
-    from bilin_cli.plotting import eigen_figure
+    from bilin_cli.render.plotting import eigen_figure
 
     # No more columns than there are eigenvectors (--n is "up to N per sign").
     eigen_figure(rows, hw, min(n, len(dec.eigenvalues)), curve,

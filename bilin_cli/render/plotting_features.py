@@ -12,7 +12,7 @@ import numpy as np
 
 from bilin_cli.explain import Explanation
 from bilin_cli.hosvd import HOSVD
-from bilin_cli.plotting import _pyplot, save_figure
+from bilin_cli.render.plotting import _pyplot, save_figure
 
 
 def image_shape(shape: tuple[int, ...] | None, n: int) -> tuple[int, int] | None:
@@ -38,7 +38,7 @@ def hosvd_plot(res: HOSVD, title: str, path, force, n_images: int = 4):
     eigenvectors (``eigenvector 1`` = largest |lambda|), as in the table and JSON. The
     format (.png, .pdf, .svg) follows ``path``'s extension.
     """
-    from bilin_cli.figures import save_figure as save_by_extension
+    from bilin_cli.render.figures import save_figure as save_by_extension
 
     plt = _pyplot()
     shape = image_shape(res.input_shape, res.eigenvectors.shape[-1]) if res.basis == "input" \

@@ -24,8 +24,8 @@ from typing import BinaryIO
 import numpy as np
 
 from bilin_cli.errors import BilinError
-from bilin_cli.files import regular_file
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.files import regular_file
 
 # Deflate cannot expand data by more than about 1032:1; a zip member claiming more than
 # this many bytes per stored byte is lying about its size.

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from bilin_cli.atomic import (
+from bilin_cli.cli.entry import check, deferred
+from bilin_cli.errors import BilinError
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.atomic import (
     RENAME_EXCHANGE,
     atomic_write,
     check_writable,
@@ -32,9 +35,6 @@ from bilin_cli.atomic import (
     renameat2,
     temp_name,
 )
-from bilin_cli.entry import check, deferred
-from bilin_cli.errors import BilinError
-from bilin_cli.printable import printable
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
 

@@ -11,9 +11,9 @@ from functools import lru_cache
 from typing import Any
 
 from bilin_cli.errors import BilinError
-from bilin_cli.files import regular_file
 from bilin_cli.model import BilinearModel
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.files import regular_file
 
 # The largest tokenizer.json files shipped (256k-token vocabularies with merges) are
 # some tens of MB; anything past this is not a tokenizer.

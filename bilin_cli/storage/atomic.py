@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from bilin_cli.entry import check, deferred
+from bilin_cli.cli.entry import check, deferred
 from bilin_cli.errors import BilinError
 
 # link(2) errors that mean "this file system has no hard links", not "the name is taken".
@@ -152,7 +152,7 @@ def publish(tmp: Path, target: Path, force: bool = False, directory: bool = Fals
 
     Raises :class:`BilinError` (``already exists``) if ``target`` exists, however late it
     appeared. A directory is only published where nothing exists (``force`` is the
-    caller's business there, see :func:`bilin_cli.writing.save_checkpoint`). Call it under
+    caller's business there, see :func:`bilin_cli.storage.writing.save_checkpoint`). Call it under
     :func:`deferred`.
     """
     if directory:

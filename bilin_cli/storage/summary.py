@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bilin_cli.loading import Checkpoint
 from bilin_cli.model import BilinearModel
+from bilin_cli.storage.containers import Checkpoint
 
 
 def _tensor_list(ckpt: Checkpoint) -> list[dict]:

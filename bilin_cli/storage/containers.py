@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bilin_cli.errors import BilinError
-from bilin_cli.files import MAX_JSON_DEPTH, parse_json, read_json, regular_file
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.files import MAX_JSON_DEPTH, parse_json, read_json, regular_file
 
 # The safetensors dtypes bilin computes with (integers and bools are widened like floats).
 READABLE_DTYPES = frozenset(

@@ -154,5 +154,5 @@ def main() -> None:
         report_interrupted()
 
 
-if __name__ == "__main__":  # pragma: no cover - python -m bilin_cli.entry
+if __name__ == "__main__":  # pragma: no cover - python -m bilin_cli.cli.entry
     main()

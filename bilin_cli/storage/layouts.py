@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from bilin_cli.errors import BilinError
-from bilin_cli.loading import Checkpoint
-from bilin_cli.maps import LAYER_FIELDS, MAP_HELP, read_map, validate
 from bilin_cli.model import BilinearLayer, BilinearModel, LayerShape
-from bilin_cli.printable import printable
-from bilin_cli.structure import propose
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.containers import Checkpoint
+from bilin_cli.storage.maps import LAYER_FIELDS, MAP_HELP, read_map, validate
+from bilin_cli.storage.structure import propose
 
 __all__ = ["LayerKeys", "model_from_map", "read_map", "recognise", "suggest_map"]
 

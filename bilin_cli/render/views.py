@@ -1,11 +1,11 @@
-"""Presentation of library results as :class:`~bilin_cli.render.Report` (no math here)."""
+"""Presentation of library results as :class:`~bilin_cli.render.output.Report` (no math here)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from bilin_cli.decompose import Decomposition
-from bilin_cli.render import Report
+from bilin_cli.render.output import Report
 
 
 def _size(n: int) -> str:

@@ -1,4 +1,4 @@
-"""Presentation of ``bilin adversarial`` results as :class:`~bilin_cli.render.Report`.
+"""Presentation of ``bilin adversarial`` results as :class:`~bilin_cli.render.output.Report`.
 
 Column names are the JSON keys (snake_case), so CSV/TSV, JSON and the table agree. In
 the table (``human``) rates, accuracies and leaks are percentages with two decimals;
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.render import Report
-from bilin_cli.views import _pct
+from bilin_cli.render.output import Report
+from bilin_cli.render.views import _pct
 
 _KEYS = ["accuracy", "target_rate", "baseline_accuracy", "baseline_target_rate", "ratio"]
 _MASK_KEYS = ["excitation", "leak"]  # per-target columns with --target all

@@ -35,8 +35,8 @@ import json
 from pathlib import Path
 
 from bilin_cli.errors import BilinError
-from bilin_cli.files import read_json
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.files import read_json
 
 LAYER_FIELDS = ("w", "v", "wv", "p", "w_bias", "v_bias", "wv_bias", "p_bias")
 TOP_FIELDS = ("layers", "embed", "head", "head_bias", "kind", "residual", "norm")

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bilin_cli.loading import TensorInfo
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.containers import TensorInfo
 
 # Names that mark attention or normalisation modules, whose equal-shaped siblings
 # (q/k/v) must not be taken for a bilinear pair.

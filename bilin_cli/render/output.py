@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli.atomic import atomic_write
 from bilin_cli.errors import BilinError
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.atomic import atomic_write
 
 # Text in tables is escaped (names from files may hold escape sequences), not cut short.
 CELL_LIMIT = 100_000
@@ -141,7 +141,7 @@ def to_table(report: Report, color: bool, width: int | None = None,
                 v, percent=i < len(pct) and pct[i]))) for i, v in enumerate(row)))
         console.print(table)
     if report.pictures:
-        from bilin_cli.terminal_images import vector_gallery
+        from bilin_cli.render.terminal_images import vector_gallery
 
         console.print(vector_gallery(report.pictures, report.picture_shape))
     for note in report.notes:

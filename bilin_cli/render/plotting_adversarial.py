@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.figures import save_figure
-from bilin_cli.plotting import _pyplot
+from bilin_cli.render.figures import save_figure
+from bilin_cli.render.plotting import _pyplot
 
 
 def rate_curves(xs: list[float], rows: list[dict], per_target: list[list[dict]] | None,

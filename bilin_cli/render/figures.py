@@ -3,7 +3,7 @@
 Shared by every command that draws (``--plot``, ``--images``, ...): the format comes from
 the extension, an unknown extension is a one-line error (check it with
 :func:`figure_format` before any work is done), and the file is written atomically
-through :func:`bilin_cli.atomic.atomic_write` (no half-written figure, no overwrite
+through :func:`bilin_cli.storage.atomic.atomic_write` (no half-written figure, no overwrite
 without ``force``).
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from bilin_cli.atomic import atomic_write
 from bilin_cli.errors import BilinError
-from bilin_cli.printable import printable
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.atomic import atomic_write
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 PNG_DPI = 120
@@ -35,7 +35,7 @@ def save_figure(fig, path: str | Path, force: bool) -> Path:
     """Render ``fig`` in the format ``path`` names, close it, and write it atomically.
 
     A spinner on stderr (a terminal only) says what is being rendered meanwhile."""
-    from bilin_cli.progress import status
+    from bilin_cli.render.progress import status
 
     fmt = figure_format(path)
     buf = io.BytesIO()

@@ -6,8 +6,8 @@ import numpy as np
 
 from bilin_cli.explain import Explanation
 from bilin_cli.hosvd import HOSVD
-from bilin_cli.render import Report
-from bilin_cli.views import _size, _top_entries
+from bilin_cli.render.output import Report
+from bilin_cli.render.views import _size, _top_entries
 
 
 def _largest_loadings(res: HOSVD, k: int, n: int = 3) -> list[dict]:

@@ -1,7 +1,7 @@
 """Figures with matplotlib's headless backend; imported only by commands that draw.
 
 Each figure is written in the format its file name asks for (``.png``, ``.pdf``, ``.svg``)
-by :func:`bilin_cli.figures.save_figure`. Eigenvectors are numbered by rank from 1
+by :func:`bilin_cli.render.figures.save_figure`. Eigenvectors are numbered by rank from 1
 (``#r``, ``|lambda|`` descending), as ``bilin eig`` prints them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli import figures
+from bilin_cli.render import figures
 
 
 def _pyplot():
