@@ -27,18 +27,27 @@ from bilin_cli.model import BilinearLayer
 
 
 def synthetic(d: int, h: int, f: int, planted: int, seed: int = 0):
+    """Random W, V, P; ``planted`` output directions ``u_i`` get a low-rank ``Q`` by making
+    ``P^T u_i`` read only 1 to 3 hidden units (P is changed on the span of the ``u_i`` only,
+    W and V are untouched, so the other features stay as random as before). SAE encoder
+    rows: random unit vectors, and ``u_i`` plus a little noise for the planted features."""
     r = np.random.default_rng(seed)
     W = (r.standard_normal((h, d)) / np.sqrt(d)).astype(np.float32)
     V = (r.standard_normal((h, d)) / np.sqrt(d)).astype(np.float32)
-    P = (r.standard_normal((d, h)) / np.sqrt(h)).astype(np.float32)
-    units = r.choice(h, planted, replace=False)
-    W[units] *= 6.0  # planted hidden units: large rows of W and V
-    V[units] *= 6.0
+    P = r.standard_normal((d, h)) / np.sqrt(h)
+    U, _ = np.linalg.qr(r.standard_normal((d, planted)))  # (d, planted) orthonormal
+    Cs = np.zeros((planted, h))
+    for i in range(planted):
+        units = r.choice(h, 1 + i % 3, replace=False)
+        Cs[i, units] = r.standard_normal(units.size)
+        Cs[i] *= 1.0 / np.linalg.norm(Cs[i])
+    P = P - U @ (U.T @ P) + U @ Cs  # P^T u_i = Cs_i
     enc = r.standard_normal((f, d))
-    where = r.choice(f, planted, replace=False)
-    enc[where] = P[:, units].T  # their features read those units: P^T e peaks on one unit
     enc /= np.linalg.norm(enc, axis=1, keepdims=True)
-    return BilinearLayer(W, V, P), enc.astype(np.float32), np.sort(where)
+    where = r.choice(f, planted, replace=False)
+    enc[where] = U.T + 0.02 * r.standard_normal((planted, d)) / np.sqrt(d)
+    enc /= np.linalg.norm(enc, axis=1, keepdims=True)
+    return BilinearLayer(W, V, P.astype(np.float32)), enc.astype(np.float32), np.sort(where)
 
 
 def rss_mb() -> float:

@@ -1,34 +1,64 @@
 """Low-rank search at scale without building every ``Q``: ``bilin rank-features --measure
-sq_top_k_share``.
+sq_top_k_share --top N``.
 
 Measure: the share of ``sum lambda^2`` in the ``k`` eigenvalues of largest ``|lambda|``,
-``sq_top_k_share = sum_{top k} lambda^2 / ||Q||_F^2``.
+``sq_top_k_share = T / S`` with ``T = sum_{top k} lambda^2`` and ``S = ||Q||_F^2``.
 
-* The denominator is exact for every feature at once, spectrum-free (DESIGN.md section 1):
+* ``S`` is exact for every feature at once, spectrum-free (DESIGN.md section 1):
   ``||Q||_F^2 = c^T K c`` with ``K = 1/2 (G_WW o G_VV + M o M^T)``, ``c = P^T e``,
-  ``G_WW = W W^T``, ``G_VV = V V^T``, ``M = V W^T`` (``h x h``, once per layer), so
-  ``sum_a ||Q_a||_F^2 = rowsum((E P K P^T) o E)``: ``O(h^2 d)`` once plus ``O(d^2)`` a feature.
-* The numerator: a few steps of block Krylov for a batch of features at once, every
-  product ``Q_a Z_a = 1/2 X^T [c_a o V Z_a; c_a o W Z_a]`` (``X = [W; V]``) being two GEMMs
-  over the whole batch; Rayleigh-Ritz per feature is a tiny ``eigh``. Ritz values interlace,
-  so ``sum_{top k} theta^2`` is a rigorous lower bound on ``sum_{top k} lambda^2``.
-* Ranking: features are screened by their Ritz estimate; every feature that could reach the
-  reported top ``N`` (its estimate times ``SCREEN`` (2) reaches the cut, or its spectrum is not
-  yet resolved) is recomputed exactly (dense ``eigvalsh`` of ``Q`` in float64), and the
-  reported numbers are those exact values (``method: "dense"``). Features that stay screened
-  out carry their Krylov estimate (``method: "krylov"``, a lower bound).
+  ``G_WW = W W^T``, ``G_VV = V V^T``, ``M = V W^T`` (``h x h``, once per layer).
+* A single-vector Lanczos run of ``s`` steps per feature, batched over features so that
+  every product ``Q_a z_a = 1/2 X^T [c_a o V z_a; c_a o W z_a]`` (``X = [W; V]``) is two
+  GEMMs over the batch, gives the projection ``H`` with ``Q Z = Z H_s + beta z e_s^T``.
+  Ritz values of ``H_s`` interlace the spectrum, so ``sum_{top k} theta^2 / S`` is a
+  rigorous lower bound on the share; ``mu = sigma_max(H)^2 = max_{x in span Z} x^T Q^2 x /
+  x^T x`` is a Rayleigh quotient of ``Q^2``.
+* Upper bound (probabilistic, stated): the Krylov space of ``Q`` from a random start ``z``
+  holds ``p(Q^2) z`` for every polynomial ``p`` of degree ``m = floor((s - 1) / 2)``. With the
+  Chebyshev polynomial of ``[0, (1 - eps) lambda_max^2]`` (Kuczynski & Wozniakowski's
+  argument, kept in its exact Chebyshev form), ``mu < (1 - eps) lambda_max^2`` only if
+  ``a^2 / (1 - a^2) < (1 - eps) / (eps T_m((1 + eps)/(1 - eps))^2)``, where ``a^2`` is the
+  squared component of ``z`` on the top eigenvector of ``Q^2``: ``a^2 ~ Beta(1/2, (d-1)/2)``.
+  So ``lambda_max^2 <= mu / r`` with probability at least ``1 - delta``, ``r`` solving that
+  with the Beta quantile at ``delta`` (:func:`kw_factor`), and ``T <= k lambda_max^2``.
+* Ranking: the best candidates by their lower bounds are recomputed exactly (dense float64
+  ``eigvalsh`` of ``Q``) until the ``N``-th exact share, the cut ``tau``, is above every other
+  feature's upper bound; features still undecided after the first Lanczos run get a longer
+  one (a fresh start, so its failure probability stands alone), then a dense check. Every
+  reported number is the dense one (``method: "dense"``); each excluded feature ranks below
+  the cut except with probability at most ``delta`` (default 1e-10), at most
+  ``delta x excluded`` over the whole run (union bound), both reported.
+
+Without ``--top`` every feature is computed densely (there is no cut to certify against).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from bilin_cli.interaction import symmetric_form
 from bilin_cli.model import BilinearLayer
 
-SCREEN = 2.0  # a screened-out feature's Krylov estimate would have to be 2x too small to rank
+DELTA = 1e-10  # failure probability allowed per excluded feature
+STEPS = 11  # Lanczos steps for every feature (polynomials of degree 5 in Q^2)
+DEEP_STEPS = 33  # Lanczos steps for features the first run leaves undecided (degree 16)
+SAFETY = 1e-3  # relative slack on mu for float32 products and rounding of the Ritz values
+BASIS_BYTES = 96 << 20  # Lanczos basis per batch
+AUTO_WORK = 1e12  # features x h x d^2 above which --measure auto takes this route
+
+
+def auto_measure(layer: BilinearLayer, n_features: int, top: int | None, sharded: bool) -> str:
+    """``--measure auto``: ``"sq_top_k_share"`` where building every ``Q`` (``2 h d^2`` flops a
+    feature) is long (``n h d^2 >= AUTO_WORK``) and a ``--top N`` gives a cut to certify
+    against; ``"top_k_share"`` (the paper's measure, dense) otherwise and for shards."""
+    h, d = layer.W.shape
+    if top is None or top >= n_features or sharded:
+        return "top_k_share"
+    return "sq_top_k_share" if n_features * h * d * d >= AUTO_WORK else "top_k_share"
 
 
 def frobenius_sq(layer: BilinearLayer, E: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -55,8 +85,38 @@ def frobenius_sq(layer: BilinearLayer, E: np.ndarray, block: int = 1024) -> np.n
     return np.maximum(out, 0.0)
 
 
+def kw_factor(steps: int, d: int, delta: float = DELTA) -> float:
+    """``F`` with ``P(lambda_max(Q^2) > F mu) <= delta`` after ``steps`` Lanczos steps on a
+    ``d x d`` matrix from a start uniform on the sphere (module docstring); ``inf`` when the
+    run is too short to say anything, 1 when the Krylov space is the whole space."""
+    if steps >= d:
+        return 1.0
+    m = (steps - 1) // 2
+    if m < 1:
+        return math.inf
+    from scipy.special import betaincinv
+
+    x = float(betaincinv(0.5, (d - 1) / 2, delta))  # P(a^2 < x) = delta
+    log_t = math.log(x) - math.log1p(-x)
+
+    def log_g(r: float) -> float:  # log of (r / (1 - r)) / T_m((2 - r) / r)^2, rising in r
+        y = (2 - r) / r
+        log_cheb = m * math.acosh(y) + math.log1p(math.exp(-2 * m * math.acosh(y))) - math.log(2)
+        return math.log(r) - math.log1p(-r) - 2 * log_cheb
+
+    lo, hi = 1e-300, 1.0 - 1e-15
+    if log_g(lo) > log_t:
+        return math.inf
+    for _ in range(200):  # bisection on log r
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if log_g(mid) <= log_t else (lo, mid)
+        if hi / lo < 1 + 1e-12:
+            break
+    return 1.0 / lo
+
+
 class _Backend:
-    """NumPy or torch (``device``) for the batched Krylov products."""
+    """NumPy or torch (``device``) for the batched Lanczos products."""
 
     def __init__(self, device: str | None, dtype):
         self.device = device
@@ -75,83 +135,99 @@ class _Backend:
         return self.xp.from_numpy(np.ascontiguousarray(a)).to(self.dev, self.dtype)
 
     def get(self, a) -> np.ndarray:
-        return a if self.device is None else a.double().cpu().numpy()
+        return np.asarray(a, dtype=np.float64) if self.device is None \
+            else a.double().cpu().numpy()
+
+    def zeros(self, shape):
+        if self.device is None:
+            return np.zeros(shape, dtype=self.dtype)
+        return self.xp.zeros(shape, dtype=self.dtype, device=self.dev)
 
 
-def krylov_top(
+def lanczos(
     layer: BilinearLayer,
     C: np.ndarray,
-    k: int,
-    steps: int = 3,
-    block: int | None = None,
-    batch: int = 256,
+    steps: int = STEPS,
     device: str | None = None,
     dtype=np.float32,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ritz values of ``Q_a`` for ``c_a`` = rows of ``C : (n, h)``: block Krylov, batched.
+) -> np.ndarray:
+    """Lanczos with full reorthogonalisation on ``Q_a`` for ``c_a`` = rows of ``C : (n, h)``.
 
-    Returns ``(theta, resid)``, each ``(n, steps * block)``, Ritz values sorted by ``|theta|``
-    descending (positive first on ties) and their residual norms ``||Q y - theta y||``
-    (each ``theta`` has an eigenvalue of ``Q_a`` within its residual).
+    Returns ``H : (n, s + 1, s)`` in float64 with ``Q_a Z_a = Z_a H_a[:s] + z_a H_a[s]``
+    (``Z_a : (d, s)`` orthonormal, from a Gaussian start); ``s = min(steps, d)``. A breakdown
+    (an invariant subspace) continues from a fresh random vector, so ``span Z_a`` still holds
+    the whole Krylov space of the start.
     """
-    b = block or k + 2
     be = _Backend(device, dtype)
     xp = be.xp
     h, d = layer.W.shape
+    s = min(steps, d)
     X = be.put(np.concatenate([layer.W, layer.V], axis=0))  # (2h, d)
-    Xt = X.T
+    Yt = be.put(np.concatenate([layer.V, layer.W], axis=0)).T  # (d, 2h): q @ Yt = [V q; W q]
     rng = np.random.default_rng(seed)
     n = C.shape[0]
-    m = steps * b
-    thetas = np.zeros((n, m))
-    resids = np.zeros((n, m))
-    qr = np.linalg.qr if be.device is None else xp.linalg.qr
-    eigh = np.linalg.eigh if be.device is None else xp.linalg.eigh
+    H = np.zeros((n, s + 1, s))
+    batch = max(1, min(n, BASIS_BYTES // (4 * (s + 1) * d)))
+    for lo in range(0, n, batch):
+        c = be.put(C[lo : lo + batch])  # (F, h)
+        F = c.shape[0]
+        c2 = xp.concatenate([c, c], 1) * 0.5  # (F, 2h)
 
-    def perm(a, axes):
-        return a.transpose(axes) if be.device is None else a.permute(*axes)
+        def matvec(q, c2=c2):  # (F, d) -> Q q = 1/2 X^T [c o V q; c o W q], two GEMMs
+            return ((q @ Yt) * c2) @ X
 
-    for s in range(0, n, batch):
-        c = be.put(C[s : s + batch].T)  # (h, F)
-        F = c.shape[1]
-        c2 = xp.concatenate([c, c], 0)[:, :, None] * 0.5  # (2h, F, 1)
-
-        def matvec(Z, F=F, c2=c2):  # Z: (F, d, b) -> Q Z, same shape
-            Zd = perm(Z, (1, 0, 2)).reshape(d, -1)
-            XZ = (X @ Zd).reshape(2 * h, F, -1)
-            T = xp.concatenate([XZ[h:], XZ[:h]], 0) * c2
-            return perm((Xt @ T.reshape(2 * h, -1)).reshape(d, F, -1), (1, 0, 2))
-
-        Z0 = be.put(rng.standard_normal((F, d, b)))
-        U, _ = qr(Z0)
-        Us, QUs = [], []
-        for j in range(steps):
-            QU = matvec(U)
-            Us.append(U)
-            QUs.append(QU)
-            if j == steps - 1:
+        Z = be.zeros((F, s + 1, d))
+        Hb = be.zeros((F, s + 1, s))
+        q = be.put(rng.standard_normal((F, d)))
+        q = q / _norm(xp, q)[:, None]
+        for j in range(s):
+            Z[:, j] = q
+            w = matvec(q)
+            for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to float precision
+                coef = (Z[:, : j + 1] @ w[:, :, None])[:, :, 0]  # (F, j+1)
+                w = w - (coef[:, None, :] @ Z[:, : j + 1])[:, 0]
+                Hb[:, : j + 1, j] += coef
+            beta = _norm(xp, w)
+            Hb[:, j + 1, j] = beta
+            if j + 1 == s:
                 break
-            Y = QU
-            for _ in range(2):  # block classical Gram-Schmidt, twice
-                for P in Us:
-                    Y = Y - P @ (perm(P, (0, 2, 1)) @ Y)
-            U, _ = qr(Y)
-        Ub = xp.concatenate(Us, 2)  # (F, d, m)
-        QUb = xp.concatenate(QUs, 2)
-        T = perm(Ub, (0, 2, 1)) @ QUb
-        T = 0.5 * (T + perm(T, (0, 2, 1)))
-        th, Yv = eigh(T)
-        R = QUb @ Yv - (Ub @ Yv) * th[:, None, :]
-        rn = be.get((R * R).sum(1) ** 0.5)
-        th = be.get(th)
-        order = np.lexsort((-th, -np.abs(th)), axis=-1)
-        thetas[s : s + F] = np.take_along_axis(th, order, -1)
-        resids[s : s + F] = np.take_along_axis(rn, order, -1)
+            scale = xp.abs(Hb[:, : j + 2, : j + 1]).reshape(F, -1)
+            scale = scale.max(1) if xp is np else scale.amax(1)
+            broke = beta <= 1e-5 * scale + 1e-30
+            if bool(broke.any()):  # restart those from a random vector orthogonal to Z
+                fresh = be.put(rng.standard_normal((F, d)))
+                for _ in range(2):
+                    coef = (Z[:, : j + 1] @ fresh[:, :, None])[:, :, 0]
+                    fresh = fresh - (coef[:, None, :] @ Z[:, : j + 1])[:, 0]
+                fresh = fresh / _norm(xp, fresh)[:, None]
+                w = xp.where(broke[:, None], fresh, w)
+                beta = xp.where(broke, xp.ones_like(beta), beta)
+                Hb[:, j + 1, j] = xp.where(broke, xp.zeros_like(beta), Hb[:, j + 1, j])
+            q = w / beta[:, None]
+        H[lo : lo + F] = be.get(Hb)
         if advance:
             advance(F)
-    return thetas, resids
+    return H
+
+
+def _norm(xp, a):
+    return xp.linalg.norm(a, axis=1) if xp is np else xp.linalg.norm(a, dim=1)
+
+
+def lanczos_bounds(H: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From :func:`lanczos`'s ``H``: ``(theta, top_sq, mu)``: Ritz values sorted by
+    ``|theta|`` descending ``(n, s)``, ``sum_{top k} theta^2`` (a lower bound on
+    ``sum_{top k} lambda^2``) and ``mu = sigma_max(H)^2`` (a Rayleigh quotient of ``Q^2``)."""
+    s = H.shape[2]
+    Hs = H[:, :s, :]
+    theta = np.linalg.eigvalsh(0.5 * (Hs + Hs.transpose(0, 2, 1)))
+    order = np.lexsort((-theta, -np.abs(theta)), axis=-1)
+    theta = np.take_along_axis(theta, order, -1)
+    top_sq = (theta[:, :k] ** 2).sum(1)
+    mu = np.linalg.eigvalsh(H.transpose(0, 2, 1) @ H)[:, -1]
+    return theta, top_sq, np.maximum(mu, 0.0)
 
 
 def dense_top(layer: BilinearLayer, c: np.ndarray, k: int, WV=None) -> tuple[np.ndarray, float]:
@@ -163,80 +239,111 @@ def dense_top(layer: BilinearLayer, c: np.ndarray, k: int, WV=None) -> tuple[np.
     return lam[order[:k]], float((lam**2).sum())
 
 
+@dataclass
+class SqRanking:
+    """:func:`rank_sq_share`'s result: ``rows`` (the reported features, most low-rank
+    first, every number dense and exact) and ``certificate`` (how the rest were excluded)."""
+
+    rows: list[dict]
+    certificate: dict = field(default_factory=dict)
+
+
 def rank_sq_share(
     layer: BilinearLayer,
     enc: np.ndarray,
     k: int = 2,
     features: np.ndarray | None = None,
     top: int | None = None,
-    steps: int = 3,
+    steps: int = STEPS,
+    deep_steps: int = DEEP_STEPS,
+    delta: float = DELTA,
     device: str | None = None,
     advance: Callable[[int], None] | None = None,
-    exact_all: bool = False,
-) -> list[dict]:
-    """Features ranked by ``sq_top_k_share``, largest first; see the module docstring.
-
-    With ``top`` the first ``top`` rows are exact (dense eigvalsh, float64) and so is every
-    feature that might rank among them; the rest carry Krylov lower bounds. ``exact_all``
-    (or no ``top``) recomputes every feature exactly whose Krylov spectrum is not resolved
-    to 1e-9 relative.
-    """
+) -> SqRanking:
+    """The ``top`` features with the largest ``sq_top_k_share``, exact; see the module
+    docstring. ``enc : (n_features, o)`` holds the output directions (SAE encoder rows);
+    without ``top`` every feature is computed densely and reported."""
     features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
+    n = len(features)
     E = np.asarray(enc[features], dtype=np.float64)
     S = frobenius_sq(layer, E)
     C = E @ np.asarray(layer.P, dtype=np.float64) if layer.P is not None else E
-    theta, resid = krylov_top(layer, C, k, steps=steps, device=device, advance=advance)
-    n = len(features)
-    safe = np.where(S > 0, S, 1.0)
-    lower = np.where(S > 0, (theta[:, :k] ** 2).sum(1) / safe, 0.0)
-    # Resolved: the top k Ritz values have tiny residuals and hold nearly all of sum lambda^2,
-    # so no other eigenvalue can be large (|lambda_other|^2 <= S - sum of the others' squares).
-    captured = np.maximum(np.abs(theta) - resid, 0.0) ** 2
-    rest = np.maximum(S - captured.sum(1), 0.0)
-    kth = np.maximum(np.abs(theta[:, k - 1]) - resid[:, k - 1], 0.0) if k <= theta.shape[1] \
-        else np.zeros(n)
-    tol = 1e-9 * np.sqrt(safe)
-    resolved = (resid[:, :k].max(1) <= tol) & (rest <= kth**2)
+    d = layer.W.shape[1]
+    kk = min(k, d)
+    vals = np.zeros(n)
+    tops = np.zeros((n, kk))
     exact = np.zeros(n, dtype=bool)
-    vals = lower.copy()
-    tops = theta[:, :k].copy()
-    method = np.array(["krylov"] * n, dtype=object)
-    method[resolved] = "krylov (resolved)"
-
     WV: list = []
 
-    def refine(idx):
+    def refine(idx) -> None:
         if len(idx) and not WV:
             WV.extend((np.asarray(layer.W, dtype=np.float64),
                        np.asarray(layer.V, dtype=np.float64)))
         for i in idx:
-            if exact[i]:
-                continue
-            lam, _ = dense_top(layer, C[i], k, tuple(WV))
-            tops[i, : lam.size] = lam
-            vals[i] = (lam**2).sum() / safe[i] if S[i] > 0 else 0.0
-            exact[i] = True
-            method[i] = "dense"
+            if not exact[i]:
+                lam, sq = dense_top(layer, C[i], kk, tuple(WV))
+                tops[i, : lam.size] = lam
+                vals[i] = (lam**2).sum() / sq if sq > 0 else 0.0
+                exact[i] = True
 
-    if top is None or exact_all or top >= n:
-        refine(np.flatnonzero(~resolved))
-    else:
-        # Exact values for the best candidates until the cut is safe: every feature not yet
-        # exact must have SCREEN * estimate below the N-th exact value.
+    def rows_of(idx) -> list[dict]:
+        return [{"feature": int(features[i]), "sq_top_k_share": float(vals[i]),
+                 "sum_sq_eigenvalues": float(S[i]), "top_eigenvalues": tops[i].tolist(),
+                 "method": "dense"} for i in idx]
+
+    if top is None or top >= n:
+        refine(range(n))
+        if advance:
+            advance(n)
+        return SqRanking(rows_of(np.argsort(-vals, kind="stable")),
+                         {"features": n, "dense": n, "excluded": 0})
+
+    safe = np.where(S > 0, S, 1.0)
+    lower = np.zeros(n)
+    upper = np.where(S > 0, 1.0, 0.0)  # a zero Q has share 0 (no eigenvalue at all)
+    live = np.flatnonzero(S > 0)
+
+    def bound(idx, n_steps, seed, adv=None) -> None:
+        H = lanczos(layer, C[idx], n_steps, device=device, seed=seed, advance=adv)
+        _, top_sq, mu = lanczos_bounds(H, kk)
+        f = kw_factor(min(n_steps, d), d, delta)
+        lower[idx] = np.maximum(lower[idx], np.minimum(top_sq / safe[idx], 1.0))
+        upper[idx] = np.minimum(upper[idx], np.minimum(kk * mu * (1 + SAFETY) * f / safe[idx],
+                                                       1.0))
+
+    bound(live, steps, 0, advance)
+    steps_run = [min(steps, d)]
+
+    def settle() -> tuple[float, np.ndarray]:
+        """Refine the best candidates until the cut is the N-th exact share; return the cut
+        and the features still above it."""
         while True:
-            order = np.argsort(-np.where(exact, vals, SCREEN * vals), kind="stable")
-            head = order[:top]
+            score = np.where(exact, vals, lower)
+            head = np.argsort(-score, kind="stable")[:top]
             todo = head[~exact[head]]
             if todo.size == 0:
-                break
-            refine(todo)
-    rows = []
-    for i in np.argsort(-vals, kind="stable"):
-        rows.append({
-            "feature": int(features[i]),
-            "sq_top_k_share": float(vals[i]),
-            "sum_sq_eigenvalues": float(S[i]),
-            "top_eigenvalues": tops[i].tolist(),
-            "method": str(method[i]),
-        })
-    return rows
+                tau = float(np.sort(vals[exact])[::-1][top - 1])
+                # candidates whose lower bound beats the cut must be computed
+                beat = np.flatnonzero(~exact & (lower >= tau))
+                if beat.size == 0:
+                    return tau, np.flatnonzero(~exact & (upper >= tau))
+                refine(beat)
+            else:
+                refine(todo)
+
+    tau, open_ = settle()
+    if open_.size and deep_steps > steps:
+        bound(open_, deep_steps, 1)
+        steps_run.append(min(deep_steps, d))
+        tau, open_ = settle()
+    refine(open_)  # whatever no bound separates from the cut is computed exactly
+    tau, open_ = settle()
+    order = np.argsort(-np.where(exact, vals, -1.0), kind="stable")[:top]
+    excluded = int(n - exact.sum())
+    cert = {
+        "features": n, "dense": int(exact.sum()), "excluded": excluded, "cut": tau,
+        "lanczos_steps": steps_run, "failure_probability_per_feature": delta,
+        "failure_probability_bound": min(1.0, delta * excluded),
+        "max_excluded_upper_bound": float(upper[~exact].max()) if excluded else None,
+    }
+    return SqRanking(rows_of(order), cert)

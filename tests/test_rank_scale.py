@@ -6,9 +6,18 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_sae import write_sae
 
-from bilin_cli.lowrank_search import frobenius_sq, krylov_top, rank_sq_share
+from bilin_cli.interaction import symmetric_form
+from bilin_cli.lowrank_search import (
+    frobenius_sq,
+    kw_factor,
+    lanczos,
+    lanczos_bounds,
+    rank_sq_share,
+)
 from bilin_cli.model import BilinearLayer
 
 
@@ -39,43 +48,126 @@ def test_gram_identity_equals_frobenius_of_naive_q(seed, with_p):
     np.testing.assert_allclose(frobenius_sq(layer, E), (lam**2).sum(1), rtol=1e-12)
 
 
-def test_batched_krylov_equals_eigvalsh():
+def _q(layer, c):
+    return symmetric_form(np.asarray(layer.W, float), np.asarray(layer.V, float), c)
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_lanczos_over_the_whole_space_is_exact(device):
+    if device:
+        pytest.importorskip("torch")
     layer = _layer(3)
     E = np.random.default_rng(4).standard_normal((7, layer.o))
     lam = _dense(layer, E)
-    theta, resid = krylov_top(layer, E @ layer.P, 2, steps=3, block=4, batch=3,
-                              dtype=np.float64)  # a 12-dim Krylov space spans R^12
-    np.testing.assert_allclose(theta[:, :2], lam[:, :2], atol=1e-9)
-    assert resid[:, :2].max() < 1e-8
+    H = lanczos(layer, E @ layer.P, 40, dtype=np.float64, device=device)  # s = d = 12
+    assert H.shape == (7, 13, 12)
+    theta, top_sq, mu = lanczos_bounds(H, 2)
+    np.testing.assert_allclose(theta, lam, atol=1e-9)
+    np.testing.assert_allclose(top_sq, (lam[:, :2] ** 2).sum(1), rtol=1e-9)
+    np.testing.assert_allclose(mu, lam[:, 0] ** 2, rtol=1e-9)
+    assert kw_factor(12, 12) == 1.0
 
 
-def test_ranking_reports_the_dense_top_n_exactly():
-    layer = _layer(5, d=24, h=48, o=16, planted=(3, 17, 30))
-    r = np.random.default_rng(6)
-    E = r.standard_normal((60, layer.o))
-    E[[7, 21, 44]] = layer.P[:, [3, 17, 30]].T  # features reading the planted units
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), steps=st.integers(1, 9), k=st.integers(1, 3))
+def test_lanczos_bounds_never_exceed_the_spectrum(seed, steps, k):
+    """Interlacing: Ritz values give lower bounds on sum_{top k} lambda^2 and lambda_max^2."""
+    layer = _layer(seed, d=16, h=24, o=6, with_p=seed % 2 == 0)
+    E = np.random.default_rng(seed + 1).standard_normal((5, layer.o))
+    C = E @ layer.P if layer.P is not None else E
     lam = _dense(layer, E)
-    share = (lam[:, :2] ** 2).sum(1) / (lam**2).sum(1)
-    rows = rank_sq_share(layer, E, 2, top=3)
-    assert [r_["feature"] for r_ in rows[:3]] == list(np.argsort(-share)[:3])
-    for r_ in rows[:3]:
+    _, top_sq, mu = lanczos_bounds(lanczos(layer, C, steps, dtype=np.float64, seed=seed), k)
+    assert (top_sq <= (lam[:, :k] ** 2).sum(1) * (1 + 1e-9)).all()
+    assert (mu <= lam[:, 0] ** 2 * (1 + 1e-9)).all()
+
+
+def test_kw_factor_shape():
+    assert kw_factor(2, 1000) == np.inf  # degree 0 in Q^2: no bound
+    f = [kw_factor(s, 1000) for s in (3, 5, 11, 21, 33)]
+    assert all(a > b > 1 for a, b in zip(f[:-1], f[1:], strict=True))
+    assert kw_factor(11, 1000, 1e-3) < kw_factor(11, 1000, 1e-10)
+    assert kw_factor(11, 4000) > kw_factor(11, 1000)  # a bigger space hides more
+
+
+def test_kw_factor_holds_on_a_hard_spectrum():
+    """Empirical failure rate of 'lambda_max^2 <= F mu' stays below delta on a spectrum
+    built to be hard (one top eigenvalue, the rest just below it), from many random starts;
+    a factor 4x smaller fails often, so the test can tell."""
+    d, s, delta, runs = 300, 7, 0.05, 400
+    r = np.random.default_rng(0)
+    lam = np.concatenate([[1.0], np.linspace(-0.9, 0.9, d - 1)])
+    Qm, _ = np.linalg.qr(r.standard_normal((d, d)))
+    Q = (Qm * lam) @ Qm.T
+    # a layer whose Q(e) is exactly Q: W = I-ish factors, c = eigen weights
+    layer = BilinearLayer(Qm.T.copy(), (Qm * lam).T.copy(), None)  # W^T diag(1) V = Q
+    np.testing.assert_allclose(_q(layer, np.ones(d)), Q, atol=1e-12)
+    F = kw_factor(s, d, delta)
+    mus = np.concatenate([lanczos_bounds(lanczos(layer, np.ones((1, d)), s, dtype=np.float64,
+                                                 seed=i), 1)[2] for i in range(runs)])
+    assert (F * mus < 1.0).mean() <= delta
+    assert (F / 4 * mus < 1.0).mean() > 2 * delta
+
+
+def _planted(seed=5, d=40, h=80, o=40, n=120, planted=(7, 21, 44)):
+    """Random factors; the output directions of the planted features read one or two hidden
+    units only (P changed on their span: W, V and the other features stay random)."""
+    r = np.random.default_rng(seed)
+    W, V = r.standard_normal((h, d)), r.standard_normal((h, d))
+    P = r.standard_normal((o, h))
+    U, _ = np.linalg.qr(r.standard_normal((o, len(planted))))
+    Cs = np.zeros((len(planted), h))
+    for i in range(len(planted)):
+        Cs[i, r.choice(h, 1 + i % 2, replace=False)] = 3.0
+    P = P - U @ (U.T @ P) + U @ Cs
+    layer = BilinearLayer(W, V, P)
+    E = r.standard_normal((n, o))
+    E[list(planted)] = U.T
+    lam = _dense(layer, E)
+    return layer, E, lam, (lam[:, :2] ** 2).sum(1) / (lam**2).sum(1)
+
+
+@pytest.mark.parametrize("top", [1, 3, 10])
+def test_ranking_reports_the_dense_top_n_exactly(top):
+    layer, E, lam, share = _planted()
+    res = rank_sq_share(layer, E, 2, top=top, steps=7, deep_steps=15)
+    assert [r_["feature"] for r_ in res.rows] == list(np.argsort(-share, kind="stable")[:top])
+    for r_ in res.rows:
         assert r_["method"] == "dense"
         assert r_["sq_top_k_share"] == pytest.approx(share[r_["feature"]], rel=1e-9)
         np.testing.assert_allclose(r_["top_eigenvalues"], lam[r_["feature"], :2], rtol=1e-9)
-    for r_ in rows[3:]:  # Krylov estimates are lower bounds
-        assert r_["sq_top_k_share"] <= share[r_["feature"]] * (1 + 1e-5)
-    every = rank_sq_share(layer, E, 2)  # no top: every feature exact
-    np.testing.assert_allclose([r_["sq_top_k_share"] for r_ in every], np.sort(share)[::-1],
-                               rtol=1e-9)
+    c = res.certificate
+    assert c["features"] == 120 and c["dense"] + c["excluded"] == 120
+    assert c["cut"] == pytest.approx(np.sort(share)[::-1][top - 1], rel=1e-9)
+    assert c["excluded"] == 0 or c["max_excluded_upper_bound"] < c["cut"]
+    assert c["failure_probability_bound"] == pytest.approx(c["excluded"] * 1e-10)
+
+
+def test_most_features_are_excluded_without_dense():
+    layer, E, lam, share = _planted()
+    res = rank_sq_share(layer, E, 2, top=3)
+    assert [r_["feature"] for r_ in res.rows] == list(np.argsort(-share, kind="stable")[:3])
+    assert {r_["feature"] for r_ in res.rows} == {7, 21, 44}
+    assert res.certificate["excluded"] >= 100  # the bound, not dense, rules most of them out
+
+
+def test_no_top_computes_every_feature_densely():
+    layer, E, lam, share = _planted()
+    every = rank_sq_share(layer, E, 2)
+    np.testing.assert_allclose([r_["sq_top_k_share"] for r_ in every.rows],
+                               np.sort(share)[::-1], rtol=1e-9)
+    assert every.certificate == {"features": 120, "dense": 120, "excluded": 0}
 
 
 def test_torch_cpu_device_agrees_with_numpy():
     pytest.importorskip("torch")
     layer = _layer(7, d=24, h=48, o=16, planted=(2,))
     E = np.random.default_rng(8).standard_normal((20, layer.o))
-    a, _ = krylov_top(layer, E @ layer.P, 2, dtype=np.float64)
-    b, _ = krylov_top(layer, E @ layer.P, 2, dtype=np.float64, device="cpu")
-    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    a = lanczos(layer, E @ layer.P, 9, dtype=np.float64)
+    b = lanczos(layer, E @ layer.P, 9, dtype=np.float64, device="cpu")
+    np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    ra = rank_sq_share(layer, E, 2, top=4)
+    rb = rank_sq_share(layer, E, 2, top=4, device="cpu")
+    assert ra.rows == rb.rows
 
 
 def test_cli_sq_measure_end_to_end(cli, tmp_path):

@@ -29,6 +29,7 @@ from bilin_cli.cli.options import (
 from bilin_cli.errors import BilinError
 from bilin_cli.features import eigen_in_features, rank_features, top_pairs
 from bilin_cli.interaction import interaction
+from bilin_cli.lowrank_search import auto_measure
 from bilin_cli.render.output import emit
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import interact_report, rank_features_report
@@ -153,8 +154,10 @@ def rank_features_cmd(
         str, typer.Option("--measure", help="top_k_share / effective_rank: the paper's "
                           "sum|lambda| measures, exact (dense, every Q built); sq_top_k_share: "
                           "share of sum lambda^2 in the top k, exact for the reported --top N "
-                          "without building every Q (fast at scale).")
-    ] = "top_k_share",
+                          "without building every Q (fast at scale); auto: sq_top_k_share "
+                          "when --top is given and building every Q would take long "
+                          "(features x h x d^2 >= 1e12), else top_k_share.")
+    ] = "auto",
     shard: ShardOpt = None,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
@@ -190,9 +193,16 @@ def rank_features_cmd(
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     total, features = len(features), features if shard is None else shard.select(
         features, align=32 if device is None else 256)  # the chunks rank_features uses
-    if measure not in ("top_k_share", "effective_rank", "sq_top_k_share"):
-        raise typer.BadParameter("use top_k_share, effective_rank or sq_top_k_share",
+    if measure not in ("auto", "top_k_share", "effective_rank", "sq_top_k_share"):
+        raise typer.BadParameter("use auto, top_k_share, effective_rank or sq_top_k_share",
                                  param_hint="--measure")
+    notes: list[str] = []
+    if measure == "auto":
+        measure = auto_measure(L, len(features), top, shard is not None)
+        if measure == "sq_top_k_share":
+            notes.append("measure: sq_top_k_share, chosen for a layer this large with --top "
+                         "(pass --measure top_k_share for the paper's exact sum|lambda| share; "
+                         "it builds every Q)")
     if measure == "sq_top_k_share":
         if shard is not None:
             raise typer.BadParameter("sq_top_k_share screens every feature at once; shard "
@@ -200,12 +210,13 @@ def rank_features_cmd(
         from bilin_cli.lowrank_search import rank_sq_share
         from bilin_cli.render.views_features import rank_sq_report
 
-        with progress("ranking features", len(features)) as advance:
-            rows = rank_sq_share(L, s_out.enc, k, features, top=top, device=device,
-                                 advance=advance)
+        with progress("screening features (Lanczos)", len(features)) as advance:
+            res = rank_sq_share(L, s_out.enc, k, features, top=top, device=device,
+                                advance=advance)
         emit(rank_sq_report({"layer": index, "sae_out": str(sae_out), "k": k,
                              "measure": measure, "sorted_by": measure,
-                             "features_ranked": len(rows), "features": rows[:top]}),
+                             "features_ranked": len(features), "features": res.rows,
+                             "certificate": res.certificate, "notes": notes}),
              fmt_, output, force)
         return
     if measure == "effective_rank":

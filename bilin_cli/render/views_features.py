@@ -256,15 +256,27 @@ def compare_report(doc: dict, warnings: list[str] | None = None) -> Report:
 
 def rank_sq_report(doc: dict) -> Report:
     """``rank-features --measure sq_top_k_share``: share of sum lambda^2 in the top k."""
+    cert = doc.get("certificate") or {}
     summary = [("layer", str(doc["layer"])), ("output SAE", doc["sae_out"]),
                ("features ranked", str(doc["features_ranked"])), ("k", str(doc["k"])),
                ("measure", "share of sum lambda^2 in the top k (sq_top_k_share)")]
+    if cert.get("excluded"):
+        steps = "+".join(map(str, cert["lanczos_steps"]))
+        worst, cut = cert["max_excluded_upper_bound"], cert["cut"]
+        per, total = cert["failure_probability_per_feature"], cert["failure_probability_bound"]
+        summary += [
+            ("computed exactly", f"{cert['dense']} (dense float64 eigvalsh)"),
+            ("excluded by bound", f"{cert['excluded']} (Lanczos, {steps} steps; every upper "
+                                  f"bound <= {worst:.4f} < cut {cut:.4f})"),
+            ("failure probability", f"<= {per:.0e} per excluded feature, <= {total:.1e} in all"),
+        ]
     rows = [[r["feature"], r["sq_top_k_share"], r["sum_sq_eigenvalues"],
              " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"]), r["method"]]
             for r in doc["features"]]
+    notes = list(doc.get("notes") or [])
+    notes.append("sum_sq_eigenvalues: ||Q||_F^2 from the Gram identity (exact); every row is "
+                 "an exact float64 eigvalsh; the other features were ruled out by Lanczos upper "
+                 "bounds (rank-features --help)")
     return Report("bilin rank-features", doc, summary,
                   ["feature", "sq_top_k_share", "sum_sq_eigenvalues", "top_eigenvalues",
-                   "method"], rows, percent=("sq_top_k_share",),
-                  notes=["sum_sq_eigenvalues: ||Q||_F^2 from the Gram identity (exact); method "
-                         "dense: exact float64 eigvalsh; krylov: block-Krylov Ritz estimate, a "
-                         "lower bound (screened out of the top N)"])
+                   "method"], rows, percent=("sq_top_k_share",), notes=notes)
