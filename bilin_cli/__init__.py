@@ -26,12 +26,16 @@ _API = (
     "FeatureRanking",
     "Spectra",
     "Truncation",
+    "chain",
     "eig",
     "explain",
     "hosvd",
+    "info",
     "load",
+    "output_directions",
     "rank_features",
     "spectrum",
+    "suggest_map",
     "truncate",
 )
 

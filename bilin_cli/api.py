@@ -74,22 +74,98 @@ def _model(model: BilinearModel | PathLike) -> BilinearModel:
     return model if isinstance(model, BilinearModel) else load(model)
 
 
+def info(path: PathLike, map: dict | PathLike | None = None) -> dict:  # noqa: A002
+    """What a checkpoint holds, from headers and config.json only (``bilin info``).
+
+    Returns the ``bilin info --json`` document: ``layout``, ``kind``, ``layers`` (each
+    with ``d``, ``h``, ``o``), ``dtype``, ``parameters``, ``outputs``... A checkpoint whose
+    layout is not recognised is described tensor by tensor (``recognised: false``, with
+    the reason) unless ``map`` was given, in which case the map's error is raised.
+
+    Example::
+
+        >>> doc = bilin.info("sample_checkpoints/mnist")
+        >>> doc["layout"], [(L["d"], L["h"], L["o"]) for L in doc["layers"]]
+        ('image classifier', [(512, 512, 10)])
+    """
+    from bilin_cli.storage.containers import open_checkpoint
+    from bilin_cli.storage.layouts import recognise
+    from bilin_cli.storage.maps import read_map
+    from bilin_cli.storage.summary import describe, describe_unrecognised
+
+    checkpoint = open_checkpoint(path)
+    try:
+        mapping = map if map is None or isinstance(map, dict) else read_map(map)
+        model = recognise(checkpoint, mapping)
+    except BilinError as exc:
+        if map is not None:
+            raise
+        return describe_unrecognised(checkpoint, str(exc))
+    return describe(checkpoint, model)
+
+
+def suggest_map(path: PathLike) -> tuple[dict, list[str]]:
+    """A ready-to-edit map for a checkpoint (``bilin info --suggest-map``).
+
+    Returns ``(mapping, ambiguous)``: the roles found (the JSON object the CLI prints,
+    which :func:`load` takes as ``map=``) and the ambiguities to settle in it by hand.
+    """
+    from bilin_cli.storage.containers import open_checkpoint
+    from bilin_cli.storage.layouts import suggest_map as suggest
+
+    return suggest(open_checkpoint(path))
+
+
+def _dataset(model: BilinearModel, data: PathLike | None, dtype: type):
+    """Labelled data: ``data``, else a shipped sample's own test split (an error if none)."""
+    from bilin_cli.storage.data import default_data_path, load_dataset
+
+    source = model.meta.get("source_path")
+    path = data if data is not None else (
+        default_data_path(source, model.meta.get("source_config", {}))
+        if source is not None else None)
+    if path is None:
+        raise BilinError("no data: give --data FILE.npz (arrays x, y) or an idx directory")
+    return load_dataset(path, dtype)
+
+
 # -------------------------------------------------------------------------- directions
 
 
-def _indices(value, everything: int | None = None) -> list[int]:
-    """``3`` -> [3]; ``[0, 3]`` -> [0, 3]; ``"all"`` -> every index below ``everything``."""
+class _Every:
+    """``"all"``: every index there is (resolved by :mod:`bilin_cli.directions`)."""
+
+    def resolve(self, n: int, what: str = "index", plural: str = "entries") -> list[int]:
+        return list(range(n))
+
+
+def _items(value) -> list:
     if value is None:
         return []
-    if isinstance(value, str):
-        if value.lower() != "all":
-            raise BilinError(f"give an index, a list of indices or 'all', got {value!r}")
-        if everything is None:
-            raise BilinError("'all' needs a model with a head")
-        return list(range(everything))
-    if isinstance(value, (int, np.integer)):
-        return [int(value)]
-    return [int(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return list(value.reshape(-1)) if value.ndim else [value.item()]
+    return list(value) if isinstance(value, (list, tuple, range)) else [value]
+
+
+def _index_specs(value, token_texts: list | None = None) -> list:
+    """``3``, ``[0, 3]``, ``"all"`` (or the CLI's parsed index lists) for
+    :func:`bilin_cli.directions.chosen`; token texts go to ``token_texts``."""
+    out = []
+    for v in _items(value):
+        if isinstance(v, str):
+            if v.lower() == "all":
+                out.append(_Every())
+            elif token_texts is not None:
+                token_texts.append(v)
+            else:
+                raise BilinError(f"give an index, a list of indices or 'all', got {v!r}")
+        elif isinstance(v, (int, np.integer)):
+            out.append(int(v))
+        elif hasattr(v, "resolve"):
+            out.append(v)
+        else:
+            raise BilinError(f"give an index, a list of indices or 'all', got {v!r}")
+    return out
 
 
 def _array_direction(model: BilinearModel, layer: int, u, dtype: type) -> _dirs.Direction:
@@ -104,30 +180,74 @@ def _array_direction(model: BilinearModel, layer: int, u, dtype: type) -> _dirs.
     return _dirs.Direction(u.astype(dtype), info, info_key="array")
 
 
-def _directions(model, layer, dtype, cls=None, token=None, direction=None, sae=None,
-                feature=None) -> list[_dirs.Direction]:
-    """Every direction named, in the order classes, tokens, SAE features, vectors."""
+def output_directions(
+    model: BilinearModel | PathLike,
+    layer: int | None = None,
+    cls=None,
+    token=None,
+    direction=None,
+    *,
+    sae=None,
+    feature=None,
+    token_text: str | Sequence[str] | None = None,
+    dtype: type = np.float32,
+) -> list[_dirs.Direction]:
+    """The output directions ``u`` that options name, as ``bilin eig``/``spectrum`` choose them.
+
+    ``cls``, ``token`` and ``feature`` take an index, a list of them or ``"all"``; a
+    ``token`` may also be a token's text (``token_text`` takes texts only, even ``"all"``).
+    ``direction`` is a vector ``(o,)`` in the layer's output space, a ``.npy`` path, a
+    :class:`~bilin_cli.directions.Direction`, or a list of
+    them. ``sae`` (a path or a :func:`~bilin_cli.storage.sae.load_sae` result) goes with
+    ``feature``. Returns :class:`~bilin_cli.directions.Direction` objects (``u (o,)``,
+    ``info``: how it was chosen, ``info_key``: ``class3``, ``token101``, ``feature395``,
+    ``file0``...) in the order classes, tokens (ids, then texts), SAE features, files,
+    vectors; a direction named twice is an error. Each can be passed to :func:`eig`,
+    :func:`chain` or :func:`spectrum` as ``direction=``.
+
+    Example::
+
+        >>> [u.info_key for u in bilin.output_directions(m, cls=[0, 3])]
+        ['class0', 'class3']
+    """
+    model = _model(model)
+    index = model.resolve_layer(layer)
     if (sae is None) != (feature is None):
         raise BilinError("sae and feature go together")
-    tokens = token if isinstance(token, (list, tuple)) else ([] if token is None else [token])
-    token_strs = [t for t in tokens if isinstance(t, str) and t.lower() != "all"]
-    ids = [t for t in tokens if not isinstance(t, str)]
-    if any(isinstance(t, str) and t.lower() == "all" for t in tokens):
-        ids = _indices("all", model.n_outputs)
-    vectors = [] if direction is None else (
-        list(direction) if isinstance(direction, (list, tuple)) else [direction])
+    texts: list[str] = []
+    ids = _index_specs(token, texts)
+    texts += [str(t) for t in _items(token_text)]
+    classes = _index_specs(cls)
+    feats = _index_specs(feature)
+    vectors = _items(direction) if not isinstance(direction, np.ndarray) else [direction]
+    ready = [v for v in vectors if isinstance(v, _dirs.Direction)]
     files = [v for v in vectors if isinstance(v, (str, os.PathLike))]
-    arrays = [v for v in vectors if not isinstance(v, (str, os.PathLike))]
-    out_sae, feats = None, []
-    if sae is not None:
+    arrays = [v for v in vectors if not isinstance(v, (str, os.PathLike, _dirs.Direction))]
+    by_path = sae is None or isinstance(sae, (str, os.PathLike))
+    dirs = _dirs.chosen(model, index, dtype, classes=classes, tokens=ids, token_strs=texts,
+                        sae=sae if by_path else None, features=feats if by_path else (),
+                        files=files if by_path else ())
+    if not by_path:
         out_sae = _sae(sae, dtype)
-        feats = _indices(feature, out_sae.n_features)
-    classes = _indices(cls, model.n_outputs if model.kind != "lm" else None)
-    dirs = _dirs.chosen(model, layer, dtype, classes=classes, tokens=ids, token_strs=token_strs,
-                        files=files)
-    dirs += [_dirs.from_sae_feature(model, layer, out_sae, a, dtype) for a in feats]
-    dirs += [_array_direction(model, layer, u, dtype) for u in arrays]
-    return dirs
+        seen = {u.info_key for u in dirs}
+        for a in _dirs._expand(feats, lambda: out_sae.n_features, "feature", "features"):
+            u = _dirs.from_sae_feature(model, index, out_sae, a, dtype)
+            u.info_key = _dirs.key(u.info)
+            if u.info_key in seen:
+                raise BilinError(f"feature {a} is named twice; give each direction once")
+            seen.add(u.info_key)
+            dirs.append(u)
+        dirs += _dirs.chosen(model, index, dtype, files=files)
+    dirs += [_array_direction(model, index, u, dtype) for u in arrays]
+    return dirs + ready
+
+
+def _one_direction(model, layer, dtype, **given) -> _dirs.Direction:
+    dirs = output_directions(model, layer, dtype=dtype, **given)
+    if len(dirs) != 1:
+        raise BilinError(f"eig takes exactly one direction (cls, token, direction or "
+                         f"sae+feature), got {len(dirs)}; spectrum() takes many")
+    return dirs[0]
 
 
 def _sae(sae, dtype: type):
@@ -152,15 +272,22 @@ def eig(
     sae=None,
     feature: int | None = None,
     method: str = "auto",
+    tokens: int | None = None,
 ) -> Decomposition:
     """Eigendecompose ``Q(u)`` for one output direction ``u`` (``bilin eig``).
 
     Give exactly one of: ``cls`` (a class: its logit), ``token`` (an LM token id, or its
-    text), ``direction`` (a vector ``(o,)`` in the layer's output space, or a ``.npy`` path),
-    or ``sae`` (a path or :func:`bilin_cli.storage.sae.load_sae` result) with ``feature`` (its
-    encoder row). ``layer`` defaults to the last; ``top=None`` keeps every eigenpair.
-    ``basis``: ``"input"`` (through the embedding: pixels), ``"hidden"`` (the layer's own
-    input space, orthonormal) or ``"auto"`` (input where there is one).
+    text), ``direction`` (a vector ``(o,)`` in the layer's output space, a ``.npy`` path or
+    a :func:`output_directions` result), or ``sae`` (a path or
+    :func:`bilin_cli.storage.sae.load_sae` result) with ``feature`` (its encoder row).
+    ``layer`` defaults to the last; ``top=None`` keeps every eigenpair (more than there are
+    keeps them all, with a note). ``basis``: ``"input"`` (through the embedding: pixels),
+    ``"hidden"`` (the layer's own input space, orthonormal) or ``"auto"`` (input where
+    there is one). ``method``: ``"dense"`` (eigh of the ``(d, d)`` Q), ``"arpack"``
+    (matrix-free top-k, for huge layers) or ``"auto"``. ``tokens`` (language models): read
+    each eigenvector as the N tokens whose embeddings it weighs most, per sign, into
+    ``d.tokens`` (``None``: 5 where the model has a token embedding; 0: off). For many
+    directions call it once per :func:`output_directions` entry (or use :func:`spectrum`).
 
     Returns a :class:`~bilin_cli.decompose.Decomposition`: ``eigenvalues (k,)``,
     ``eigenvectors (k, dim)`` (``dim`` = pixels or ``d``), ``effective_rank``, ``sum_abs``,
@@ -177,12 +304,72 @@ def eig(
 
     model = _model(model)
     index = model.resolve_layer(layer)
-    dirs = _directions(model, index, dtype, cls=cls, token=token, direction=direction, sae=sae,
+    u = _one_direction(model, index, dtype, cls=cls, token=token, direction=direction, sae=sae,
                        feature=feature)
-    if len(dirs) != 1:
-        raise BilinError(f"eig takes exactly one direction (cls, token, direction or "
-                         f"sae+feature), got {len(dirs)}; spectrum() takes many")
-    return decompose(model, index, dirs[0], top=top, basis=basis, dtype=dtype, method=method)
+    tokens = token_reading(model, tokens)
+    dec = decompose(model, index, u, top=top, basis=basis, dtype=dtype, method=method)
+    _note_top(dec, top)
+    if tokens:
+        from bilin_cli.token_reading import NOTE, read_as_tokens
+
+        dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
+        dec.notes.append(NOTE)
+    return dec
+
+
+def token_reading(model: BilinearModel, tokens: int | None, chain: int | None = None) -> int:
+    """How many tokens :func:`eig` reads each eigenvector as: ``tokens``, or by default 5
+    on a language model with a token embedding (0 with ``chain``); an error where the
+    model has no token embedding to read through."""
+    if tokens and (model.kind != "lm" or model.embed_key is None):
+        raise BilinError(f"--tokens reads eigenvectors through a language model's token "
+                         f"embedding; this {model.layout} has none")
+    if tokens and chain is not None:
+        raise BilinError("--tokens and --chain do not combine; read one layer at a time")
+    if tokens is None:
+        return 5 if model.kind == "lm" and model.embed_key and chain is None else 0
+    return tokens
+
+
+def _note_top(dec: Decomposition, k: int | None) -> None:
+    """Say so when ``top`` asked for more eigenpairs than the matrix has (never silent)."""
+    if k is not None and k > dec.n_eigenvalues:
+        dec.notes.append(f"--top {k} asked for more eigenpairs than the {dec.n_eigenvalues} "
+                         f"of layer {dec.layer}; all {dec.n_eigenvalues} are kept")
+
+
+def chain(
+    model: BilinearModel | PathLike,
+    eigenvector: int,
+    cls=None,
+    token=None,
+    direction=None,
+    layer: int | None = None,
+    top: int | None = 10,
+    basis: str = "auto",
+    dtype: type = np.float32,
+    *,
+    sae=None,
+    feature: int | None = None,
+) -> list[Decomposition]:
+    """Follow eigenvector ``eigenvector`` (its rank from 1) down the layers (``bilin eig --chain``).
+
+    The direction (one, as :func:`eig` takes it) is decomposed at ``layer``; eigenvector
+    ``eigenvector`` of that layer is the output direction of the layer below, and so on
+    down to layer 0, whose eigenvectors are given in ``basis``. Returns one
+    :class:`~bilin_cli.decompose.Decomposition` per layer, from ``layer`` down to 0, each
+    with its ``top`` eigenpairs.
+    """
+    from bilin_cli.decompose import chain as run
+
+    model = _model(model)
+    index = model.resolve_layer(layer)
+    u = _one_direction(model, index, dtype, cls=cls, token=token, direction=direction, sae=sae,
+                       feature=feature)
+    steps = run(model, index, u, eigenvector, top=top, basis=basis, dtype=dtype)
+    for step in steps:
+        _note_top(step, top)
+    return steps
 
 
 # ---------------------------------------------------------------------------- spectrum
@@ -219,11 +406,15 @@ def spectrum(
     *,
     sae=None,
     feature: int | Sequence[int] | str | None = None,
+    advance=None,
 ) -> Spectra:
     """Full spectra of many output directions (``bilin spectrum``).
 
     ``cls``, ``token`` and ``feature`` take an index, a list or ``"all"``; ``direction`` a
-    vector, a path or a list of them. With no direction a classifier gives every class.
+    vector, a path, a :func:`output_directions` result or a list of them (see
+    :func:`output_directions`).
+    With no direction a classifier gives every class. ``advance`` (optional) is called once
+    per direction done (a progress bar).
 
     Example::
 
@@ -235,15 +426,16 @@ def spectrum(
 
     model = _model(model)
     index = model.resolve_layer(layer)
-    dirs = _directions(model, index, dtype, cls=cls, token=token, direction=direction, sae=sae,
-                       feature=feature)
-    if not dirs:
+    dirs = output_directions(model, index, cls=cls, token=token, direction=direction, sae=sae,
+                      feature=feature, dtype=dtype)
+    named = any(v is not None for v in (cls, token, direction, sae, feature))
+    if not named:
         if model.kind == "lm" or model.head_key is None:
             raise BilinError("choose directions with token=, sae= and feature=, or direction=")
-        dirs = _directions(model, index, dtype, cls="all")
-    doc, lams = spectra(model, index, dirs, dtype)
-    return Spectra(index, np.stack(lams), [d.info for d in dirs], doc["directions"],
-                   model.layout)
+        dirs = output_directions(model, index, cls="all", dtype=dtype)
+    doc, lams = spectra(model, index, dirs, dtype, advance)
+    lam = np.stack(lams) if lams else np.zeros((0, doc["n_eigenvalues"]), dtype=dtype)
+    return Spectra(index, lam, [d.info for d in dirs], doc["directions"], model.layout)
 
 
 # ---------------------------------------------------------------------------- truncate

@@ -11,7 +11,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli import directions
+from bilin_cli import api
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -28,11 +28,8 @@ from bilin_cli.cli.options import (
     index_file,
     index_list,
     index_lists,
-    load,
     output_settings,
 )
-from bilin_cli.decompose import chain as chain_decompose
-from bilin_cli.decompose import decompose, spectra
 from bilin_cli.errors import BilinError
 from bilin_cli.render.output import Report, Stream, emit
 from bilin_cli.render.progress import progress, status
@@ -44,12 +41,6 @@ from bilin_cli.render.views import (
     suggest_map_report,
 )
 from bilin_cli.shards import write_part
-from bilin_cli.storage.containers import open_checkpoint
-from bilin_cli.storage.layouts import read_map, recognise
-from bilin_cli.storage.layouts import suggest_map as suggest
-from bilin_cli.storage.summary import describe, describe_unrecognised
-from bilin_cli.token_reading import NOTE as TOKENS_NOTE
-from bilin_cli.token_reading import read_as_tokens
 
 
 class Basis(str, Enum):
@@ -101,49 +92,28 @@ def info(
             raise typer.BadParameter("--suggest-map prints JSON already; drop --json/--format",
                                      param_hint="--suggest-map")
         output_settings(False, None, output, force)
-        checkpoint = open_checkpoint(ckpt)
-        emit(suggest_map_report(*suggest(checkpoint)), "json", output, force)
+        emit(suggest_map_report(*api.suggest_map(ckpt)), "json", output, force)
         return
     fmt_ = output_settings(json_, fmt, output, force)
-    checkpoint = open_checkpoint(ckpt)
-    try:
-        model = recognise(checkpoint, read_map(map_file) if map_file is not None else None)
-    except BilinError as exc:
-        if map_file is not None:
-            raise
-        doc = describe_unrecognised(checkpoint, str(exc))
-    else:
-        doc = describe(checkpoint, model)
-    emit(info_report(doc), fmt_, output, force)
+    emit(info_report(api.info(ckpt, map_file)), fmt_, output, force)
 
 
 def _kinds(**given) -> list[str]:
     return [f"--{k.rstrip('_').replace('_', '-')}" for k, v in given.items() if v]
 
 
-def _note_top(dec, k: int | None) -> None:
-    """Say so when --top asked for more eigenpairs than the matrix has (never silent)."""
-    if k is not None and k > dec.n_eigenvalues:
-        dec.notes.append(f"--top {k} asked for more eigenpairs than the {dec.n_eigenvalues} "
-                         f"of layer {dec.layer}; all {dec.n_eigenvalues} are kept")
-
-
 def _eig_one(model, index, u, *, k, basis, method, dtype, tokens, chain, show) -> Report:
     """One direction's eig report (a chain of layers with ``chain``)."""
     if chain is not None:
         with status(f"decomposing layer {index} and the layers below"):
-            steps = chain_decompose(model, index, u, chain, top=k, basis=basis, dtype=dtype)
-        for step in steps:
-            _note_top(step, k)
+            steps = api.chain(model, chain, direction=u, layer=index, top=k, basis=basis,
+                              dtype=dtype)
         report = chain_report(steps, chain, model.warnings)
     else:
         d = model.shapes[index].d
         with status(f"eigendecomposing the {d}x{d} interaction matrix of layer {index}"):
-            dec = decompose(model, index, u, top=k, basis=basis, dtype=dtype, method=method)
-        _note_top(dec, k)
-        if tokens:
-            dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
-            dec.notes.append(TOKENS_NOTE)
+            dec = api.eig(model, direction=u, layer=index, top=k, basis=basis, dtype=dtype,
+                          method=method, tokens=tokens)
         report = eig_report(dec, model.warnings)
     if show:
         last = steps[-1] if chain is not None else dec
@@ -292,20 +262,13 @@ def eig(
                                  f"{'--show' if show else '--chain'}", param_hint="--shard")
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
+    model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    dirs = directions.chosen(
-        model, index, dtype, classes=classes, tokens=ids, token_strs=token_str or (), sae=sae,
-        features=feats, files=direction or (),
-    )
+    dirs = api.output_directions(model, index, cls=classes, token=ids, token_text=token_str,
+                                 direction=direction, sae=sae, feature=feats or None,
+                                 dtype=dtype)
     k = None if all_ else top
-    if tokens and (model.kind != "lm" or model.embed_key is None):
-        raise BilinError(f"--tokens reads eigenvectors through a language model's token "
-                         f"embedding; this {model.layout} has none")
-    if tokens and chain is not None:
-        raise BilinError("--tokens and --chain do not combine; read one layer at a time")
-    if tokens is None:
-        tokens = 5 if model.kind == "lm" and model.embed_key and chain is None else 0
+    tokens = api.token_reading(model, tokens, chain)
     one = partial(_eig_one, model, index, k=k, basis=basis.value, method=method.value,
                   dtype=dtype, tokens=tokens, chain=chain, show=show)
     if shard is not None:
@@ -407,21 +370,23 @@ def spectrum(
     feats = index_lists(feature, "--feature")
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
+    model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    dirs = directions.chosen(model, index, dtype, classes=classes, tokens=ids,
-                             token_strs=token_str or (), sae=sae, features=feats,
-                             files=direction or ())
+    dirs = api.output_directions(model, index, cls=classes, token=ids, token_text=token_str,
+                                 direction=direction, sae=sae, feature=feats or None,
+                                 dtype=dtype)
     if not dirs:
         if model.kind == "lm" or model.head_key is None:
             raise BilinError("choose directions with --token T, --token-str S, --sae DIR "
                              "--feature F (all repeatable) or --direction FILE")
-        dirs = directions.chosen(model, index, dtype, classes=[index_list("all", "--class")])
+        dirs = api.output_directions(model, index, cls=[index_list("all", "--class")],
+                                     dtype=dtype)
     total = len(dirs)
     if shard is not None:
         dirs = shard.select(dirs)
     with progress("eigendecomposing directions", len(dirs)) as advance:
-        doc, lams = spectra(model, index, dirs, dtype, advance)
+        result = api.spectrum(model, direction=dirs, layer=index, dtype=dtype, advance=advance)
+    doc, lams = result.as_dict(), list(result.eigenvalues)
     if shard is not None:
         items = [{"key": u.info_key, "row": row, "eigenvalues": lam.tolist()}
                  for u, row, lam in zip(dirs, doc["directions"], lams, strict=True)]
@@ -429,7 +394,7 @@ def spectrum(
         write_part("spectrum", shard, total, fmt_, items, output, force, head=head)
         return
     report = spectrum_report(doc)
-    report.arrays = {"eigenvalues": np.stack(lams)}
+    report.arrays = {"eigenvalues": result.eigenvalues}
     if plot is not None:
         from bilin_cli.render.plotting import spectra_plot
         from bilin_cli.render.views import direction_label
