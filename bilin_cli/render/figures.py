@@ -34,16 +34,19 @@ def figure_format(path: str | Path) -> str:
 def save_figure(fig, path: str | Path, force: bool) -> Path:
     """Render ``fig`` in the format ``path`` names, close it, and write it atomically.
 
-    A spinner on stderr (a terminal only) says what is being rendered meanwhile."""
+    Saved under the shared style's rc (:func:`bilin_cli.render.style.matplotlib_rc`):
+    text stays text in vector formats (TrueType fonts in PDF, ``<text>`` in SVG). A
+    spinner on stderr (a terminal only) says what is being rendered meanwhile."""
     from bilin_cli.render.progress import status
+    from bilin_cli.render.style import matplotlib_rc, pyplot
 
     fmt = figure_format(path)
     buf = io.BytesIO()
+    plt = pyplot()
     try:
-        with status(f"rendering {printable(Path(path).name, 80)} ({fmt})"):
+        with status(f"rendering {printable(Path(path).name, 80)} ({fmt})"), \
+                plt.rc_context(matplotlib_rc()):
             fig.savefig(buf, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
     finally:
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
     return atomic_write(path, lambda fh: fh.write(buf.getvalue()), force)

@@ -37,6 +37,7 @@ def build_accuracy_curve(ks: list[int], accuracy: list[float], full: float, titl
                label=f"full model (accuracy {full:.2%})")
     ax.set_yscale("log")
     ax.set_xlabel("eigenvectors kept per class (K)")
+    st.integer_axis(ax)
     ax.set_ylabel("classification error (1 - accuracy, log scale)")
     ax.set_title(title)
     ax.grid(True, which="both")
@@ -65,6 +66,7 @@ def build_spectra_plot(labels: list[str], spectra: list[np.ndarray], n: int, tit
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("i (i-th largest positive / i-th most negative eigenvalue; not the |λ| rank)")
     ax.set_ylabel(f"eigenvalue {st.LAMBDA}")
+    st.integer_axis(ax)
     ax.set_title(title)
     ax.grid(True)
     if len(spectra) <= 12:
@@ -97,6 +99,7 @@ def build_eigen_figure(rows: list[dict], shape: tuple[int, int], n: int, n_curve
         ax.plot(np.arange(1, neg.size + 1), neg, ".-", color=st.NEGATIVE_COLOR, ms=3, lw=1,
                 label=f"{st.LAMBDA} < 0")
         ax.axhline(0, color="k", lw=0.5)
+        st.integer_axis(ax)
         ax.set_ylabel(f"class {row['label']}\neigenvalue {st.LAMBDA}")
         ax.set_xlabel("i-th largest |λ| of its sign" if r == len(rows) - 1 else "")
         if r == 0:

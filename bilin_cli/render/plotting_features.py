@@ -49,6 +49,7 @@ def build_hosvd_plot(res: HOSVD, title: str, n_images: int = 4):
     ax.bar(ks, res.sigma_all,
            color=[st.POSITIVE_COLOR if k <= res.sigma.size else st.MUTED_COLOR for k in ks])
     ax.set_xlabel("component k (from 1)")
+    st.integer_axis(ax)
     ax.set_ylabel("singular value σ_k")
     ax.set_title(f"singular values (rank {res.rank}; grey: not shown)")
     ax = fig.add_subplot(grid[0, ncols // 2 :])

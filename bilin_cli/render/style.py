@@ -135,6 +135,14 @@ def apply(fig, title: str | None = None):
     return fig
 
 
+def integer_axis(ax, which: str = "x"):
+    """Ticks at whole numbers only on ``which`` axis (ranks, K, component numbers)."""
+    from matplotlib.ticker import MaxNLocator
+
+    (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
 def bare(ax):
     """An image panel: no ticks and no frame (every pixel picture is drawn tick-free; its
     title says what it is and the colorbar gives its scale)."""
