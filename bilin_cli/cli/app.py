@@ -61,6 +61,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("adversarial", "adversarial_cmds", "Adversarial masks from eigenvectors alone: push "
      "images of other classes to a target."),
     ("merge", "merge_cmds", "Join the parts of a job run with --shard i/N into what one run prints."),
+    ("report", "report_cmds", "Write a browsable HTML report: an overview and one page per "
+     "output direction."),
 )
 MODULES = tuple(dict.fromkeys(module for _, module, _ in COMMANDS))
 

@@ -1,0 +1,151 @@
+"""``bilin report``: a browsable static HTML report of a checkpoint (opens from disk)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bilin_cli.cli.options import (
+    Ckpt,
+    DataOpt,
+    Float64Opt,
+    LayerOpt,
+    MapOpt,
+    count,
+    dtype_of,
+    index_lists,
+)
+from bilin_cli.errors import BilinError
+from bilin_cli.render.progress import progress, status
+
+
+def _resolved(specs, n: int, what: str, plural: str) -> list[int]:
+    return list(dict.fromkeys(i for s in specs for i in s.resolve(n, what, plural)))
+
+
+def report(
+    ckpt: Ckpt,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the report to (index.html, "
+                           "one page per direction, plotly.min.js).", metavar="DIR",
+                           show_default=False)
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing report folder.")]
+    = False,
+    layer: LayerOpt = None,
+    classes: Annotated[
+        list[str] | None,
+        typer.Option("--classes", "--class", "-c", help="Classes to report: C, a list 0,3,7, a "
+                     "range 0-4 or all (default: all).", show_default=False, metavar="C"),
+    ] = None,
+    tokens: Annotated[
+        list[str] | None,
+        typer.Option("--tokens", "--token", help="Language models: token ids to report, a list "
+                     "or a range (default: all; with --sae: none).", show_default=False,
+                     metavar="T"),
+    ] = None,
+    sae: Annotated[
+        Path | None,
+        typer.Option("--sae", help="Output SAE of the layer (paper or SAELens format): one "
+                     "page per feature, its encoder row the direction.", show_default=False),
+    ] = None,
+    features: Annotated[
+        list[str] | None,
+        typer.Option("--features", "--feature", help="Features of --sae to report: a list or a "
+                     "range such as 0-63 (default: the 64 most low-rank, as bilin rank-features "
+                     "ranks them).", show_default=False, metavar="F"),
+    ] = None,
+    sae_in: Annotated[
+        Path | None,
+        typer.Option("--sae-in", help="Input SAE of the layer: read each eigenvector as its "
+                     "input features (D^T v).", show_default=False),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", "-k", help="Eigenvectors shown per sign on each page.",
+                          callback=count(1, 50))
+    ] = 4,
+    data: DataOpt = None,
+    float64: Float64Opt = False,
+    map_file: MapOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the report "
+                                        "(its index, pages, time) instead of the path.")] = False,
+) -> None:
+    """Write a browsable HTML report: an overview and one page per output direction.
+
+    The overview shows the model (as bilin info), its layers, every direction's
+    spectrum summary (effective rank, top-K share, the truncation bound) and, for
+    classifiers, accuracy against the number K of eigenpairs kept per class. Each
+    direction's page (class-3.html, token-17.html, feature-12.html) shows its
+    eigenvalue spectrum, its top positive and negative eigenvectors (images for
+    image models, token readings for language models, input-SAE features with
+    --sae-in), the truncation error bound against K and, for classifiers, the
+    adversarial mask of its top positive eigenvector. Figures are interactive
+    (hover values, zoom). The folder opens from disk: no server and no network
+    (plotly.js is written once into it). Prints the path of index.html.
+
+    Examples:
+
+    \b
+        bilin report sample_checkpoints/mnist -o mnist-report
+        bilin report sample_checkpoints/shakespeare --tokens 0-9 -o shakespeare-report
+        bilin report sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --sae-in sample_checkpoints/shakespeare/sae-mlp-in-L1 --features 0-7 -o features-report
+    """
+    from bilin_cli.render.report_html import check_target, write_report
+    from bilin_cli.report import build_report
+
+    if features and sae is None:
+        raise typer.BadParameter("--features needs --sae", param_hint="--features")
+    check_target(output, force)
+    start = time.perf_counter()
+    class_specs = index_lists(classes, "--classes")
+    token_specs = index_lists(tokens, "--tokens")
+    feature_specs = index_lists(features, "--features")
+    chosen = _choose(ckpt, map_file, class_specs, token_specs, feature_specs, sae)
+    result = build_report(
+        ckpt, map_file=map_file, layer=layer, sae=sae, sae_in=sae_in, top=top, data=data,
+        dtype=dtype_of(float64), progress=progress, **chosen)
+    with progress("writing pages", len(result.pages)) as advance:
+        index = write_report(result, output, force, advance)
+    if json_:
+        print(json.dumps({"index": str(index), "folder": str(output), "layer": result.layer,
+                          "pages": [f"{p.key}.html" for p in result.pages],
+                          "notes": result.notes,
+                          "seconds": round(time.perf_counter() - start, 2)}))
+    else:
+        print(index)
+
+
+def _choose(ckpt, map_file, class_specs, token_specs, feature_specs, sae) -> dict:
+    """Indices of the directions asked for, checked against the model's sizes."""
+    out: dict = {}
+    if not (class_specs or token_specs or feature_specs):
+        return out
+    from bilin_cli.cli.options import load
+
+    with status("reading the checkpoint"):
+        _, model = load(ckpt, map_file)
+    n = model.n_outputs or 0
+    if class_specs:
+        if model.kind == "lm":
+            raise BilinError("this is a language model: choose outputs with --tokens, not "
+                             "--classes")
+        out["classes"] = _resolved(class_specs, n, "class", "classes")
+    if token_specs:
+        if model.kind != "lm":
+            raise BilinError(f"--tokens is for language models; this is a {model.layout}: use "
+                             "--classes")
+        out["tokens"] = _resolved(token_specs, n, "token", "tokens")
+    if feature_specs:
+        from bilin_cli.storage.sae import load_sae
+
+        s = load_sae(sae)
+        out["features"] = _resolved(feature_specs, s.n_features, "feature", "features")
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    app.command(no_args_is_help=True)(report)
