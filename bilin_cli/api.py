@@ -551,21 +551,29 @@ class FeatureRanking:
     """Output-SAE features ranked by how low-rank ``Q(e_a)`` is (``bilin rank-features``).
 
     Arrays of length ``n`` (features ranked, most low-rank first): ``features`` (SAE
-    indices), ``top_k_share`` (share of ``sum |lambda|`` in the top ``k``),
-    ``effective_rank`` (``(sum|lambda|)^2 / sum lambda^2``), ``sum_abs_eigenvalues``;
-    ``top_eigenvalues : (n, k)``, signed, ``|lambda|`` descending. ``rows`` are the
-    records the CLI prints.
+    indices), ``top_eigenvalues : (n, k)``, signed, ``|lambda|`` descending, and the
+    measure's own arrays. ``measure`` ``"top_k_share"`` / ``"effective_rank"`` (the paper's,
+    every ``Q`` built): ``top_k_share`` (share of ``sum |lambda|`` in the top ``k``),
+    ``effective_rank`` (``(sum|lambda|)^2 / sum lambda^2``), ``sum_abs_eigenvalues``.
+    ``measure`` ``"sq_top_k_share"`` (the route at scale, ``top`` features only):
+    ``sq_top_k_share`` (share of ``sum lambda^2`` in the top ``k``), ``sum_sq_eigenvalues``,
+    and ``certificate`` (how the other features were ruled out, with the failure
+    probability). ``rows`` are the records the CLI prints.
     """
 
     layer: int
     k: int
     sorted_by: str
     features: np.ndarray
-    top_k_share: np.ndarray
-    effective_rank: np.ndarray
-    sum_abs_eigenvalues: np.ndarray
+    top_k_share: np.ndarray | None
+    effective_rank: np.ndarray | None
+    sum_abs_eigenvalues: np.ndarray | None
     top_eigenvalues: np.ndarray
     rows: list[dict] = field(default_factory=list)
+    measure: str = "top_k_share"
+    sq_top_k_share: np.ndarray | None = None
+    sum_sq_eigenvalues: np.ndarray | None = None
+    certificate: dict = field(default_factory=dict)
 
 
 def rank_features(
@@ -577,6 +585,7 @@ def rank_features(
     limit: int | None = None,
     top: int | None = None,
     sort: str = "top_k_share",
+    measure: str = "auto",
     workers: int | None = None,
     device: str | None = None,
     dtype: type = np.float32,
@@ -586,7 +595,10 @@ def rank_features(
     ``sae``: a path (paper or SAELens format) or a :func:`bilin_cli.storage.sae.load_sae` result;
     its encoder reads layer ``layer``'s output. ``limit``: rank only the first N features;
     ``top``: keep the N most low-rank; ``sort``: ``"top_k_share"`` (largest first) or
-    ``"effective_rank"`` (smallest first); ``device``: a torch device for batched eigvalsh.
+    ``"effective_rank"`` (smallest first); ``measure``: ``"auto"`` (as ``bilin
+    rank-features``: ``"sq_top_k_share"`` with ``top`` on a large layer, else the paper's),
+    ``"top_k_share"`` or ``"sq_top_k_share"`` (needs ``top`` to be fast);
+    ``device``: a torch device for batched eigvalsh or the Lanczos products.
 
     Example::
 
@@ -596,9 +608,12 @@ def rank_features(
         (395, 0.1352, (1024, 2))
     """
     from bilin_cli.features import rank_features as run
+    from bilin_cli.lowrank_search import auto_measure, rank_sq_share
 
     if sort not in ("top_k_share", "effective_rank"):
         raise BilinError(f"sort must be top_k_share or effective_rank, got {sort!r}")
+    if measure not in ("auto", "top_k_share", "sq_top_k_share"):
+        raise BilinError(f"measure must be auto, top_k_share or sq_top_k_share, got {measure!r}")
     if k < 1:
         raise BilinError(f"k must be a positive integer, got {k}")
     model = _model(model)
@@ -607,9 +622,23 @@ def rank_features(
     s_out = _sae(sae, dtype)
     s_out.check_reads(L.o, index)
     n = s_out.n_features if limit is None else min(limit, s_out.n_features)
+    kk = min(k, L.d)
+    if measure == "auto":
+        measure = auto_measure(L, n, top, False)
+    if measure == "sq_top_k_share":
+        res = rank_sq_share(L, s_out.enc, k, np.arange(n), top=top, device=device)
+        rows = res.rows
+        return FeatureRanking(
+            layer=index, k=k, sorted_by=measure, measure=measure,
+            features=np.array([r["feature"] for r in rows], dtype=np.int64),
+            top_k_share=None, effective_rank=None, sum_abs_eigenvalues=None,
+            top_eigenvalues=np.array([r["top_eigenvalues"] for r in rows]).reshape(len(rows), kk),
+            sq_top_k_share=np.array([r["sq_top_k_share"] for r in rows]),
+            sum_sq_eigenvalues=np.array([r["sum_sq_eigenvalues"] for r in rows]),
+            rows=rows, certificate=res.certificate,
+        )
     rows = run(L, s_out.enc, k, np.arange(n), workers=workers, device=device, sort_by=sort)
     rows = rows[:top]
-    kk = min(k, L.d)
     return FeatureRanking(
         layer=index, k=k, sorted_by=sort,
         features=np.array([r["feature"] for r in rows], dtype=np.int64),
