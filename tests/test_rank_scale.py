@@ -184,3 +184,44 @@ def test_cli_sq_measure_end_to_end(cli, tmp_path):
     code, out, err = cli("rank-features", tmp_path / "lm", "--layer", 1, "--sae-out",
                          tmp_path / "sae", "--measure", "nope")
     assert code == 2
+
+
+def test_auto_measure_takes_the_certified_route_at_scale(cli, tmp_path, monkeypatch):
+    from conftest import write_transformer
+
+    from bilin_cli import lowrank_search
+
+    write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=3)
+    write_sae(tmp_path / "sae", 8, 30, "paper", 0)
+    args = ("rank-features", tmp_path / "lm", "--layer", 1, "--sae-out", tmp_path / "sae",
+            "--top", 4, "--json")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "top_k_share" in json.loads(out)["features"][0]  # small: the paper's measure
+    monkeypatch.setattr(lowrank_search, "AUTO_WORK", 1.0)  # every layer counts as large
+    code, out, err = cli(*args)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["measure"] == "sq_top_k_share" and doc["certificate"]["features"] == 30
+    assert any("--measure top_k_share" in n for n in doc["notes"])
+    code, out, err = cli(*args[:-3], "--json")  # no --top: nothing to certify, paper's measure
+    assert "top_k_share" in json.loads(out)["features"][0]
+    code, out, err = cli(*args, "--shard", "1/2")  # shards stay on the dense route
+    assert code == 0, err
+
+
+def test_api_sq_route_equals_the_cli(cli, tmp_path):
+    from conftest import write_transformer
+
+    import bilin_cli as bilin
+
+    write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=3)
+    write_sae(tmp_path / "sae", 8, 30, "paper", 0)
+    r = bilin.rank_features(tmp_path / "lm", tmp_path / "sae", layer=1, top=5,
+                            measure="sq_top_k_share")
+    code, out, err = cli("rank-features", tmp_path / "lm", "--layer", 1, "--sae-out",
+                         tmp_path / "sae", "--measure", "sq_top_k_share", "--top", 5, "--json")
+    doc = json.loads(out)
+    assert r.features.tolist() == [row["feature"] for row in doc["features"]]
+    np.testing.assert_allclose(r.sq_top_k_share, [row["sq_top_k_share"] for row in doc["features"]])
+    assert r.certificate == doc["certificate"] and r.top_k_share is None
