@@ -23,11 +23,14 @@ _API = (
     "BilinError",
     "BilinearModel",
     "Decomposition",
+    "Evaluation",
     "FeatureRanking",
     "Spectra",
+    "Sweep",
     "Truncation",
     "chain",
     "eig",
+    "evaluate",
     "explain",
     "hosvd",
     "info",
@@ -37,6 +40,7 @@ _API = (
     "spectrum",
     "suggest_map",
     "truncate",
+    "truncation_sweep",
 )
 
 __all__ = ["__version__", *_API]

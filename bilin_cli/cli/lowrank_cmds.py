@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bilin_cli import api
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -19,25 +20,14 @@ from bilin_cli.cli.options import (
     OutputOpt,
     count,
     dtype_of,
-    load,
-    load_data,
     number,
     number_list,
     output_settings,
 )
-from bilin_cli.evaluation import model_logits, scores
 from bilin_cli.render.output import emit
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import eval_report, sweep_report, truncate_report
-from bilin_cli.storage.writing import check_checkpoint_target, save_checkpoint
-from bilin_cli.truncation import (
-    accuracy_sweep,
-    choose_ranks,
-    class_spectra,
-    rank_report,
-    truncated_config,
-    truncated_tensors,
-)
+from bilin_cli.storage.writing import check_checkpoint_target
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -111,36 +101,23 @@ def truncate(
         check_checkpoint_target(checkpoint_out, force)
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
-    checkpoint, model = load(ckpt, map_file)
-    names = model.output_names
-    n_cls = model.shapes[-1].o
-    with progress("eigendecomposing classes", n_cls) as advance:
-        spectra = class_spectra(model, dtype, advance)
+    model = api.load(ckpt, map_file)
     if ks is not None:
-        dataset = load_data(data, ckpt, checkpoint.config, dtype)
-        with progress("sweeping ranks", n_cls) as advance:
-            doc = accuracy_sweep(model, spectra, dataset, ks, dtype, advance)
-        rows = doc["sweep"]
+        result = api.truncation_sweep(model, ks, data=data, dtype=dtype, progress=progress)
         if plot is not None:
             from bilin_cli.render.plotting import accuracy_curve
 
-            accuracy_curve([r["k"] for r in rows], [r["accuracy"] for r in rows],
-                           doc["full_accuracy"],
+            accuracy_curve(result.ks.tolist(), [r["accuracy"] for r in result.rows],
+                           result.full_accuracy,
                            f"{Path(ckpt).name}: accuracy vs eigenvectors per class", plot, force)
             print(f"wrote {plot}", file=sys.stderr)
-        emit(sweep_report(doc), fmt_, output, force)
+        emit(sweep_report(result.as_dict()), fmt_, output, force)
         return
-    ranks = choose_ranks(spectra, rank, energy)
-    tensors = truncated_tensors(model, spectra, ranks)
-    per_class = rank_report(spectra, ranks, names)
-    config = truncated_config(checkpoint.config, ckpt, ranks, rank, energy,
-                              bool(model.shapes[0].bias))
-    written = save_checkpoint(checkpoint_out, tensors, config, force)
-    print(f"wrote {written} ({sum(ranks)} hidden units)", file=sys.stderr)
-    doc = {"output": str(written), "hidden_units": int(sum(ranks)), "per_class": per_class,
-           "augmented": bool(model.shapes[0].bias),
-           "bound": "|logit_c - truncated logit_c| <= max_discarded_abs_eigenvalue_c * ||x||^2"}
-    emit(truncate_report(doc), fmt_, output, force)
+    with progress("eigendecomposing classes", model.shapes[-1].o) as advance:
+        t = api.truncate(model, rank, energy, evaluate=False, output=checkpoint_out,
+                         force=force, dtype=dtype, advance=advance)
+    print(f"wrote {t.output} ({t.hidden_units} hidden units)", file=sys.stderr)
+    emit(truncate_report(t.as_dict()), fmt_, output, force)
 
 
 def evaluate(
@@ -170,13 +147,8 @@ def evaluate(
     """
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
-    checkpoint, model = load(ckpt, map_file)
-    dataset = load_data(data, ckpt, checkpoint.config, dtype)
-    result = scores(model_logits(model, dataset, dtype), dataset.y, model.output_names)
-    result["data"] = dataset.source
-    if not confusion:
-        result.pop("confusion")
-    emit(eval_report(result), fmt_, output, force)
+    result = api.evaluate(api.load(ckpt, map_file), data, dtype)
+    emit(eval_report(result.as_dict(confusion)), fmt_, output, force)
 
 
 def register(app: typer.Typer) -> None:
