@@ -84,7 +84,7 @@ def _layers_table(m: dict, reported: int) -> str:
 
 def index_page(r: Report) -> str:
     figs = rf.Figures()
-    labels = [p.label for p in r.pages]
+    labels = [escape(p.label) for p in r.pages]  # plotly reads a few HTML tags in text
     k = r.top
     rows = [[f'<a href="{p.key}.html">{escape(p.key)}</a>', escape(p.label),
              escape(eigenvalue_text(p.summary["top_positive"][0]))
@@ -160,7 +160,7 @@ def _mask_section(figs, page: DirectionPage) -> str:
                                        f"mask for eigenvector #{m['eig_rank']}", "pixel"),
                        300, 320)] if page.image_shape else []
     cells.append(figs.html(rf.mask_sweep(m["sweep"], "images of other classes moved to "
-                                         f"{page.label}"), 300, 480))
+                                         f"{escape(page.label)}"), 300, 480))
     return ("<h2>Adversarial mask of the top positive eigenvector</h2>"
             f'<p class="note">Eigenvector #{m["eig_rank"]} ({L} = '
             f"{escape(eigenvalue_text(m['eigenvalue']))}), isolated by the pseudo-inverse of "
