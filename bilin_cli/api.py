@@ -854,3 +854,162 @@ def explain(
             raise BilinError("input contains NaN or infinity")
         inp = Input(arr.astype(dtype), {"kind": "array"})
     return run(model, inp, classes, dtype)
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+@dataclass
+class Comparison:
+    """How alike two classifiers' features are, per class (``bilin compare``).
+
+    Arrays over the ``n`` classes compared: ``classes``, ``rank_matched_mean`` (mean
+    ``|cos|`` of the i-th eigenvectors), ``hungarian_mean`` (after Hungarian matching of
+    the top ``top_k``) and ``qfs`` (Quadratic Form Similarity of the top-k forms; NaN where
+    undefined). ``rows`` are the per-class records (with ``rank_matched`` and the
+    ``hungarian`` pairs ``[i, j, |cos|]``, ranks from 1), ``mean`` their means; ``space``
+    is ``"input"`` (pixels) or ``"hidden"``.
+    """
+
+    space: str
+    top_k: int
+    classes: np.ndarray
+    rank_matched_mean: np.ndarray
+    hungarian_mean: np.ndarray
+    qfs: np.ndarray
+    rows: list[dict]
+    mean: dict
+    doc: dict = field(repr=False, default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """The ``--json`` document of ``bilin compare``."""
+        return self.doc
+
+
+def compare(
+    a: BilinearModel | PathLike,
+    b: BilinearModel | PathLike,
+    cls: int | Sequence[int] | None = None,
+    top: int = 10,
+    basis: str = "auto",
+    dtype: type = np.float32,
+    *,
+    advance=None,
+) -> Comparison:
+    """Compare two classifiers class by class (e.g. two training seeds; ``bilin compare``).
+
+    ``cls``: the classes (default: all); ``top``: the eigenpairs of largest ``|lambda|``
+    compared (all, with a note, when there are fewer); ``basis``: ``"input"`` (pixels, where
+    both embed inputs of one size), ``"hidden"`` (needs equal ``d``) or ``"auto"``.
+    ``advance`` (optional) is called once per class.
+
+    Example::
+
+        >>> c = bilin.compare(m, m, cls=3, top=5)
+        >>> c.space, c.qfs.round(4).tolist(), c.hungarian_mean.round(4).tolist()
+        ('input', [1.0], [1.0])
+    """
+    from bilin_cli.similarity import compare as run
+
+    ma, mb = _model(a), _model(b)
+    classes = None if cls is None else [int(c) for c in _items(cls)]
+    doc = run(ma, mb, classes or None, top, basis, dtype, advance)
+    doc = {"a": str(ma.meta.get("source_path", a)), "b": str(mb.meta.get("source_path", b)),
+           **doc}
+    if top > doc["top_k"]:
+        doc["notes"].append(f"--top {top} asked for more eigenpairs than there are; all "
+                            f"{doc['top_k']} are compared")
+    rows = doc["classes"]
+
+    def column(key):
+        return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
+
+    return Comparison(
+        space=doc["space"], top_k=doc["top_k"],
+        classes=np.array([r["class"] for r in rows], dtype=np.int64),
+        rank_matched_mean=column("rank_matched_mean"), hungarian_mean=column("hungarian_mean"),
+        qfs=column("qfs"), rows=rows, mean=doc["mean"], doc=doc,
+    )
+
+
+# ---------------------------------------------------------------------------- interact
+
+
+@dataclass
+class Interaction:
+    """Input-SAE feature interactions of one output-SAE feature, ``D^T Q D`` (``bilin interact``).
+
+    ``eigenvalues (d,)``: ``Q``'s spectrum, ``|lambda|`` descending; ``pairs``: the top
+    ``self`` (``z_i^2``) and ``cross`` (``z_i z_j``) interactions; ``eigen``: the top
+    eigenvectors as their largest input-feature loadings ``D^T v`` (rank from 1).
+    """
+
+    layer: int
+    feature: int
+    sae_in: str
+    sae_out: str
+    n_input_features: int
+    eigenvalues: np.ndarray
+    effective_rank: float
+    pairs: dict
+    eigen: list[dict]
+    notes: list[str]
+
+    def as_dict(self) -> dict:
+        """The ``--json`` document of ``bilin interact``."""
+        return {"layer": self.layer, "feature": self.feature, "sae_in": self.sae_in,
+                "sae_out": self.sae_out, "n_input_features": self.n_input_features,
+                "n_eigenvalues": int(self.eigenvalues.size),
+                "effective_rank": self.effective_rank, "pairs": self.pairs,
+                "eigen": self.eigen, "notes": self.notes}
+
+
+def interact(
+    model: BilinearModel | PathLike,
+    sae_in,
+    sae_out,
+    feature: int,
+    layer: int | None = None,
+    top: int = 10,
+    eig: int = 3,
+    features_per_eig: int = 5,
+    dtype: type = np.float32,
+) -> Interaction:
+    """How the input SAE's features interact to drive output-SAE feature ``feature``.
+
+    ``Q`` is the interaction matrix of ``sae_out``'s encoder row ``feature``; ``D`` holds
+    ``sae_in``'s decoder columns (each a path or a :func:`~bilin_cli.storage.sae.load_sae`
+    result). ``top``: pairs of each kind; ``eig``: eigenvectors expressed in features,
+    ``features_per_eig`` input features each. ``D^T Q D`` is streamed in blocks.
+
+    Example::
+
+        >>> s = bilin.load("sample_checkpoints/shakespeare")
+        >>> sae = "sample_checkpoints/shakespeare/sae-mlp-"
+        >>> i = bilin.interact(s, sae + "in-L1", sae + "out-L1", feature=395, layer=1, top=2)
+        >>> i.eigenvalues.shape, len(i.pairs["self"]), len(i.eigen)
+        ((128,), 2, 3)
+    """
+    from bilin_cli.features import eigen_in_features, top_pairs
+    from bilin_cli.interaction import interaction
+    from bilin_cli.spectra import effective_rank, eigenvalues
+
+    model = _model(model)
+    index = model.resolve_layer(layer)
+    L = model.layer(index, dtype)
+    s_in, s_out = _sae(sae_in, dtype), _sae(sae_out, dtype)
+    name_in = str(sae_in) if isinstance(sae_in, (str, os.PathLike)) else s_in.path
+    name_out = str(sae_out) if isinstance(sae_out, (str, os.PathLike)) else s_out.path
+    if s_in.d != L.d:
+        raise BilinError(f"{name_in}: the input SAE reads {s_in.d} dimensions, layer {index} "
+                         f"takes {L.d}")
+    u = _dirs.from_sae_feature(model, index, s_out, feature, dtype)
+    Q = interaction(L, u.u).Q
+    lam = eigenvalues(Q)
+    return Interaction(
+        layer=index, feature=feature, sae_in=name_in, sae_out=name_out,
+        n_input_features=s_in.n_features, eigenvalues=lam, effective_rank=effective_rank(lam),
+        pairs=top_pairs(Q, s_in.dec, top), eigen=eigen_in_features(Q, s_in.dec, eig,
+                                                                    features_per_eig),
+        notes=u.notes,
+    )

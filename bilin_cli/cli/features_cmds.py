@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bilin_cli import api
 from bilin_cli.cli.inspect_cmds import Basis
 from bilin_cli.cli.options import (
     Ckpt,
@@ -21,7 +22,6 @@ from bilin_cli.cli.options import (
     OutputOpt,
     count,
     dtype_of,
-    load,
     number,
     output_settings,
 )
@@ -108,14 +108,14 @@ def hosvd(
         bilin hosvd sample_checkpoints/mnist --json | jq '.components[0].eigenvalues'
         bilin hosvd sample_checkpoints/mnist --plot hosvd.pdf --format npz -o hosvd.npz
     """
-    from bilin_cli.hosvd import hosvd as run_hosvd
     from bilin_cli.render.views_features import hosvd_report
 
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
+    model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    res = run_hosvd(model, index, components, top, basis.value, dtype, method.value, max_memory)
+    res = api.hosvd(model, index, components, top, basis.value, dtype, method=method.value,
+                    max_memory_gb=max_memory)
     if plot is not None:
         from bilin_cli.render.plotting_features import hosvd_plot
 
@@ -165,16 +165,13 @@ def explain(
         bilin explain sample_checkpoints/mnist --input sample_checkpoints/data/mnist-test.npz:1 --classes 2 --plot why.png
         bilin explain sample_checkpoints/mnist -i sample_checkpoints/data/mnist-test.npz:7 --json
     """
-    from bilin_cli.explain import check_classifier, load_input
-    from bilin_cli.explain import explain as run_explain
     from bilin_cli.render.views_features import explain_report
 
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
-    check_classifier(model)
-    inp = load_input(input_, model, dtype)
-    ex = run_explain(model, inp, classes, dtype)
+    model = api.load(ckpt, map_file)
+    ex = api.explain(model, input_, classes, dtype)
+    inp = ex.input
     if plot is not None:
         from bilin_cli.render.plotting_features import explain_plot
 
@@ -230,20 +227,14 @@ def compare(
         bilin compare sample_checkpoints/mnist sample_checkpoints/mnist --class 3 --json
     """
     from bilin_cli.render.views_features import compare_report
-    from bilin_cli.similarity import compare as run_compare
 
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
-    _, ma = load(a, map_file)
-    _, mb = load(b, map_file)
+    ma, mb = api.load(a, map_file), api.load(b, map_file)
     n = len(class_) if class_ else ma.shapes[-1].o
     with progress("comparing classes", n) as advance:
-        doc = run_compare(ma, mb, class_ or None, top, basis.value, dtype, advance)
-    doc = {"a": str(a), "b": str(b), **doc}
-    if top > doc["top_k"]:
-        doc["notes"].append(f"--top {top} asked for more eigenpairs than there are; all "
-                            f"{doc['top_k']} are compared")
-    emit(compare_report(doc, ma.warnings + mb.warnings), fmt_, output, force)
+        result = api.compare(ma, mb, class_ or None, top, basis.value, dtype, advance=advance)
+    emit(compare_report(result.as_dict(), ma.warnings + mb.warnings), fmt_, output, force)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli import directions
+from bilin_cli import api
 from bilin_cli.accel import torch_device
 from bilin_cli.cli.options import (
     Ckpt,
@@ -26,15 +26,12 @@ from bilin_cli.cli.options import (
     load,
     output_settings,
 )
-from bilin_cli.errors import BilinError
-from bilin_cli.features import eigen_in_features, rank_features, top_pairs
-from bilin_cli.interaction import interaction
+from bilin_cli.features import rank_features
 from bilin_cli.lowrank_search import auto_measure
 from bilin_cli.render.output import emit
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import interact_report, rank_features_report
 from bilin_cli.shards import write_part
-from bilin_cli.spectra import effective_rank, eigenvalues
 from bilin_cli.storage.sae import load_sae
 
 
@@ -95,25 +92,9 @@ def interact(
     """
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
-    index = model.resolve_layer(layer)
-    L = model.layer(index, dtype)
-    s_in, s_out = load_sae(sae_in, dtype), load_sae(sae_out, dtype)
-    if s_in.d != L.d:
-        raise BilinError(f"{sae_in}: the input SAE reads {s_in.d} dimensions, layer {index} "
-                         f"takes {L.d}")
-    u = directions.from_sae_feature(model, index, s_out, feature, dtype)
-    Q = interaction(L, u.u).Q
-    lam = eigenvalues(Q)
-    doc = {
-        "layer": index, "feature": feature, "sae_in": str(sae_in), "sae_out": str(sae_out),
-        "n_input_features": s_in.n_features, "n_eigenvalues": int(lam.size),
-        "effective_rank": effective_rank(lam),
-        "pairs": top_pairs(Q, s_in.dec, top),
-        "eigen": eigen_in_features(Q, s_in.dec, eig, per_eig),
-        "notes": u.notes,
-    }
-    emit(interact_report(doc), fmt_, output, force)
+    result = api.interact(api.load(ckpt, map_file), sae_in, sae_out, feature, layer, top, eig,
+                          per_eig, dtype)
+    emit(interact_report(result.as_dict()), fmt_, output, force)
 
 
 def rank_features_cmd(
