@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli import directions
+from bilin_cli import api
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -19,9 +19,7 @@ from bilin_cli.cli.options import (
     check_figure,
     count,
     dtype_of,
-    load,
 )
-from bilin_cli.decompose import decompose
 from bilin_cli.errors import BilinError
 from bilin_cli.render.progress import progress
 
@@ -79,7 +77,7 @@ def plot(
     hw = _parse_shape(shape)
     check_figure(output, force)
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
+    model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
     if model.kind == "lm" or model.head_key is None:
         raise BilinError("bilin plot draws image classifiers; use bilin eig --show or --json")
@@ -94,8 +92,7 @@ def plot(
     rows = []
     with progress("eigendecomposing classes", len(classes)) as advance:
         for c in classes:
-            u = directions.from_class(model, index, c, dtype)
-            dec = decompose(model, index, u, top=None, dtype=dtype)
+            dec = api.eig(model, cls=c, layer=index, top=None, dtype=dtype)
             lam, vecs = dec.eigenvalues, dec.eigenvectors
             label = model.output_names[c] if model.output_names else str(c)
             rows.append({
