@@ -37,6 +37,10 @@ MAX_BOUND_POINTS = 200  # the bound curve is drawn for K = 0 .. this many
 TOKENS_PER_SIDE = 8  # token readings: tokens per sign of each eigenvector
 FEATURES_PER_EIG = 8  # input-SAE readings: features per eigenvector
 
+TOKENS_NOTE = ("tokens: direct path from the embedding (x_t = g * e_t / rms(e_t); attention and "
+               "earlier layers left out), as bilin eig --tokens reads them: v . x_t > 0 in the "
+               "left column, < 0 in the right, largest first")
+
 Progress = Callable[[str, int], AbstractContextManager]
 
 
@@ -133,13 +137,18 @@ def direction_page(model: BilinearModel, layer: int, u: dirs.Direction, top: int
     summary = {**summarize(lam), "top_k": top, "top_k_share": share_of_top(lam, top)}
     pos, neg = _pick(lam, vecs, top, 1), _pick(lam, vecs, top, -1)
     shown = pos + neg
+    notes = list(dec.notes)
     if shown and model.kind == "lm" and model.embed_key is not None:
         from bilin_cli.token_reading import read_as_tokens
+
+        notes.append(TOKENS_NOTE)
 
         for e, t in zip(shown, read_as_tokens(model, layer, np.stack([e.vector for e in shown]),
                                               TOKENS_PER_SIDE), strict=True):
             e.tokens = t
     if shown and sae_in is not None:
+        notes.append("input-SAE features: the eigenvector's loadings D^T v on the input SAE's "
+                     "decoder columns, largest |loading| first (as bilin interact reads them)")
         for e in shown:
             load = sae_in.dec.T @ e.vector
             idx = np.argsort(-np.abs(load), kind="stable")[:FEATURES_PER_EIG]
@@ -151,7 +160,7 @@ def direction_page(model: BilinearModel, layer: int, u: dirs.Direction, top: int
         bound=_bound(lam if spectrum is None else spectrum, top), basis=dec.basis,
         image_shape=dec.input_shape,
         linear_norm=None if dec.linear is None else float(np.linalg.norm(dec.linear)),
-        constant=dec.constant, notes=list(dec.notes),
+        constant=dec.constant, notes=notes,
     )
 
 

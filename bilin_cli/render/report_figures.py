@@ -112,7 +112,8 @@ def bound(b: dict, title: str, space: str) -> dict:
         "xaxis": _axis(title={"text": f"K = eigenpairs kept (largest |{LAMBDA}|)"}),
         "yaxis": _axis(title={"text": f"max discarded |{LAMBDA}| ({space})"}, rangemode="tozero"),
         "yaxis2": _axis(title={"text": "share kept"}, overlaying="y", side="right",
-                        range=[0, 1.02], tickformat=".0%", dtick=0.25, showgrid=False),
+                        range=[0, 1.02], tickformat=".0%", tickmode="linear", tick0=0,
+                        dtick=0.25, showgrid=False),
         "margin": {"l": 60, "r": 60, "t": 40, "b": 50}}}
 
 

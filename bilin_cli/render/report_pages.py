@@ -27,6 +27,12 @@ text-align:right}th{background:#f5f5f5}td.l,th.l{text-align:left}
 """
 
 
+def _plain(text: str) -> str:
+    """Text for a plotly figure: plotly reads a few HTML tags in text and decodes only some
+    entities (not ``&quot;``), so escape ``& < >`` alone (quotes are safe in its JSON)."""
+    return escape(text, quote=False)
+
+
 def _page(title: str, nav: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{escape(title)}</title>"
@@ -84,7 +90,7 @@ def _layers_table(m: dict, reported: int) -> str:
 
 def index_page(r: Report) -> str:
     figs = rf.Figures()
-    labels = [escape(p.label) for p in r.pages]  # plotly reads a few HTML tags in text
+    labels = [_plain(p.label) for p in r.pages]
     k = r.top
     rows = [[f'<a href="{p.key}.html">{escape(p.key)}</a>', escape(p.label),
              escape(eigenvalue_text(p.summary["top_positive"][0]))
@@ -160,7 +166,7 @@ def _mask_section(figs, page: DirectionPage) -> str:
                                        f"mask for eigenvector #{m['eig_rank']}", "pixel"),
                        300, 320)] if page.image_shape else []
     cells.append(figs.html(rf.mask_sweep(m["sweep"], "images of other classes moved to "
-                                         f"{escape(page.label)}"), 300, 480))
+                                         f"{_plain(page.label)}"), 300, 480))
     return ("<h2>Adversarial mask of the top positive eigenvector</h2>"
             f'<p class="note">Eigenvector #{m["eig_rank"]} ({L} = '
             f"{escape(eigenvalue_text(m['eigenvalue']))}), isolated by the pseudo-inverse of "
@@ -191,7 +197,7 @@ def direction_page(r: Report, i: int) -> str:
     if page.linear_norm is not None or page.constant is not None:
         body.append(f'<p class="note">Bias parts (not in Q): linear part norm '
                     f"{_num(page.linear_norm)}, constant {_num(page.constant)}.</p>")
-    body += [figs.html(rf.spectrum(page.eigenvalues, f"eigenvalues of Q(u), {escape(page.label)}"),
+    body += [figs.html(rf.spectrum(page.eigenvalues, f"eigenvalues of Q(u), {_plain(page.label)}"),
                        340),
              f"<h2>Top positive eigenvectors</h2><p class='note'>In {where}; ranks from 1 by "
              f"|{L}|, as bilin eig numbers them.</p>",
