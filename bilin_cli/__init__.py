@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # Names served lazily from bilin_cli.api (PEP 562): the console script imports this package
 # before it installs its signal handlers, and `bilin --version` must not pay for numpy.
 _API = (
+    "Adversarial",
     "BilinError",
     "BilinearModel",
     "Comparison",
@@ -30,6 +31,7 @@ _API = (
     "Spectra",
     "Sweep",
     "Truncation",
+    "adversarial_masks",
     "chain",
     "compare",
     "eig",

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from bilin_cli import adversarial as adv
+from bilin_cli import api
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -22,8 +23,6 @@ from bilin_cli.cli.options import (
     OutputOpt,
     count,
     dtype_of,
-    load,
-    load_data,
     number,
     number_list,
     output_settings,
@@ -31,7 +30,6 @@ from bilin_cli.cli.options import (
 from bilin_cli.errors import BilinError
 from bilin_cli.render.figures import figure_format
 from bilin_cli.render.output import emit
-from bilin_cli.render.printable import printable
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views_adversarial import input_report, sweep_report
 from bilin_cli.storage.atomic import atomic_write
@@ -62,24 +60,6 @@ def _parse_sweep(text: str, integer: bool) -> list:
                        says=f"strengths in (0, {MAX_STRENGTH:.0f}]")
 
 
-def _parse_target(text: str, n_cls: int, names: list[str] | None) -> list[int] | None:
-    """``None`` for ``all``, else ``[c]`` from an index or a class name."""
-    if text.strip().lower() == "all":
-        return None
-    try:
-        c = int(text)
-    except ValueError:
-        if names and text in names:
-            return [names.index(text)]
-        known = f" or one of {', '.join(names)}" if names else ""
-        raise BilinError(f"--target {text!r}: give a class index 0..{n_cls - 1}{known}, "
-                         "or all") from None
-    if not 0 <= c < n_cls:
-        raise BilinError(f"class {c} is out of range: this model has {n_cls} classes "
-                         f"(0..{n_cls - 1})")
-    return [c]
-
-
 def _settings(variant: str, strength: float | None, pixels: int | None, sweep: str | None,
               single: bool) -> tuple[list[float], list[int] | None]:
     """``(strengths, n_pixels)`` to evaluate; top-pixels sweeps N at ``strengths[0]``."""
@@ -106,13 +86,6 @@ def _settings(variant: str, strength: float | None, pixels: int | None, sweep: s
     if sweep is not None:
         return [s], _parse_sweep(sweep, integer=True)
     return [s], [adv.TOP_PIXELS_SWEEP[-1]] if single else list(adv.TOP_PIXELS_SWEEP)
-
-
-def _image_shape(*candidates, n_in: int) -> tuple[int, ...] | None:
-    for shape in candidates:
-        if shape and int(np.prod(shape)) == n_in:
-            return tuple(int(s) for s in shape)
-    return None
 
 
 def _image_files(folder: Path, targets: list[int], single: bool, force: bool) -> dict:
@@ -252,161 +225,82 @@ def adversarial(
     if plot is not None:
         figure_format(plot)
     dtype = dtype_of(float64)
-    checkpoint, model = load(ckpt, map_file)
-    adv.check_supported(model)
-    n_cls = model.shapes[-1].o
-    names = model.output_names or [str(c) for c in range(n_cls)]
-    chosen = _parse_target(target, n_cls, model.output_names)
-    targets = list(range(n_cls)) if chosen is None else chosen
-    n_in = model.embed_shape[1] if model.embed_key else model.shapes[0].d
-    if n_pixels is not None and max(n_pixels) > n_in:
-        raise BilinError(f"--pixels {max(n_pixels)} exceeds the {n_in} input pixels")
-    files = (_image_files(images, targets, input_ is not None, force)
-             if images is not None else None)
+    model = api.load(ckpt, map_file)
+    files = None
 
-    one = None
-    if input_ is not None:
-        one = adv.load_input(input_, dtype, n_in)
-        if one.x.size != n_in:
-            raise BilinError(f"--input {printable(input_, 80)}: {one.x.size} pixels, the model "
-                             f"takes {n_in}")
-        from bilin_cli.storage.data import default_data_path
+    def check(targets: list[int], shape) -> None:
+        nonlocal files
+        if images is not None:
+            files = _image_files(images, targets, input_ is not None, force)
+            if shape is None:
+                raise BilinError("--images needs image-shaped inputs; this data is flat and "
+                                 "the checkpoint gives no input_shape")
 
-        # Data for the sign and the metrics: --data, else the checkpoint's own split, else
-        # the file the input came from.
-        if data is None and one.data and default_data_path(ckpt, checkpoint.config) is None:
-            data = Path(one.data)
-    dataset = load_data(data, ckpt, checkpoint.config, dtype)
-    from bilin_cli.storage.data import check_fits
-
-    check_fits(dataset, n_in, n_cls)
-    shape = _image_shape(dataset.image_shape, model.input_shape,
-                         one.shape if one else None, n_in=n_in)
-    if files is not None and shape is None:
-        raise BilinError("--images needs image-shaped inputs; this data is flat and the "
-                         "checkpoint gives no input_shape")
-
-    with progress("eigendecomposing classes", n_cls) as advance:
-        stack = adv.eigen_stack(model, per_class, advance)
-    E = adv.embedding(model)
-    region = (adv.edge_region(dataset.x) if variant is Variant.edge
-              else np.ones(n_in, dtype=bool))
-    if not region.any():
-        raise BilinError(f"no edge pixels: every pixel is lit in at least "
-                         f"{adv.EDGE_SHARE:.0%} of the images")
-    directions, cond = adv.mask_directions(stack, E, inverse.value, region)
+    result = api.adversarial_masks(model, target, eig, per_class, variant.value, inverse.value,
+                                   strengths, n_pixels, input=input_, data=data, seed=seed,
+                                   dtype=dtype, check=check, progress=progress)
+    cond = result.doc["conditioning"]
     if inverse is Inverse.pixel and cond["condition_number"] > adv.ILL_CONDITIONED:
         print(f"warning: {cond['matrix']} is ill-conditioned (smallest singular value "
               f"{cond['smallest_singular_value']:.3g}, condition number "
               f"{cond['condition_number']:.3g}): the exact masks are made of near-null pixel "
               "directions and barely excite their eigenvectors (see excitation); "
               "--inverse hidden is the paper's recipe", file=sys.stderr)
-    masks = [adv.build_mask(stack, E, directions, dataset.x, dataset.y, t, eig,
-                            variant.value, region, seed) for t in targets]
-    where = "" if variant is not Variant.edge else "[:, edge]"
-    common = {
-        "eig": eig, "per_class": per_class, "variant": variant.value,
-        "inverse": inverse.value,
-        "stacked": int(stack.S.shape[0]), "region_pixels": int(region.sum()),
-        "edge_share": adv.EDGE_SHARE,
-        "projection": (f"p = E{where}^T pinv(S) e_j" if inverse is Inverse.hidden
-                       else f"p = pinv(S E{where}) e_j (S E p = e_j)")
-        + "; sign by overlap with other classes' images; unit std over all pixels x strength",
-        "conditioning": cond,
-        "baseline": f"mask pixels permuted within the variant's pixels (seed {seed})",
-    }
+    masks, shape, names = result.masks, result.image_shape, _names(model)
     if save is not None:
-        _save(save, stack, E, inverse.value, directions, masks, region, strengths, n_pixels,
-              shape, force)
+        _save(save, result.stack, adv.embedding(model), inverse.value, result.directions, masks,
+              result.region, result.strengths, result.n_pixels, shape, force)
         print(f"wrote {save}", file=sys.stderr)
     if input_ is not None:
-        _one_input(model, stack, one.x, one.label, input_, masks, names, strengths[0],
-                   n_pixels[0] if n_pixels else None, dtype, chosen is None, common, shape,
-                   files, force, fmt_, output)
+        if files is not None:
+            _input_images(result, names, files, force)
+        emit(input_report(result.doc, human=fmt_ == "table"), fmt_, output, force)
         return
-
-    cache = adv.layer_cache(model, dataset.x, dtype)
-    clean = adv.clean_rates(model, cache, dataset.y, targets)
-    per_target = []
-    total = len(masks) * len(n_pixels or strengths)
-    with progress("evaluating masks", total) as advance:
-        for m in masks:
-            rows = adv.sweep(model, cache, dataset.x, dataset.y, m, strengths, n_pixels, advance)
-            per_target.append({
-                "target": m.target, "target_name": names[m.target],
-                **_mask_fields(m, stack), "clean_target_rate": clean[m.target][1],
-                "rows": rows,
-            })
-    doc = {"target": "all" if chosen is None else targets[0], **common,
-           "data": dataset.source, "n": int(dataset.y.size),
-           "clean_accuracy": clean[targets[0]][0],
-           "swept": "n_pixels" if n_pixels is not None else "strength"}
-    if n_pixels is not None:
-        doc["strength"] = strengths[0]
-    if chosen is None:
-        doc["rows"] = adv.mean_rows([t["rows"] for t in per_target])
-        doc["per_target"] = per_target
-    else:
-        doc.update({k: v for k, v in per_target[0].items() if k != "target"})
+    doc, every = result.doc, result.doc["target"] == "all"
     if plot is not None:
         from bilin_cli.render.plotting_adversarial import rate_curves
 
         key = doc["swept"]
-        who = "mean over all targets" if chosen is None else f"target {names[targets[0]]}"
+        who = "mean over all targets" if every else f"target {names[result.targets[0]]}"
         rate_curves([r[key] for r in doc["rows"]], doc["rows"],
-                    [t["rows"] for t in per_target] if chosen is None else None,
+                    [t["rows"] for t in doc["per_target"]] if every else None,
                     "pixels changed (N)" if key == "n_pixels" else "strength (mask std per pixel)",
                     f"{Path(ckpt).name}: {variant.value} mask ({inverse.value} inverse, "
-                    f"{per_class} per class), positive eigenvector {eig}"
-                    + (f" (eig rank #{masks[0].eig_rank})" if chosen is not None else "")
+                    f"{doc['per_class']} per class), positive eigenvector {eig}"
+                    + (f" (eig rank #{masks[0].eig_rank})" if not every else "")
                     + f", {who}",
                     plot, force)
         print(f"wrote {plot}", file=sys.stderr)
     if files is not None:
         images.mkdir(exist_ok=True)
-        _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
-                       dtype)
+        _draw_examples(model, result.dataset, masks, names, result.strengths, result.n_pixels,
+                       shape, files, force, dtype)
     emit(sweep_report(doc, human=fmt_ == "table"), fmt_, output, force)
 
 
-def _mask_fields(m: adv.Mask, stack: adv.EigenStack) -> dict:
-    """What one mask reports about itself (JSON keys; eigenvectors ranked from 1)."""
-    return {"eigenvalue": float(stack.eigenvalues[m.index]), "sign": m.sign,
-            "excitation": m.excitation, "efficiency": m.efficiency, "leak": m.leak,
-            "leak_class": m.leak_class, "leak_eig": m.leak_eig, "eig_rank": m.eig_rank,
-            "leak_eig_rank": m.leak_eig_rank}
+def _names(model) -> list[str]:
+    return model.output_names or [str(c) for c in range(model.shapes[-1].o)]
 
 
-def _one_input(model, stack, x1, label, spec, masks, names, strength, n_pixels, dtype,
-               all_targets, common, shape, files, force, fmt_, output) -> None:
-    results = []
-    for m in masks:
-        logits = adv.input_logits(model, x1, m, strength, n_pixels, dtype)
-        results.append({"target": m.target, "target_name": names[m.target],
-                        **_mask_fields(m, stack),
-                        **{k: {"prediction": int(np.argmax(v)), "logits": v.tolist()}
-                           for k, v in logits.items()}})
-        if files is not None:
-            from bilin_cli.render.plotting_adversarial import input_figure, mask_figure
+def _input_images(result, names, files, force) -> None:
+    """Each mask, and the input before and after it (``--input`` with ``--images``)."""
+    from bilin_cli.render.plotting_adversarial import input_figure, mask_figure
 
-            files[m.target]["mask"].parent.mkdir(exist_ok=True)
-            x_new = adv.perturb(x1[None], m.pixel, strength, n_pixels)[0]
-            old, new = results[-1]["old"]["prediction"], results[-1]["new"]["prediction"]
-            mask_figure(m.pixel, m.baseline, shape, f"target {names[m.target]}: {m.variant} "
-                        f"mask, eigenvector #{m.eig_rank} (unit std)", files[m.target]["mask"], force)
-            input_figure(x1, x_new - x1, x_new, shape,
-                         (f"input: {names[old]}", "change", f"perturbed: {names[new]}"),
-                         files[m.target]["examples"], force)
-    if files is not None:
-        print(f"wrote {2 * len(masks)} PNGs", file=sys.stderr)
-    doc = {"input": spec, "label": label, "target": "all" if all_targets else masks[0].target,
-           **common, "strength": strength, "n_pixels": n_pixels, "class_names": names,
-           "old": results[0]["old"]}
-    if all_targets:
-        doc["targets"] = [{k: v for k, v in r.items() if k != "old"} for r in results]
-    else:
-        doc.update({k: v for k, v in results[0].items() if k not in ("target", "old")})
-    emit(input_report(doc, human=fmt_ == "table"), fmt_, output, force)
+    x1, doc = result.input.x, result.doc
+    strength, n_pixels = doc["strength"], doc["n_pixels"]
+    per_mask = doc["targets"] if doc["target"] == "all" else [doc]
+    old = doc["old"]["prediction"]
+    for m, r in zip(result.masks, per_mask, strict=True):
+        files[m.target]["mask"].parent.mkdir(exist_ok=True)
+        x_new = adv.perturb(x1[None], m.pixel, strength, n_pixels)[0]
+        new = r["new"]["prediction"]
+        mask_figure(m.pixel, m.baseline, result.image_shape, f"target {names[m.target]}: "
+                    f"{m.variant} mask, eigenvector #{m.eig_rank} (unit std)",
+                    files[m.target]["mask"], force)
+        input_figure(x1, x_new - x1, x_new, result.image_shape,
+                     (f"input: {names[old]}", "change", f"perturbed: {names[new]}"),
+                     files[m.target]["examples"], force)
+    print(f"wrote {2 * len(result.masks)} PNGs", file=sys.stderr)
 
 
 def _draw_examples(model, dataset, masks, names, strengths, n_pixels, shape, files, force,
