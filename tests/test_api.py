@@ -228,3 +228,166 @@ def test_load_with_a_map_dict_or_file(tmp_path):
     b = bilin.eig(by_file, cls=1, top=2).eigenvalues
     np.testing.assert_allclose(a, b)
     np.testing.assert_allclose(a, [1.99984, 5.09892e-05], rtol=1e-4)
+
+
+# --------------------------------------------------------------- one way in: CLI == API
+
+
+def _plain(value):
+    """The JSON the CLI would print for an API object (numpy arrays as lists)."""
+    return json.loads(json.dumps(value, default=lambda o: o.tolist()))
+
+
+def _json(cli, *args):
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_cli_info_is_the_api(cli):
+    assert _json(cli, "info", MNIST)[0] == _plain(bilin.info(MNIST))
+    mapping, ambiguous = bilin.suggest_map(SAMPLES / "toy")
+    code, out, err = cli("info", SAMPLES / "toy", "--suggest-map")
+    assert code == 0 and json.loads(out) == mapping and ambiguous == []
+
+
+def test_cli_eig_many_directions_and_tokens_are_the_api(mnist, cli):
+    docs = _json(cli, "eig", MNIST, "--class", "0,3", "--top", "3", "--basis", "hidden")
+    dirs = bilin.output_directions(mnist, cls=[0, 3])
+    assert [u.info_key for u in dirs] == ["class0", "class3"]
+    for doc, u in zip(docs, dirs, strict=True):
+        assert doc == _plain(bilin.eig(mnist, direction=u, top=3, basis="hidden").as_dict())
+    s = bilin.load(SHAKESPEARE)
+    doc = _json(cli, "eig", SHAKESPEARE, "--layer", "1", "--token-str", " ", "--top", "3")[0]
+    d = bilin.eig(s, token=" ", layer=1, top=3)
+    assert doc == _plain(d.as_dict())
+    assert d.tokens and len(d.tokens) == 3
+    steps = bilin.chain(s, 1, token=" ", layer=1, top=2)
+    chained = _json(cli, "eig", SHAKESPEARE, "--layer", "1", "--token-str", " ", "--top", "2",
+                    "--chain", "1")[0]
+    flat = json.dumps(chained)
+    assert [st.layer for st in steps] == [1, 0]
+    for st in steps:
+        for lam in st.eigenvalues.tolist():
+            assert json.dumps(lam) in flat
+
+
+def test_cli_spectrum_is_the_api(mnist, cli):
+    doc = _json(cli, "spectrum", MNIST, "--class", "0-2")[0]
+    assert doc == _plain(bilin.spectrum(mnist, cls=[0, 1, 2]).as_dict())
+
+
+def test_cli_truncate_and_eval_are_the_api(mnist, cli, tmp_path):
+    out = tmp_path / "k10.safetensors"
+    doc = _json(cli, "truncate", MNIST, "--rank", "10", "-o", out)[0]
+    t = bilin.truncate(mnist, rank=10, evaluate=False)
+    assert doc["per_class"] == _plain(t.per_class)
+    assert doc["hidden_units"] == t.hidden_units == 100
+    assert _json(cli, "eval", out, "--confusion")[0] == _plain(bilin.evaluate(out).as_dict())
+    assert bilin.evaluate(out).accuracy == pytest.approx(0.9283)
+    sweep = _json(cli, "truncate", MNIST, "--sweep", "0,5,10")[0]
+    assert sweep == _plain(bilin.truncation_sweep(mnist, [0, 5, 10]).as_dict())
+    assert _json(cli, "eval", MNIST)[0] == _plain(bilin.evaluate(mnist).as_dict(confusion=False))
+
+
+def test_cli_hosvd_explain_compare_are_the_api(mnist, cli):
+    doc = _json(cli, "hosvd", MNIST, "--components", "3", "--top", "2")[0]
+    h = bilin.hosvd(mnist, components=3, top=2)
+    np.testing.assert_allclose([c["sigma"] for c in doc["components"]], h.sigma, rtol=1e-6)
+    spec = f"{SAMPLES / 'data' / 'mnist-test.npz'}:0"
+    doc = _json(cli, "explain", MNIST, "--input", spec)[0]
+    e = bilin.explain(mnist, spec)
+    assert doc["prediction"] == e.prediction == 7
+    np.testing.assert_allclose(doc["logits"], e.logits, rtol=1e-6)
+    doc = _json(cli, "compare", MNIST, MNIST, "--class", "3", "--top", "5")[0]
+    c = bilin.compare(MNIST, MNIST, cls=[3], top=5)
+    assert doc == _plain(c.as_dict())
+    assert c.qfs.tolist() == [doc["classes"][0]["qfs"]]
+
+
+def test_cli_interact_is_the_api(cli):
+    sae_in = SHAKESPEARE / "sae-mlp-in-L1"
+    doc = _json(cli, "interact", SHAKESPEARE, "--layer", "1", "--sae-in", sae_in, "--sae-out",
+                SAE_OUT, "--feature", "395", "--top", "3")[0]
+    i = bilin.interact(SHAKESPEARE, sae_in, SAE_OUT, 395, layer=1, top=3)
+    assert doc == _plain(i.as_dict())
+
+
+def test_cli_adversarial_is_the_api(mnist, cli):
+    doc = _json(cli, "adversarial", MNIST, "--target", "3", "--strength", "0.3")[0]
+    a = bilin.adversarial_masks(mnist, target=3, strength=0.3)
+    assert doc == _plain(a.as_dict())
+    assert a.targets == [3] and a.masks[0].pixel.shape == (784,)
+    spec = f"{SAMPLES / 'data' / 'mnist-test.npz'}:17"
+    doc = _json(cli, "adversarial", MNIST, "--target", "3", "--input", spec)[0]
+    assert doc == _plain(bilin.adversarial_masks(mnist, target=3, input=spec).as_dict())
+
+
+def test_every_command_calls_the_api():
+    """The commands build on bilin_cli.api, not on their own call sequences."""
+    import inspect
+
+    from bilin_cli.cli import (
+        adversarial_cmds,
+        features_cmds,
+        inspect_cmds,
+        lm_cmds,
+        lowrank_cmds,
+        plot_cmds,
+    )
+
+    calls = {inspect_cmds.info: "api.info", inspect_cmds.eig: "api.output_directions",
+             inspect_cmds._eig_one: "api.eig", inspect_cmds.spectrum: "api.spectrum",
+             lowrank_cmds.truncate: "api.truncate", lowrank_cmds.evaluate: "api.evaluate",
+             features_cmds.hosvd: "api.hosvd", features_cmds.explain: "api.explain",
+             features_cmds.compare: "api.compare", lm_cmds.interact: "api.interact",
+             plot_cmds.plot: "api.eig", adversarial_cmds.adversarial: "api.adversarial_masks"}
+    for fn, call in calls.items():
+        assert call + "(" in inspect.getsource(fn), fn.__name__
+
+
+# ------------------------------------------------- the README's numbers, API only
+
+
+def test_notebook_reproduces_the_readme_numbers(tmp_path, monkeypatch):
+    """The README's tour, recomputed with nothing but the documented API."""
+    monkeypatch.chdir(ROOT)
+    m = bilin.load("sample_checkpoints/mnist")
+    assert bilin.info("sample_checkpoints/mnist")["layers"][0]["d"] == 512
+    d = bilin.eig(m, cls=3, top=5)
+    assert d.eigenvalues.tolist() == pytest.approx(
+        [-0.1458589732646942, -0.13135425746440887, 0.12325241416692734, -0.119499571621418,
+         -0.11090001463890076], rel=1e-6)
+    assert round(d.sum_abs, 4) == 2.6713 and round(d.effective_rank, 2) == 36.03
+    assert round(100 * d.top_share, 2) == 23.62
+    toy = bilin.eig("sample_checkpoints/toy", cls=1, top=2)
+    assert toy.eigenvalues.tolist() == pytest.approx([1.99984, 5.09892e-05], rel=1e-4)
+    assert bilin.suggest_map("sample_checkpoints/toy")[0] == {
+        "kind": "classifier", "layers": [{"w": "left.weight", "v": "right.weight"}],
+        "head": "head.weight"}
+    sweep = bilin.truncation_sweep(m, [0, 5, 10, 15, 20, 30])
+    assert round(100 * sweep.full_accuracy, 2) == 98.21
+    assert [round(100 * a, 2) for a in sweep.accuracy] == [9.80, 70.64, 92.83, 97.61, 98.00,
+                                                         98.21]
+    t = bilin.truncate(m, rank=10, output=tmp_path / "mnist-k10.safetensors")
+    e = bilin.evaluate(t.output)
+    assert (round(e.accuracy, 4), e.n) == (0.9283, 10000)
+    a = bilin.adversarial_masks(m, target="all", strength=0.3)
+    mean = a.doc["rows"][0]
+    assert [round(100 * mean[k], 2) for k in ("accuracy", "target_rate", "baseline_accuracy",
+                                              "baseline_target_rate")] == [16.22, 90.66, 97.60,
+                                                                           0.24]
+    first = a.doc["per_target"][0]["rows"][0]
+    assert (round(100 * first["accuracy"], 2), round(100 * first["target_rate"], 2)) == (
+        32.82, 63.84)
+    x = bilin.explain(m, "sample_checkpoints/data/mnist-test.npz:0")
+    c7 = x.classes[0]
+    assert x.prediction == 7 and round(float(c7.logit), 1) == 11.2
+    # rank 4 (index 3); the README prints 5.17406, float32 gives 5.1740522 today
+    assert float(c7.contributions[3]) == pytest.approx(5.17406, abs=2e-5)
+    s = bilin.load("sample_checkpoints/shakespeare")
+    space = bilin.eig(s, token=" ", layer=1, top=3)
+    assert space.eigenvalues.tolist() == pytest.approx([0.385529, 0.216515, 0.205157],
+                                                       abs=2e-6)
+    r = bilin.rank_features(s, "sample_checkpoints/shakespeare/sae-mlp-out-L1", layer=1, top=3)
+    assert r.features.tolist() == [395, 367, 860]
