@@ -279,6 +279,9 @@ def build_report(
     spectra = truncation = masks = None
     dataset = None
     is_classifier = model.kind != "lm" and model.n_layers == 1 and not model.residual
+    if data is not None and not is_classifier:
+        raise BilinError("--data is for single-layer classifiers (accuracy against K and "
+                         f"adversarial masks); this is a {model.layout}")
     if is_classifier:
         config = checkpoint.config
         where = data if data is not None else default_data_path(path, config)

@@ -159,6 +159,7 @@ def test_output_folder_rules(tmp_path, cli):
     (["--tokens", "1"], 1, "--tokens is for language models"),
     (["--features", "1"], 2, "--features needs --sae"),
     (["--top", "0"], 1, "--top"),
+    (["--data", str(SAMPLES / "data" / "mnist-test.npz")], 1, "the model takes 4"),
 ])
 def test_user_errors(tmp_path, cli, args, code, says):
     got, _, err = cli("report", SAMPLES / "toy", "-o", tmp_path / "r", *args)

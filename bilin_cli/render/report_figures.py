@@ -89,7 +89,8 @@ def spectrum(lam: np.ndarray, title: str) -> dict:
             "hovertemplate": f"rank %{{x}}<br>{LAMBDA} = %{{customdata[0]}}<extra></extra>"})
     return {"data": data, "layout": {
         "title": _title(title), "bargap": 0, "legend": {"x": 0.99, "xanchor": "right", "y": 0.99},
-        "xaxis": _axis(title={"text": f"rank (by |{LAMBDA}|, from 1)"}),
+        "xaxis": _axis(title={"text": f"rank (by |{LAMBDA}|, from 1)"},
+                       dtick=1 if lam.size <= 20 else None),
         "yaxis": _axis(title={"text": f"eigenvalue {LAMBDA}"})}}
 
 
