@@ -39,7 +39,7 @@ def report(
     layer: LayerOpt = None,
     classes: Annotated[
         list[str] | None,
-        typer.Option("--classes", "--class", "-c", help="Classes to report: C, a list 0,3,7, a "
+        typer.Option("--classes", "--class", help="Classes to report: C, a list 0,3,7, a "
                      "range 0-4 or all (default: all).", show_default=False, metavar="C"),
     ] = None,
     tokens: Annotated[
