@@ -707,6 +707,8 @@ class FeatureRanking:
     sq_top_k_share: np.ndarray | None = None
     sum_sq_eigenvalues: np.ndarray | None = None
     certificate: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    features_ranked: int = 0
 
 
 def rank_features(
@@ -716,22 +718,27 @@ def rank_features(
     k: int = 2,
     *,
     limit: int | None = None,
+    features: Sequence[int] | np.ndarray | None = None,
     top: int | None = None,
     sort: str = "top_k_share",
     measure: str = "auto",
     workers: int | None = None,
     device: str | None = None,
     dtype: type = np.float32,
+    sharded: bool = False,
+    advance=None,
 ) -> FeatureRanking:
     """Rank every feature of an output SAE by the low-rankness of its ``Q`` (the paper's search).
 
     ``sae``: a path (paper or SAELens format) or a :func:`bilin_cli.storage.sae.load_sae` result;
-    its encoder reads layer ``layer``'s output. ``limit``: rank only the first N features;
-    ``top``: keep the N most low-rank; ``sort``: ``"top_k_share"`` (largest first) or
-    ``"effective_rank"`` (smallest first); ``measure``: ``"auto"`` (as ``bilin
-    rank-features``: ``"sq_top_k_share"`` with ``top`` on a large layer, else the paper's),
-    ``"top_k_share"`` or ``"sq_top_k_share"`` (needs ``top`` to be fast);
-    ``device``: a torch device for batched eigvalsh or the Lanczos products.
+    its encoder reads layer ``layer``'s output. ``limit``: rank only the first N features
+    (``features``: exactly these SAE indices instead); ``top``: keep the N most low-rank;
+    ``sort``: ``"top_k_share"`` (largest first) or ``"effective_rank"`` (smallest first);
+    ``measure``: ``"auto"`` (``"sq_top_k_share"`` with ``top`` on a large layer, else the
+    paper's), ``"top_k_share"``, ``"effective_rank"`` (the paper's, sorted by it) or
+    ``"sq_top_k_share"`` (needs ``top`` to be fast); ``device``: a torch device for batched
+    eigvalsh or the Lanczos products; ``sharded``: this call is one shard of a larger job
+    (``auto`` then keeps the paper's measure); ``advance(n)``: progress callback.
 
     Example::
 
@@ -745,8 +752,9 @@ def rank_features(
 
     if sort not in ("top_k_share", "effective_rank"):
         raise BilinError(f"sort must be top_k_share or effective_rank, got {sort!r}")
-    if measure not in ("auto", "top_k_share", "sq_top_k_share"):
-        raise BilinError(f"measure must be auto, top_k_share or sq_top_k_share, got {measure!r}")
+    if measure not in ("auto", "top_k_share", "effective_rank", "sq_top_k_share"):
+        raise BilinError("measure must be auto, top_k_share, effective_rank or "
+                         f"sq_top_k_share, got {measure!r}")
     if k < 1:
         raise BilinError(f"k must be a positive integer, got {k}")
     model = _model(model)
@@ -754,12 +762,24 @@ def rank_features(
     L = model.layer(index, dtype)
     s_out = _sae(sae, dtype)
     s_out.check_reads(L.o, index)
-    n = s_out.n_features if limit is None else min(limit, s_out.n_features)
+    if features is None:
+        n = s_out.n_features if limit is None else min(limit, s_out.n_features)
+        features = np.arange(n)
+    features = np.asarray(features, dtype=np.int64)
     kk = min(k, L.d)
+    notes: list[str] = []
     if measure == "auto":
-        measure = auto_measure(L, n, top, False)
+        measure = auto_measure(L, len(features), top, sharded)
+        if measure == "sq_top_k_share":
+            notes.append("measure: sq_top_k_share, chosen for a layer this large with --top "
+                         "(pass --measure top_k_share for the paper's exact sum|lambda| share; "
+                         "it builds every Q)")
     if measure == "sq_top_k_share":
-        res = rank_sq_share(L, s_out.enc, k, np.arange(n), top=top, device=device)
+        if sharded:
+            raise BilinError("sq_top_k_share screens every feature at once; shard "
+                             "top_k_share or effective_rank")
+        res = rank_sq_share(L, s_out.enc, k, features, top=top, device=device,
+                            advance=advance)
         rows = res.rows
         return FeatureRanking(
             layer=index, k=k, sorted_by=measure, measure=measure,
@@ -768,18 +788,23 @@ def rank_features(
             top_eigenvalues=np.array([r["top_eigenvalues"] for r in rows]).reshape(len(rows), kk),
             sq_top_k_share=np.array([r["sq_top_k_share"] for r in rows]),
             sum_sq_eigenvalues=np.array([r["sum_sq_eigenvalues"] for r in rows]),
-            rows=rows, certificate=res.certificate,
+            rows=rows, certificate=res.certificate, notes=notes,
+            features_ranked=len(features),
         )
-    rows = run(L, s_out.enc, k, np.arange(n), workers=workers, device=device, sort_by=sort)
+    if measure == "effective_rank":
+        sort = "effective_rank"
+    rows = run(L, s_out.enc, k, features, workers=workers, device=device, sort_by=sort,
+               advance=advance)
+    ranked = len(rows)
     rows = rows[:top]
     return FeatureRanking(
-        layer=index, k=k, sorted_by=sort,
+        layer=index, k=k, sorted_by=sort, measure=measure,
         features=np.array([r["feature"] for r in rows], dtype=np.int64),
         top_k_share=np.array([r["top_k_share"] for r in rows]),
         effective_rank=np.array([r["effective_rank"] for r in rows]),
         sum_abs_eigenvalues=np.array([r["sum_abs_eigenvalues"] for r in rows]),
         top_eigenvalues=np.array([r["top_eigenvalues"] for r in rows]).reshape(len(rows), kk),
-        rows=rows,
+        rows=rows, notes=notes, features_ranked=ranked,
     )
 
 

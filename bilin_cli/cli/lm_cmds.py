@@ -26,11 +26,10 @@ from bilin_cli.cli.options import (
     load,
     output_settings,
 )
-from bilin_cli.features import rank_features
-from bilin_cli.lowrank_search import auto_measure
 from bilin_cli.render.output import emit
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import interact_report, rank_features_report
+from bilin_cli.render.views_features import rank_sq_report
 from bilin_cli.shards import write_part
 from bilin_cli.storage.sae import load_sae
 
@@ -168,48 +167,32 @@ def rank_features_cmd(
     dtype = dtype_of(float64)
     _, model = load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    L = model.layer(index, dtype)
     s_out = load_sae(sae_out, dtype)
-    s_out.check_reads(L.o, index)
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     total, features = len(features), features if shard is None else shard.select(
         features, align=32 if device is None else 256)  # the chunks rank_features uses
     if measure not in ("auto", "top_k_share", "effective_rank", "sq_top_k_share"):
         raise typer.BadParameter("use auto, top_k_share, effective_rank or sq_top_k_share",
                                  param_hint="--measure")
-    notes: list[str] = []
-    if measure == "auto":
-        measure = auto_measure(L, len(features), top, shard is not None)
-        if measure == "sq_top_k_share":
-            notes.append("measure: sq_top_k_share, chosen for a layer this large with --top "
-                         "(pass --measure top_k_share for the paper's exact sum|lambda| share; "
-                         "it builds every Q)")
-    if measure == "sq_top_k_share":
-        if shard is not None:
-            raise typer.BadParameter("sq_top_k_share screens every feature at once; shard "
-                                     "top_k_share or effective_rank", param_hint="--shard")
-        from bilin_cli.lowrank_search import rank_sq_share
-        from bilin_cli.render.views_features import rank_sq_report
-
-        with progress("screening features (Lanczos)", len(features)) as advance:
-            res = rank_sq_share(L, s_out.enc, k, features, top=top, device=device,
-                                advance=advance)
+    if measure == "sq_top_k_share" and shard is not None:
+        raise typer.BadParameter("sq_top_k_share screens every feature at once; shard "
+                                 "top_k_share or effective_rank", param_hint="--shard")
+    with progress("ranking features", len(features)) as advance:
+        r = api.rank_features(model, s_out, index, k, features=features,
+                              top=None if shard is not None else top, sort=sort.value,
+                              measure=measure, workers=threads, device=device, dtype=dtype,
+                              sharded=shard is not None, advance=advance)
+    if r.measure == "sq_top_k_share":
         emit(rank_sq_report({"layer": index, "sae_out": str(sae_out), "k": k,
-                             "measure": measure, "sorted_by": measure,
-                             "features_ranked": len(features), "features": res.rows,
-                             "certificate": res.certificate, "notes": notes}),
+                             "measure": r.measure, "sorted_by": r.measure,
+                             "features_ranked": r.features_ranked, "features": r.rows,
+                             "certificate": r.certificate, "notes": r.notes}),
              fmt_, output, force)
         return
-    if measure == "effective_rank":
-        sort = SortBy.rank
-    with progress("ranking features", len(features)) as advance:
-        rows = rank_features(L, s_out.enc, k, features, workers=threads, device=device,
-                             advance=advance, sort_by=sort.value)
-    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "sorted_by": sort.value,
-           "features_ranked": len(rows),
-           "features": rows[:top]}
+    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "sorted_by": r.sorted_by,
+           "features_ranked": r.features_ranked, "features": r.rows[:top]}
     if shard is not None:  # every row of the part: --top applies after 'bilin merge'
-        return write_part("rank-features", shard, total, fmt_, rows, output, force,
+        return write_part("rank-features", shard, total, fmt_, r.rows, output, force,
                           head={**doc, "features": None, "_top": top})
     emit(rank_features_report(doc), fmt_, output, force)
 
