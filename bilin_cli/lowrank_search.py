@@ -47,7 +47,8 @@ DELTA = 1e-10  # failure probability allowed per excluded feature
 STEPS = 11  # Lanczos steps for every feature (polynomials of degree 5 in Q^2)
 DEEP_STEPS = 33  # Lanczos steps for features the first run leaves undecided (degree 16)
 SAFETY = 1e-3  # relative slack on mu for float32 products and rounding of the Ritz values
-BASIS_BYTES = 96 << 20  # Lanczos basis per batch
+BASIS_BYTES = 64 << 20  # Lanczos basis per batch
+MAX_BATCH = 1024  # features per batch: the (F, 2h) product temporaries stay small
 AUTO_WORK = 1e12  # features x h x d^2 above which --measure auto takes this route
 
 
@@ -61,23 +62,31 @@ def auto_measure(layer: BilinearLayer, n_features: int, top: int | None, sharded
     return "sq_top_k_share" if n_features * h * d * d >= AUTO_WORK else "top_k_share"
 
 
-def frobenius_sq(layer: BilinearLayer, E: np.ndarray, block: int = 1024) -> np.ndarray:
+def frobenius_sq(layer: BilinearLayer, E: np.ndarray, block: int = 1024,
+                 rows: int = 512) -> np.ndarray:
     """``||Q(e_a)||_F^2 = sum lambda^2`` for every row ``e_a`` of ``E : (n, o)``, in float64.
 
     ``c^T K c`` with the ``h x h`` matrix ``K = 1/2 (G_WW o G_VV + M o M^T)``; with an output
     projection ``P`` the per-feature quadratic form is ``e^T (P K P^T) e`` (``o x o``).
+    ``K`` is built ``rows`` rows at a time (``M o M^T`` row block ``r`` is
+    ``(V_r W^T) o (W_r V^T)``) and folded into ``P K`` at once, so no ``h x h`` matrix is held
+    when there is a ``P``.
     """
     W = np.asarray(layer.W, dtype=np.float64)
     V = np.asarray(layer.V, dtype=np.float64)
-    M = V @ W.T
-    K = W @ W.T
-    K *= V @ V.T
-    K += M * M.T
-    K *= 0.5
-    del M
-    if layer.P is not None:
-        P = np.asarray(layer.P, dtype=np.float64)
-        K = (P @ K) @ P.T
+    h = W.shape[0]
+    P = None if layer.P is None else np.asarray(layer.P, dtype=np.float64)
+    acc = np.zeros((P.shape[0], h)) if P is not None else np.empty((h, h))
+    for r in range(0, h, rows):
+        Kr = (W[r : r + rows] @ W.T) * (V[r : r + rows] @ V.T)
+        Kr += (V[r : r + rows] @ W.T) * (W[r : r + rows] @ V.T)
+        Kr *= 0.5
+        if P is not None:
+            acc += P[:, r : r + rows] @ Kr
+        else:
+            acc[r : r + rows] = Kr
+        del Kr
+    K = acc @ P.T if P is not None else acc
     out = np.empty(E.shape[0])
     for s in range(0, E.shape[0], block):
         e = np.asarray(E[s : s + block], dtype=np.float64)
@@ -152,8 +161,11 @@ def lanczos(
     dtype=np.float32,
     seed: int = 0,
     advance: Callable[[int], None] | None = None,
+    P: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Lanczos with full reorthogonalisation on ``Q_a`` for ``c_a`` = rows of ``C : (n, h)``.
+    """Lanczos with full reorthogonalisation on ``Q_a`` for ``c_a`` = rows of ``C : (n, h)``
+    (with ``P : (o, h)``: ``C : (n, o)`` holds output directions and ``c_a = C_a P``, formed
+    batch by batch so no ``(n, h)`` array is held).
 
     Returns ``H : (n, s + 1, s)`` in float64 with ``Q_a Z_a = Z_a H_a[:s] + z_a H_a[s]``
     (``Z_a : (d, s)`` orthonormal, from a Gaussian start); ``s = min(steps, d)``. A breakdown
@@ -169,9 +181,10 @@ def lanczos(
     rng = np.random.default_rng(seed)
     n = C.shape[0]
     H = np.zeros((n, s + 1, s))
-    batch = max(1, min(n, BASIS_BYTES // (4 * (s + 1) * d)))
+    batch = max(1, min(n, MAX_BATCH, BASIS_BYTES // (4 * (s + 1) * d)))
     for lo in range(0, n, batch):
-        c = be.put(C[lo : lo + batch])  # (F, h)
+        rows = np.asarray(C[lo : lo + batch], dtype=np.float64)
+        c = be.put(rows @ P if P is not None else rows)  # (F, h)
         F = c.shape[0]
         c2 = xp.concatenate([c, c], 1) * 0.5  # (F, 2h)
 
@@ -267,7 +280,7 @@ def rank_sq_share(
     n = len(features)
     E = np.asarray(enc[features], dtype=np.float64)
     S = frobenius_sq(layer, E)
-    C = E @ np.asarray(layer.P, dtype=np.float64) if layer.P is not None else E
+    P64 = None if layer.P is None else np.asarray(layer.P, dtype=np.float64)
     d = layer.W.shape[1]
     kk = min(k, d)
     vals = np.zeros(n)
@@ -281,7 +294,8 @@ def rank_sq_share(
                        np.asarray(layer.V, dtype=np.float64)))
         for i in idx:
             if not exact[i]:
-                lam, sq = dense_top(layer, C[i], kk, tuple(WV))
+                c = E[i] @ P64 if P64 is not None else E[i]
+                lam, sq = dense_top(layer, c, kk, tuple(WV))
                 tops[i, : lam.size] = lam
                 vals[i] = (lam**2).sum() / sq if sq > 0 else 0.0
                 exact[i] = True
@@ -304,7 +318,7 @@ def rank_sq_share(
     live = np.flatnonzero(S > 0)
 
     def bound(idx, n_steps, seed, adv=None) -> None:
-        H = lanczos(layer, C[idx], n_steps, device=device, seed=seed, advance=adv)
+        H = lanczos(layer, E[idx], n_steps, device=device, seed=seed, advance=adv, P=P64)
         _, top_sq, mu = lanczos_bounds(H, kk)
         f = kw_factor(min(n_steps, d), d, delta)
         lower[idx] = np.maximum(lower[idx], np.minimum(top_sq / safe[idx], 1.0))

@@ -61,6 +61,8 @@ def test_lanczos_over_the_whole_space_is_exact(device):
     lam = _dense(layer, E)
     H = lanczos(layer, E @ layer.P, 40, dtype=np.float64, device=device)  # s = d = 12
     assert H.shape == (7, 13, 12)
+    np.testing.assert_allclose(lanczos(layer, E, 40, dtype=np.float64, device=device,
+                                       P=layer.P), H)  # c = e P formed batch by batch
     theta, top_sq, mu = lanczos_bounds(H, 2)
     np.testing.assert_allclose(theta, lam, atol=1e-9)
     np.testing.assert_allclose(top_sq, (lam[:, :2] ** 2).sum(1), rtol=1e-9)
