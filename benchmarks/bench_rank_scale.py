@@ -129,7 +129,7 @@ def main() -> None:
             t_fast = time.perf_counter() - t0
             doc = json.loads(out)
         rows, cert = doc["features"], doc["certificate"]
-        peak = float("nan")
+        peak, base = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 112.0
         what = "whole `bilin rank-features` process"
     else:
         t0 = time.perf_counter()
@@ -164,7 +164,8 @@ def main() -> None:
           f"largest share {below:.4f} {'<' if below < cert.get('cut', 1) else '>='} cut "
           f"{cert.get('cut', float('nan')):.4f}")
     if peak == peak:
-        print(f"  peak RSS {peak:.0f} MB ({peak - base:.0f} MB above the layer and encoders)")
+        print(f"  peak RSS {peak:.0f} MB ({peak - base:.0f} MB above the layer and encoders, "
+              f"{'112 MB of float32 files' if args.cli else 'as built here'})")
     print(f"  best: feature {rows[0]['feature']} share {rows[0]['sq_top_k_share']:.4f}; "
           f"planted {planted.tolist()[:8]}...")
 
