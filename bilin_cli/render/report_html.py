@@ -19,13 +19,12 @@ from bilin_cli.render import report_pages as pages
 from bilin_cli.render.printable import printable
 from bilin_cli.report import Report
 from bilin_cli.storage.atomic import (
-    RENAME_EXCHANGE,
     create_temp,
     exists_error,
     publish,
     remove_temp,
-    renameat2,
-    temp_name,
+    swap_directory,
+    write_new,
 )
 
 ASSETS = ("plotly.min.js", "report.css")
@@ -69,17 +68,7 @@ def _replace(tmp: Path, p: Path) -> None:
     if not p.is_dir() or p.is_symlink():
         raise exists_error(p)
     _check_replaceable(p)
-    if renameat2(tmp, p, RENAME_EXCHANGE):  # atomic: p is never missing
-        old = tmp
-    else:
-        old = temp_name(p, "old")
-        os.rename(p, old)
-        try:
-            os.rename(tmp, p)
-        except BaseException:
-            os.rename(old, p)
-            raise
-    remove_temp(old)
+    swap_directory(tmp, p)
 
 
 def render(report: Report) -> dict[str, str]:
@@ -91,9 +80,7 @@ def render(report: Report) -> dict[str, str]:
 
 
 def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_new(path, text.encode("utf-8"))
 
 
 def write_report(report: Report, target: str | os.PathLike, force: bool = False,

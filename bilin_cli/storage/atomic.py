@@ -147,6 +147,33 @@ def _publish_noreplace(tmp: Path, target: Path, directory: bool) -> None:
         raise
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, which must not exist yet (inside a fresh temporary
+    folder), and flush it to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def swap_directory(tmp: Path, p: Path) -> None:
+    """Put the finished folder ``tmp`` in place of the existing folder ``p`` (the caller has
+    checked that ``p`` may be replaced): atomically where the kernel can exchange the two,
+    else by two renames that put ``p`` back if the second fails; the old folder is removed."""
+    if renameat2(tmp, p, RENAME_EXCHANGE):  # atomic: p is never missing
+        old = tmp
+    else:
+        old = temp_name(p, "old")
+        os.rename(p, old)
+        try:
+            os.rename(tmp, p)
+        except BaseException:
+            os.rename(old, p)
+            raise
+    remove_temp(old)
+
+
 def publish(tmp: Path, target: Path, force: bool = False, directory: bool = False) -> None:
     """Put the finished ``tmp`` in place as ``target``; without ``force``, never over another.
 

@@ -25,15 +25,14 @@ from bilin_cli.cli.entry import check, deferred
 from bilin_cli.errors import BilinError
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.atomic import (
-    RENAME_EXCHANGE,
     atomic_write,
     check_writable,
     create_temp,
     exists_error,
     publish,
     remove_temp,
-    renameat2,
-    temp_name,
+    swap_directory,
+    write_new,
 )
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
@@ -68,28 +67,10 @@ def check_checkpoint_target(path: str | os.PathLike, force: bool) -> Path:
     return p
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _replace_directory(tmp: Path, p: Path) -> None:
     """Swap the finished ``tmp`` in for the existing checkpoint directory ``p``."""
     _check_replaceable(p)
-    if renameat2(tmp, p, RENAME_EXCHANGE):  # atomic: p is never missing
-        old = tmp
-    else:
-        old = temp_name(p, "old")
-        os.rename(p, old)
-        try:
-            os.rename(tmp, p)
-        except BaseException:
-            os.rename(old, p)
-            raise
-    remove_temp(old)
+    swap_directory(tmp, p)
 
 
 def save_checkpoint(
@@ -107,8 +88,8 @@ def save_checkpoint(
     try:
         with deferred():
             tmp, _ = create_temp(p, directory=True)
-        _write_file(tmp / "model.safetensors", model)
-        _write_file(tmp / "config.json", conf)
+        write_new(tmp / "model.safetensors", model)
+        write_new(tmp / "config.json", conf)
         with deferred():
             check()
             try:
