@@ -227,3 +227,22 @@ def test_api_sq_route_equals_the_cli(cli, tmp_path):
     assert r.features.tolist() == [row["feature"] for row in doc["features"]]
     np.testing.assert_allclose(r.sq_top_k_share, [row["sq_top_k_share"] for row in doc["features"]])
     assert r.certificate == doc["certificate"] and r.top_k_share is None
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), top=st.integers(1, 12),
+       d=st.integers(2, 30), with_p=st.booleans())
+def test_top_n_equals_the_dense_ranking(seed, k, top, d, with_p):
+    """Whatever the layer, the reported rows are the dense top N, in order, and exact."""
+    layer = _layer(seed, d=d, h=2 * d + 3, o=7, with_p=with_p)
+    r = np.random.default_rng(seed)
+    E = r.standard_normal((25, layer.o if with_p else layer.h))
+    E[r.random(25) < 0.1] = 0.0  # a zero direction has Q = 0 and share 0
+    lam = _dense(layer, E)
+    S = (lam**2).sum(1)
+    share = np.where(S > 0, (lam[:, :k] ** 2).sum(1) / np.where(S > 0, S, 1), 0.0)
+    res = rank_sq_share(layer, E, k, top=top, steps=5, deep_steps=9)
+    got = [row["sq_top_k_share"] for row in res.rows]
+    np.testing.assert_allclose(got, np.sort(share)[::-1][:top], rtol=1e-9, atol=1e-12)
+    for row in res.rows:
+        assert row["sq_top_k_share"] == pytest.approx(share[row["feature"]], rel=1e-9, abs=1e-12)
