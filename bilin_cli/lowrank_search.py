@@ -21,6 +21,8 @@ Measure: the share of ``sum lambda^2`` in the ``k`` eigenvalues of largest ``|la
   squared component of ``z`` on the top eigenvector of ``Q^2``: ``a^2 ~ Beta(1/2, (d-1)/2)``.
   So ``lambda_max^2 <= mu / r`` with probability at least ``1 - delta``, ``r`` solving that
   with the Beta quantile at ``delta`` (:func:`kw_factor`), and ``T <= k lambda_max^2``.
+  A second bound holds always: ``T <= S - sum_{j > k} theta_j^2`` (interlacing,
+  :func:`lanczos_bounds`); each feature keeps the smaller.
 * Ranking: the best candidates by their lower bounds are recomputed exactly (dense float64
   ``eigvalsh`` of ``Q``) until the ``N``-th exact share, the cut ``tau``, is above every other
   feature's upper bound; features still undecided after the first Lanczos run get a longer
@@ -232,7 +234,12 @@ def _norm(xp, a):
 def lanczos_bounds(H: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """From :func:`lanczos`'s ``H``: ``(theta, top_sq, mu)``: Ritz values sorted by
     ``|theta|`` descending ``(n, s)``, ``sum_{top k} theta^2`` (a lower bound on
-    ``sum_{top k} lambda^2``) and ``mu = sigma_max(H)^2`` (a Rayleigh quotient of ``Q^2``)."""
+    ``sum_{top k} lambda^2``) and ``mu = sigma_max(H)^2`` (a Rayleigh quotient of ``Q^2``).
+
+    Interlacing gives more: the ``j``-th largest ``|lambda|`` is at least the ``j``-th largest
+    ``|theta|`` (the ``a`` largest positive and ``b`` most negative Ritz values each sit inside
+    distinct eigenvalues of their sign), so ``sum_{top k} lambda^2 <= S - sum_{j > k} theta_j^2``
+    (see :func:`rank_sq_share`)."""
     s = H.shape[2]
     Hs = H[:, :s, :]
     theta = np.linalg.eigvalsh(0.5 * (Hs + Hs.transpose(0, 2, 1)))
@@ -319,11 +326,12 @@ def rank_sq_share(
 
     def bound(idx, n_steps, seed, adv=None) -> None:
         H = lanczos(layer, E[idx], n_steps, device=device, seed=seed, advance=adv, P=P64)
-        _, top_sq, mu = lanczos_bounds(H, kk)
+        theta, top_sq, mu = lanczos_bounds(H, kk)
         f = kw_factor(min(n_steps, d), d, delta)
+        rest = (theta[:, kk:] ** 2).sum(1) * (1 - SAFETY)  # energy certainly outside the top k
         lower[idx] = np.maximum(lower[idx], np.minimum(top_sq / safe[idx], 1.0))
-        upper[idx] = np.minimum(upper[idx], np.minimum(kk * mu * (1 + SAFETY) * f / safe[idx],
-                                                       1.0))
+        upper[idx] = np.minimum.reduce([upper[idx], kk * mu * (1 + SAFETY) * f / safe[idx],
+                                        1.0 - rest / safe[idx]])
 
     bound(live, steps, 0, advance)
     steps_run = [min(steps, d)]

@@ -73,14 +73,18 @@ def test_lanczos_over_the_whole_space_is_exact(device):
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 10_000), steps=st.integers(1, 9), k=st.integers(1, 3))
 def test_lanczos_bounds_never_exceed_the_spectrum(seed, steps, k):
-    """Interlacing: Ritz values give lower bounds on sum_{top k} lambda^2 and lambda_max^2."""
+    """Interlacing: Ritz values give lower bounds on sum_{top k} lambda^2 and lambda_max^2,
+    and S - sum_{j>k} theta_j^2 is an upper bound on sum_{top k} lambda^2."""
     layer = _layer(seed, d=16, h=24, o=6, with_p=seed % 2 == 0)
     E = np.random.default_rng(seed + 1).standard_normal((5, layer.o))
     C = E @ layer.P if layer.P is not None else E
     lam = _dense(layer, E)
-    _, top_sq, mu = lanczos_bounds(lanczos(layer, C, steps, dtype=np.float64, seed=seed), k)
-    assert (top_sq <= (lam[:, :k] ** 2).sum(1) * (1 + 1e-9)).all()
+    theta, top_sq, mu = lanczos_bounds(lanczos(layer, C, steps, dtype=np.float64, seed=seed), k)
+    T, S = (lam[:, :k] ** 2).sum(1), (lam**2).sum(1)
+    assert (top_sq <= T * (1 + 1e-9)).all()
     assert (mu <= lam[:, 0] ** 2 * (1 + 1e-9)).all()
+    # the deterministic upper bound: energy the Ritz values prove lies outside the top k
+    assert (S - (theta[:, k:] ** 2).sum(1) >= T * (1 - 1e-9)).all()
 
 
 def test_kw_factor_shape():
