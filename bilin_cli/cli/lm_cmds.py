@@ -153,6 +153,12 @@ def rank_features_cmd(
     search for low-rank circuits. Streams over features with a progress bar, on
     every available core.
 
+    On large layers with --top N (--measure auto, or sq_top_k_share) it ranks by the
+    share of sum lambda^2 in the top k instead: sum lambda^2 exactly from Gram matrices,
+    Lanczos bounds batched over features, the N reported rows exact (dense float64),
+    every other feature ruled out below the N-th exact share except with the probability
+    the output's certificate states (at most 1e-10 per feature).
+
     Examples:
 
     \b
@@ -160,6 +166,7 @@ def rank_features_cmd(
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --limit 50 --sort effective_rank
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --format csv -o ranks.csv
         bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10 --shard 1/4 -o ranks.part1
+        bilin rank-features sample_checkpoints/shakespeare --layer 1 --sae-out sample_checkpoints/shakespeare/sae-mlp-out-L1 --top 10 --measure sq_top_k_share
     """
     fmt_ = output_settings(json_, fmt, output, force)
     if device is not None:
