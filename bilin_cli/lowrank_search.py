@@ -51,6 +51,8 @@ DEEP_STEPS = 33  # Lanczos steps for features the first run leaves undecided (de
 SAFETY = 1e-3  # relative slack on mu for float32 products and rounding of the Ritz values
 BASIS_BYTES = 64 << 20  # Lanczos basis per batch
 MAX_BATCH = 1024  # features per batch: the (F, 2h) product temporaries stay small
+SCREEN_MIN = 64  # undecided features above which the float32 dense screen runs
+F32_MARGIN = 1e-3  # relative margin on a float32 dense share (its error is ~1e-6 here)
 AUTO_WORK = 1e12  # features x h x d^2 above which --measure auto takes this route
 
 
@@ -259,6 +261,20 @@ def dense_top(layer: BilinearLayer, c: np.ndarray, k: int, WV=None) -> tuple[np.
     return lam[order[:k]], float((lam**2).sum())
 
 
+def _dense32_shares(layer: BilinearLayer, E: np.ndarray, k: int, S: np.ndarray,
+                    device: str | None) -> np.ndarray:
+    """``sq_top_k_share`` of the directions ``E`` from the batched float32 dense route
+    (:func:`bilin_cli.features.rank_features`), over the exact float64 ``S``."""
+    from bilin_cli.features import rank_features
+
+    rows = rank_features(layer, np.asarray(E, dtype=np.float32), k, unfold_limit=0,
+                         device=device)
+    top_sq = np.zeros(len(E))
+    for r in rows:
+        top_sq[r["feature"]] = float(np.sum(np.square(r["top_eigenvalues"][:k])))
+    return np.where(S > 0, top_sq / np.where(S > 0, S, 1.0), 0.0)
+
+
 @dataclass
 class SqRanking:
     """:func:`rank_sq_share`'s result: ``rows`` (the reported features, most low-rank
@@ -358,6 +374,15 @@ def rank_sq_share(
         bound(open_, deep_steps, 1)
         steps_run.append(min(deep_steps, d))
         tau, open_ = settle()
+    screened = 0
+    if open_.size > max(SCREEN_MIN, 4 * top):
+        # The cut lies in the bulk: bounds cannot separate features of nearly equal share.
+        # Screen them with the batched float32 dense route (the paper's, every core), then
+        # keep in float64 only those within float32's error of the cut.
+        share32 = _dense32_shares(layer, E[open_], kk, S[open_], device)
+        upper[open_] = np.minimum(upper[open_], share32 * (1 + F32_MARGIN) + 1e-7)
+        screened = int(open_.size)
+        tau, open_ = settle()
     refine(open_)  # whatever no bound separates from the cut is computed exactly
     tau, open_ = settle()
     order = np.argsort(-np.where(exact, vals, -1.0), kind="stable")[:top]
@@ -367,5 +392,6 @@ def rank_sq_share(
         "lanczos_steps": steps_run, "failure_probability_per_feature": delta,
         "failure_probability_bound": min(1.0, delta * excluded),
         "max_excluded_upper_bound": float(upper[~exact].max()) if excluded else None,
+        "screened_dense_float32": screened,
     }
     return SqRanking(rows_of(order), cert)

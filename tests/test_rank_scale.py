@@ -250,3 +250,20 @@ def test_top_n_equals_the_dense_ranking(seed, k, top, d, with_p):
     np.testing.assert_allclose(got, np.sort(share)[::-1][:top], rtol=1e-9, atol=1e-12)
     for row in res.rows:
         assert row["sq_top_k_share"] == pytest.approx(share[row["feature"]], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("top", [5, 20])
+def test_a_cut_inside_the_bulk_is_screened_in_float32_and_stays_exact(top, monkeypatch):
+    """With --top reaching past the low-rank features the bounds cannot separate the bulk;
+    the float32 dense screen decides it, and the rows are still the dense float64 top N."""
+    from bilin_cli import lowrank_search
+
+    monkeypatch.setattr(lowrank_search, "SCREEN_MIN", 1)
+    layer, E, lam, share = _planted()
+    res = rank_sq_share(layer, E, 2, top=top, steps=5, deep_steps=7)
+    assert [r_["feature"] for r_ in res.rows] == list(np.argsort(-share, kind="stable")[:top])
+    np.testing.assert_allclose([r_["sq_top_k_share"] for r_ in res.rows],
+                               np.sort(share)[::-1][:top], rtol=1e-9)
+    c = res.certificate
+    assert c["screened_dense_float32"] > 0
+    assert c["dense"] < 120  # the screen, not float64, ruled most of them out

@@ -270,6 +270,9 @@ def rank_sq_report(doc: dict) -> Report:
                                   f"bound <= {worst:.4f} < cut {cut:.4f})"),
             ("failure probability", f"<= {per:.0e} per excluded feature, <= {total:.1e} in all"),
         ]
+        if cert.get("screened_dense_float32"):
+            summary.append(("screened in float32", f"{cert['screened_dense_float32']} (the cut "
+                            "lies in the bulk: dense float32 shares, float64 near the cut)"))
     rows = [[r["feature"], r["sq_top_k_share"], r["sum_sq_eigenvalues"],
              " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"]), r["method"]]
             for r in doc["features"]]
