@@ -185,7 +185,7 @@ def lanczos(
     rng = np.random.default_rng(seed)
     n = C.shape[0]
     H = np.zeros((n, s + 1, s))
-    batch = max(1, min(n, MAX_BATCH, BASIS_BYTES // (4 * (s + 1) * d)))
+    batch = max(1, min(n, MAX_BATCH, BASIS_BYTES // (4 * s * d)))
     for lo in range(0, n, batch):
         rows = np.asarray(C[lo : lo + batch], dtype=np.float64)
         c = be.put(rows @ P if P is not None else rows)  # (F, h)
@@ -195,17 +195,13 @@ def lanczos(
         def matvec(q, c2=c2):  # (F, d) -> Q q = 1/2 X^T [c o V q; c o W q], two GEMMs
             return ((q @ Yt) * c2) @ X
 
-        Z = be.zeros((F, s + 1, d))
+        Z = be.zeros((F, s, d))
         Hb = be.zeros((F, s + 1, s))
         q = be.put(rng.standard_normal((F, d)))
         q = q / _norm(xp, q)[:, None]
         for j in range(s):
             Z[:, j] = q
-            w = matvec(q)
-            for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to float precision
-                coef = (Z[:, : j + 1] @ w[:, :, None])[:, :, 0]  # (F, j+1)
-                w = w - (coef[:, None, :] @ Z[:, : j + 1])[:, 0]
-                Hb[:, : j + 1, j] += coef
+            w, Hb[:, : j + 1, j] = _project_out(matvec(q), Z[:, : j + 1])
             beta = _norm(xp, w)
             Hb[:, j + 1, j] = beta
             if j + 1 == s:
@@ -214,10 +210,7 @@ def lanczos(
             scale = scale.max(1) if xp is np else scale.amax(1)
             broke = beta <= 1e-5 * scale + 1e-30
             if bool(broke.any()):  # restart those from a random vector orthogonal to Z
-                fresh = be.put(rng.standard_normal((F, d)))
-                for _ in range(2):
-                    coef = (Z[:, : j + 1] @ fresh[:, :, None])[:, :, 0]
-                    fresh = fresh - (coef[:, None, :] @ Z[:, : j + 1])[:, 0]
+                fresh, _ = _project_out(be.put(rng.standard_normal((F, d))), Z[:, : j + 1])
                 fresh = fresh / _norm(xp, fresh)[:, None]
                 w = xp.where(broke[:, None], fresh, w)
                 beta = xp.where(broke, xp.ones_like(beta), beta)
@@ -227,6 +220,18 @@ def lanczos(
         if advance:
             advance(F)
     return H
+
+
+def _project_out(v, Zj):
+    """``v : (F, d)`` minus its components on the rows of ``Zj : (F, j, d)`` (orthonormal),
+    by classical Gram-Schmidt twice (orthogonal to float precision); returns ``v`` and the
+    summed coefficients ``(F, j)``."""
+    total = 0.0
+    for _ in range(2):
+        coef = (Zj @ v[:, :, None])[:, :, 0]
+        v = v - (coef[:, None, :] @ Zj)[:, 0]
+        total = total + coef
+    return v, total
 
 
 def _norm(xp, a):
