@@ -102,6 +102,28 @@ class BilinearModel:
     mlp_norm_keys: list[str | None] = field(default_factory=list)
     mlp_norm_bias_keys: list[str | None] = field(default_factory=list)
     norm_kind: str = "rms"
+    # Fully bilinear transformers: one entry per block with bilinear attention (see
+    # bilin_cli.attention), what config.json says about it, and how its input is scaled.
+    attention_keys: list = field(default_factory=list)
+    attention_settings: object = None  # bilin_cli.attention.AttentionSettings
+    attention_norm: str = "scale"
+    _load_attention: Callable | None = field(default=None, repr=False)
+
+    @property
+    def n_attention(self) -> int:
+        return len(self.attention_keys)
+
+    def attention(self, index: int, dtype: type = np.float32):
+        """Block ``index``'s bilinear attention (:class:`bilin_cli.attention.AttentionLayer`),
+        its linear pre-scale (or RMS gain) folded into the projections."""
+        n = self.n_attention
+        if n == 0:
+            raise BilinError(f"this {self.layout} has no bilinear attention (two query and two "
+                             "key projections per block)")
+        if not -n <= index < n:
+            raise BilinError(f"block {index} is out of range: this model has {n} attention "
+                             f"block{'s' if n != 1 else ''} (0..{n - 1})")
+        return self._load_attention(index % n, dtype)
 
     @property
     def n_layers(self) -> int:

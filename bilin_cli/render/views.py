@@ -59,8 +59,16 @@ def info_report(doc: dict) -> Report:
     if doc.get("residual_stream"):
         stream = doc["residual_stream"]
         gains = [g for g in stream["gain"] or [] if g]
-        summary.append(("residual stream", f"d = {stream['d']}, {stream['norm']} norm before "
-                        "each MLP" + (f" (gain {gains[0]}, ...)" if gains else " (no gain)")))
+        if stream.get("folded_scales", {}) and stream["folded_scales"].get("mlp"):
+            text = "a linear scale before each MLP, folded into W and V"
+        elif stream["norm"] == "none":
+            text = "no norm before each MLP"
+        else:
+            text = f"{stream['norm']} norm before each MLP" + (
+                f" (gain {gains[0]}, ...)" if gains else " (no gain)")
+        summary.append(("residual stream", f"d = {stream['d']}, {text}"))
+    if doc.get("attention"):
+        summary.append(("attention", attention_text(doc["attention"])))
     if doc["extras"]:
         summary.append(("other entries", _extras_text(doc)))
     columns = ["index", "d", "h", "o", "out_space", "bias"]
@@ -71,6 +79,21 @@ def info_report(doc: dict) -> Report:
     return Report(
         "bilin info", doc, summary, columns, rows, notes=doc["notes"], warnings=doc["warnings"]
     )
+
+
+def attention_text(att: dict) -> str:
+    """One line on a model's bilinear attention, saying what config.json stated."""
+    def said(key: str, value) -> str:
+        if value is None:
+            return "not stated"
+        return ("yes" if value else "no") + ("" if key in att["stated_in_config"] else
+                                              " (assumed)")
+
+    heads = f"{att['n_heads']} head{'s' if att['n_heads'] != 1 else ''}"
+    return (f"bilinear (q1.k1)(q2.k2), no softmax, in {att['blocks']} blocks: {heads} of "
+            f"d_head = {att['d_head']}, scale {att['scale_text']}, RoPE "
+            f"{said('rope', att['rope'])}, causal {said('causal', att['causal'])}; "
+            "bilin attention CKPT --layer L")
 
 
 def suggest_map_report(mapping: dict, ambiguous: list[str]) -> Report:

@@ -43,6 +43,7 @@ class LayerKeys:
     p_bias: str | None = None
     head: str | None = None
     head_bias: str | None = None
+    in_scale: str | None = None  # a linear scale y = s x in front of the layer, folded
 
 
 def _layer_indices(keys, pattern: str) -> list[int]:
@@ -132,6 +133,10 @@ def _make_loader(ckpt: Checkpoint, layers: list[LayerKeys]):
         if (b_w is None) != (b_v is None):
             b_w = np.zeros(W.shape[0], dtype) if b_w is None else b_w
             b_v = np.zeros(W.shape[0], dtype) if b_v is None else b_v
+        if lk.in_scale:
+            # (W (s x)) = (W diag(s)) x: the layer then reads the residual stream itself.
+            s = ckpt.get(lk.in_scale, dtype)
+            W, V = W * s, V * s
         P = ckpt.get(lk.p, dtype) if lk.p else None
         b_p = ckpt.get(lk.p_bias, dtype) if lk.p_bias else None
         if lk.head:
@@ -151,7 +156,8 @@ def _make_loader(ckpt: Checkpoint, layers: list[LayerKeys]):
 
 
 def _as_map(kind: str, layers: list[LayerKeys], embed: str | None, head: str | None,
-            head_bias: str | None, residual: bool, norm: dict | None) -> dict:
+            head_bias: str | None, residual: bool, norm: dict | None,
+            attention: dict | None = None, final_scale: str | None = None) -> dict:
     """The ``--map`` document that describes this model (``info --suggest-map``)."""
     mapping: dict = {"kind": "classifier" if kind == "toy" else kind, "layers": []}
     for lk in layers:
@@ -167,6 +173,10 @@ def _as_map(kind: str, layers: list[LayerKeys], embed: str | None, head: str | N
         mapping["residual"] = True
     if norm:
         mapping["norm"] = norm
+    if attention:
+        mapping["attention"] = attention
+    if final_scale:
+        mapping["final_scale"] = final_scale
     return mapping
 
 
@@ -180,8 +190,15 @@ def _build(
     residual: bool = False,
     head_bias: str | None = None,
     norm: dict | None = None,
+    attention: dict | None = None,
+    final_scale: str | None = None,
 ) -> BilinearModel:
     config = ckpt.config
+    if norm and norm.get("kind") == "scale":
+        if not norm.get("gain"):
+            raise BilinError(f"{_where(ckpt)}: norm kind 'scale' needs its 'gain' tensor")
+        for i, lk in enumerate(layers):
+            lk.in_scale = _scale_key(ckpt, norm["gain"], i, None)
     shapes: list[LayerShape] = []
     prev_out = None
     for i, lk in enumerate(layers):
@@ -252,6 +269,12 @@ def _build(
         shapes[-1].out_space = "outputs" if kind == "toy" else "logits"
         head = layers[-1].p
     load_layer, load_tensor = _make_loader(ckpt, layers)
+    if final_scale:
+        if kind != "lm" or not head:
+            raise BilinError(f"{_where(ckpt)}: 'final_scale' needs a language model's "
+                             "unembedding ('head')")
+        _scale_key(ckpt, final_scale, 0, shapes[-1].o)
+        load_tensor = _folding_head(ckpt, load_tensor, head, final_scale)
     model = BilinearModel(
         layout=layout,
         kind=kind,
@@ -263,7 +286,21 @@ def _build(
         head_key=head,
         embed_shape=embed_shape,
     )
-    model.meta["map"] = _as_map(kind, layers, embed, head, head_bias, residual, norm)
+    model.meta["map"] = _as_map(kind, layers, embed, head, head_bias, residual, norm,
+                                attention, final_scale)
+    if attention:
+        _attach_attention(ckpt, model, attention)
+    folded = [lk.in_scale for lk in layers if lk.in_scale]
+    if folded:
+        model.meta["folded_scales"] = {"mlp": folded}
+        model.notes.append(
+            f"linear scales {printable(folded[0])}{', ...' if len(folded) > 1 else ''} in "
+            "front of each MLP folded into its factors (W diag(s), V diag(s)): Q reads the "
+            "residual stream itself")
+    if final_scale:
+        model.meta.setdefault("folded_scales", {})["final"] = final_scale
+        model.notes.append(f"final linear scale {printable(final_scale)} folded into the "
+                           "unembedding: --token T reads u = s * U[T]")
     if roles_head == "down projection, then head":
         model.notes.append(
             f"the last layer's projection {printable(layers[-1].p)!r} is followed by the head "
@@ -285,7 +322,9 @@ def _build(
                 raise BilinError(f"{_where(ckpt)}: config.json 'vocab' must list the "
                                  f"{model.meta['head_rows']} tokens as strings")
             model.meta["vocab"] = list(vocab)
-    if norm:
+    if norm and norm.get("kind") == "scale":
+        model.norm_kind = "none"  # folded: token readings and --chain see x itself
+    elif norm:
         model.norm_kind = norm.get("kind", "rms")
         gain, bias = norm.get("gain"), norm.get("bias")
         model.mlp_norm_keys = [_norm_key(ckpt, gain, i, shapes[i].d) for i in range(len(layers))]
@@ -298,6 +337,91 @@ def _build(
             "bilin follows the tensors"
         )
     return model
+
+
+def _scale_key(ckpt: Checkpoint, template: str, i: int, d: int | None) -> str:
+    """The layer-``i`` key of a linear scale, checked to be 0-d or ``(d,)``."""
+    key = template.replace("{i}", str(i))
+    if key not in ckpt.tensors:
+        raise BilinError(f"{_where(ckpt)}: scale tensor {printable(key)!r} (layer {i}) is "
+                         "not in the checkpoint")
+    shape = ckpt.tensors[key].shape
+    if len(shape) > 1 or (d is not None and shape not in ((), (d,))):
+        raise BilinError(f"{_where(ckpt)}: scale {printable(key)!r} has shape {shape}; a "
+                         f"linear scale is a number or one entry per dimension"
+                         + (f" ({d})" if d else ""))
+    return key
+
+
+def _folding_head(ckpt: Checkpoint, load_tensor, head: str, scale: str):
+    """``load_tensor`` that returns the unembedding with the final scale folded in."""
+    def load(key: str, dtype: type, rows: slice | None = None) -> np.ndarray:
+        arr = load_tensor(key, dtype, rows)
+        return arr * ckpt.get(scale, dtype) if key == head else arr
+
+    return load
+
+
+def _attach_attention(ckpt: Checkpoint, model: BilinearModel, attention: dict) -> None:
+    """Per-block bilinear attention: keys, shapes against the residual stream, settings."""
+    from bilin_cli.attention import AttentionKeys, AttentionLayer, split_heads
+    from bilin_cli.storage.transformer_keys import attention_settings
+
+    if model.kind != "lm":
+        raise BilinError(f"{_where(ckpt)}: bilinear attention needs a language model")
+    d = model.shapes[0].d
+    keys = [AttentionKeys(**entry) for entry in attention["layers"]]
+    for i, ak in enumerate(keys):
+        q = _shape(ckpt, ak.q1, 2)
+        for name in (ak.q2, ak.k1, ak.k2):
+            if _shape(ckpt, name, 2) != q:
+                raise BilinError(f"{_where(ckpt)}: attention block {i}: {printable(name)!r} "
+                                 f"{ckpt.tensors[name].shape} differs from "
+                                 f"{printable(ak.q1)!r} {q}")
+        v = _shape(ckpt, ak.v, 2)
+        if q[1] != d or v[1] != d or _shape(ckpt, ak.o, 2) != (d, v[0]):
+            raise BilinError(f"{_where(ckpt)}: attention block {i} does not fit the residual "
+                             f"stream d = {d}: q {q}, v {v}, o {ckpt.tensors[ak.o].shape}")
+        if ak.scale:
+            _scale_key(ckpt, ak.scale, i, d)
+    q_rows, v_rows = ckpt.tensors[keys[0].q1].shape[0], ckpt.tensors[keys[0].v].shape[0]
+    config = dict(ckpt.config)
+    if "n_heads" in attention:
+        config["n_heads"] = attention["n_heads"]
+    rotary = any("rotary" in k or "inv_freq" in k for k in ckpt.tensors)
+    settings = attention_settings(config, q_rows, v_rows, rotary)
+    H = settings.n_heads
+
+    def load(i: int, dtype: type) -> AttentionLayer:
+        ak = keys[i]
+        s = ckpt.get(ak.scale, dtype) if ak.scale else None
+
+        def proj(key: str) -> np.ndarray:
+            w = ckpt.get(key, dtype)
+            return split_heads(w if s is None else w * s, H)
+
+        Wo = split_heads(ckpt.get(ak.o, dtype), H, out=True)
+        return AttentionLayer(proj(ak.q1), proj(ak.q2), proj(ak.k1), proj(ak.k2), proj(ak.v),
+                              Wo, settings)
+
+    model.attention_keys = keys
+    model.attention_settings = settings
+    model.attention_norm = attention.get("norm", "scale") if any(k.scale for k in keys) \
+        else "none"
+    model._load_attention = load
+    if model.attention_norm != "none":
+        what = ("linear scales" if model.attention_norm == "scale" else "RMS norm gains")
+        model.notes.append(f"{what} in front of each attention folded into its q, k and v "
+                           "projections" + ("; the norm's 1/rms(x) is left out"
+                                            if model.attention_norm == "rms" else ""))
+    missing = [w for w in ("n_heads", "rope", "causal") if w not in settings.stated]
+    if "n_heads" in missing and "d_head" in settings.stated:
+        missing.remove("n_heads")
+    if missing:
+        model.notes.append(f"attention: config.json does not state {', '.join(missing)}; "
+                           f"read as {H} head{'s' if H != 1 else ''} of d_head = "
+                           f"{settings.d_head}, RoPE {'unknown' if settings.rope is None else settings.rope}, "
+                           f"causal {'assumed' if settings.causal is None else settings.causal}")
 
 
 def _config_error(ckpt: Checkpoint, key: str, wants: str) -> BilinError:
@@ -502,7 +626,7 @@ def model_from_map(ckpt: Checkpoint, mapping: object, source: str = "map",
     if norm is None and kind == "lm":
         norm = {"kind": "rms"}
     model = _build(ckpt, layout, kind, layers, m.get("embed"), m.get("head"), m["residual"],
-                   m.get("head_bias"), norm)
+                   m.get("head_bias"), norm, m.get("attention"), m.get("final_scale"))
     if kind == "lm" and "hidden_act" in ckpt.config:
         _check_gate(ckpt, model)
     return model
@@ -517,7 +641,7 @@ def _unrecognised(ckpt: Checkpoint, why: str = "") -> BilinError:
 
 
 def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
-    found = propose(ckpt.tensors)
+    found = propose(ckpt.tensors, ckpt.config)
     if found is None:
         return None
     if found.ambiguous:
@@ -528,6 +652,8 @@ def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
         )
     try:
         kind = "language model" if found.mapping.get("kind") == "lm" else "classifier"
+        if "attention" in found.mapping:
+            kind = "fully bilinear transformer"
         model = model_from_map(ckpt, found.mapping, "recognised by structure",
                                layout=f"{kind} (recognised by structure)")
     except BilinError as exc:
@@ -604,7 +730,7 @@ def suggest_map(ckpt: Checkpoint) -> tuple[dict, list[str]]:
         return model.meta["map"], []
     except BilinError:
         pass
-    found = propose(ckpt.tensors)
+    found = propose(ckpt.tensors, ckpt.config)
     if found is None:
         example = {"_note": "no bilinear structure found: fill in the tensor names",
                    "layers": [{"w": "?", "v": "?", "p": "?"}], "embed": "?", "head": "?"}

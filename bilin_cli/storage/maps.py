@@ -25,8 +25,20 @@ comments and are ignored):
     ``true`` when each layer adds its input back (``x + P g(x)``).
 ``norm``
     the normalisation in front of each MLP, for token readings and ``--chain``:
-    ``{"kind": "rms" | "layer" | "none", "gain": KEY, "bias": KEY}`` (``{i}`` templates
-    allowed; ``rms`` without a gain is the default for language models).
+    ``{"kind": "rms" | "layer" | "none" | "scale", "gain": KEY, "bias": KEY}`` (``{i}``
+    templates allowed; ``rms`` without a gain is the default for language models). ``scale``
+    is a linear pre-scale ``y = s x`` (0-d or ``(d,)``), folded into each MLP's factors, so
+    ``Q`` then lives on the residual stream itself.
+``attention``
+    a fully bilinear transformer's attention: ``{"layers": [{"q1": KEY, "q2": KEY, "k1": KEY,
+    "k2": KEY, "v": KEY, "o": KEY, "scale": KEY}] (or one {i} template), "norm": "scale" |
+    "rms" | "none", "n_heads": N}``: per block the two query and two key projections
+    ``(H d_head, d)``, the value ``(H d_v, d)`` and output ``(d, H d_v)`` projections and the
+    optional pre-scale (a linear scale, or an RMS norm's gain by ``norm``); ``n_heads``
+    overrides config.json.
+``final_scale``
+    a linear scale ``y = s x`` in front of the unembedding, folded into every ``--token``
+    direction (``u = s * U[T]``).
 """
 
 from __future__ import annotations
@@ -39,9 +51,12 @@ from bilin_cli.render.printable import printable
 from bilin_cli.storage.files import read_json
 
 LAYER_FIELDS = ("w", "v", "wv", "p", "w_bias", "v_bias", "wv_bias", "p_bias")
-TOP_FIELDS = ("layers", "embed", "head", "head_bias", "kind", "residual", "norm")
+TOP_FIELDS = ("layers", "embed", "head", "head_bias", "kind", "residual", "norm", "attention",
+              "final_scale")
 KINDS = ("classifier", "lm", "toy")
-NORM_KINDS = ("rms", "layer", "none")
+NORM_KINDS = ("rms", "layer", "none", "scale")
+ATTENTION_FIELDS = ("q1", "q2", "k1", "k2", "v", "o", "scale")
+ATTENTION_NORMS = ("scale", "rms", "none")
 
 MAP_HELP = (
     "write a map (bilin info CKPT --suggest-map > map.json, then edit it): "
@@ -133,12 +148,56 @@ def validate(mapping: object, tensors, source: str) -> dict:
             value = _name(norm.get(key), f"norm.{key}", source)
             if value is not None:
                 out["norm"][key] = value
+    final = _name(mapping.get("final_scale"), "final_scale", source)
+    if final is not None:
+        out["final_scale"] = final
+    if mapping.get("attention") is not None:
+        out["attention"] = _attention(mapping["attention"], tensors, source)
     names = [v for lay in layers for v in lay.values()]
-    names += [out[k] for k in ("embed", "head", "head_bias") if k in out]
+    names += [v for lay in out.get("attention", {}).get("layers", []) for v in lay.values()]
+    names += [out[k] for k in ("embed", "head", "head_bias", "final_scale") if k in out]
     names += [v.replace("{i}", "0") for k, v in out.get("norm", {}).items() if k != "kind"]
     for key in names:
         if key not in tensors:
             raise BilinError(f"{source}: {printable(key)!r} is not a tensor of this checkpoint")
+    return out
+
+
+def _attention(raw: object, tensors, source: str) -> dict:
+    """The checked ``attention`` entry: layers expanded, ``norm`` and ``n_heads`` typed."""
+    if not isinstance(raw, dict) or set(raw) - {"layers", "norm", "n_heads"} - {
+            k for k in raw if str(k).startswith("_")}:
+        raise BilinError(f"{source}: 'attention' must be an object with 'layers', optional "
+                         "'norm' and 'n_heads'")
+    entries = raw.get("layers")
+    templated = isinstance(entries, dict)
+    entries = [entries] if templated else entries
+    if not isinstance(entries, list) or not entries:
+        raise BilinError(f"{source}: attention 'layers' must be a non-empty list of objects or "
+                         "one {i} template object")
+    out_layers = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise BilinError(f"{source}: attention.layers[{n}] must be an object")
+        bad = [k for k in entry if k not in ATTENTION_FIELDS and not str(k).startswith("_")]
+        if bad:
+            raise BilinError(f"{source}: unknown attention key {printable(str(bad[0]))!r}; "
+                             f"allowed: {', '.join(ATTENTION_FIELDS)}")
+        clean = {k: _name(v, f"attention.layers[{n}].{k}", source) for k, v in entry.items()
+                 if k in ATTENTION_FIELDS and v is not None}
+        missing = [k for k in ATTENTION_FIELDS[:6] if k not in clean]
+        if missing:
+            raise BilinError(f"{source}: attention.layers[{n}] needs {', '.join(missing)}")
+        out_layers.extend(_expand(clean, tensors, source) if templated else [clean])
+    out: dict = {"layers": out_layers, "norm": raw.get("norm", "scale")}
+    if out["norm"] not in ATTENTION_NORMS:
+        raise BilinError(f"{source}: attention 'norm' must be one of "
+                         f"{', '.join(ATTENTION_NORMS)}")
+    heads = raw.get("n_heads")
+    if heads is not None:
+        if type(heads) is not int or heads < 1:
+            raise BilinError(f"{source}: attention 'n_heads' must be a positive integer")
+        out["n_heads"] = heads
     return out
 
 

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from bilin_cli.render.printable import printable
+from bilin_cli.storage import transformer_keys as tk
 from bilin_cli.storage.containers import TensorInfo
 
 # Names that mark attention or normalisation modules, whose equal-shaped siblings
@@ -165,12 +166,22 @@ def _factor(layer: dict) -> str:
     return layer.get("wv") or layer["w"]
 
 
-def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
+def _in_blocks(parent: str, blocks: set[str]) -> bool:
+    return any(parent == b or parent.startswith(b + ".") for b in blocks)
+
+
+def propose(tensors: dict[str, TensorInfo], config: dict | None = None) -> Proposal | None:
     """A map for the bilinear layers found by structure, or None where there is none."""
     mats = {k: i.shape for k, i in tensors.items() if len(i.shape) == 2 and min(i.shape) > 0}
     vecs = {k: i.shape[0] for k, i in tensors.items() if len(i.shape) == 1}
+    attention = tk.find_attention(mats)
+    # Where a file has transformer blocks, MLP factors live inside them: an equal-shaped
+    # pair outside every block is an embedding beside an unembedding, not a layer.
+    blocks = {a["_block"] for a in attention}
     groups: dict[str, list[str]] = {}
     for k in mats:
+        if attention and not _in_blocks(_parent(k), blocks):
+            continue
         groups.setdefault(_parent(k), []).append(k)
 
     layers: list[dict] = []
@@ -290,21 +301,31 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
             rest.remove(pick)
     o_last = mats[last["p"]][0] if "p" in last else last["_dims"][1]
 
-    lm_like = any(_LM_HINT.search(k) for k in tensors)
-    embeds = [k for k in rest if mats[k][0] == d0 or (mats[k][1] == d0 and lm_like)]
-    heads = [k for k in rest if mats[k][1] == o_last and k not in embeds]
-    if not heads:
-        heads = [k for k in rest if mats[k][1] == o_last]
-    embed = _pick(embeds, _EMBED_HINT) if embeds else None
-    if embeds and embed is None:
-        ambiguous.append(f"several matrices could be the embedding: "
-                         f"{', '.join(map(printable, embeds[:8]))}")
-        embed = embeds[0]
-    heads = [k for k in heads if k != embed]
-    head = _pick(heads, _HEAD_HINT) if heads else None
-    if heads and head is None:
-        ambiguous.append(f"several matrices could be the head: {', '.join(map(printable, heads))}")
-        head = heads[0]
+    lm_like = bool(attention) or any(_LM_HINT.search(k) for k in tensors)
+    ends = [k for k in rest if mats[k][1] == d0 and mats[k][0] != d0]
+    embed = head = None
+    if (len(ends) == 2 and mats[ends[0]] == mats[ends[1]] and o_last == d0
+            and (lm_like or all(tk.end_role(k) for k in ends))):
+        # Untied embedding and unembedding of one shape: by name, else by order.
+        embed, head, how = tk.split_ends(ends, list(tensors))
+        roles.append(f"embedding {printable(embed)} and unembedding {printable(head)} told "
+                     f"apart {how}")
+    else:
+        embeds = [k for k in rest if mats[k][0] == d0 or (mats[k][1] == d0 and lm_like)]
+        heads = [k for k in rest if mats[k][1] == o_last and k not in embeds]
+        if not heads:
+            heads = [k for k in rest if mats[k][1] == o_last]
+        embed = _pick(embeds, _EMBED_HINT) if embeds else None
+        if embeds and embed is None:
+            ambiguous.append(f"several matrices could be the embedding: "
+                             f"{', '.join(map(printable, embeds[:8]))}")
+            embed = embeds[0]
+        heads = [k for k in heads if k != embed]
+        head = _pick(heads, _HEAD_HINT) if heads else None
+        if heads and head is None:
+            ambiguous.append("several matrices could be the head: "
+                             f"{', '.join(map(printable, heads))}")
+            head = heads[0]
 
     token_embed = embed is not None and mats[embed][1] == d0 and mats[embed][0] != d0
     if token_embed or (lm_like and len(layers) > 1 and all("p" in lay for lay in layers)):
@@ -334,11 +355,65 @@ def propose(tensors: dict[str, TensorInfo]) -> Proposal | None:
         roles.append(tag + text)
     if head:
         roles.append(f"head {printable(head)} ({_shape(mats[head])})")
+    mapping["layers"] = layers
     if mapping["kind"] == "lm":
-        norm = _mlp_norm(layers, vecs, d0)
-        if norm:
-            mapping["norm"] = norm
+        _transformer_parts(mapping, tensors, config or {}, attention, d0, roles)
+    return Proposal(mapping, roles, ambiguous)
+
+
+def _template(keys: list[str | None]) -> str | None:
+    """``blocks.{i}.norm_mlp.scale`` from one key per layer, if they differ only there."""
+    if not keys or any(k is None or f".{i}." not in k + "." for i, k in enumerate(keys)):
+        return None
+    found = {k.replace(f".{i}.", ".{i}.", 1) for i, k in enumerate(keys)}
+    return found.pop() if len(found) == 1 else None
+
+
+def _transformer_parts(mapping: dict, tensors: dict[str, TensorInfo], config: dict,
+                       attention: list[dict], d: int, roles: list[str]) -> None:
+    """A language model's norms or linear scales, bilinear attention and final scale."""
+    layers = mapping["layers"]
+    vecs = {k: i.shape[0] for k, i in tensors.items() if len(i.shape) == 1}
+    small = {k: i.shape for k, i in tensors.items() if len(i.shape) <= 1}
+    reading = tk.norm_reading(config)
+    norm = _mlp_norm(layers, vecs, d)
+    blocks = [_parent(_parent(_factor(lay))) for lay in layers]
+    scales = {b: tk.block_scales(small, b, d) for b in blocks}
+    if norm is None:
+        gain = _template([scales[b].get("mlp") for b in blocks])
+        if gain is not None:
+            first = gain.replace("{i}", "0")
+            linear = tk.is_linear_scale(first, len(tensors[first].shape), reading)
+            norm = {"kind": "scale" if linear else (reading or "rms"), "gain": gain}
+            roles.append(tk.describe_scale(gain, linear, "each MLP"))
+    elif reading == "scale":
+        norm = {"kind": "scale", "gain": norm["gain"]}
+    if norm:
+        mapping["norm"] = norm
+        if norm["kind"] != "scale":
             roles.append(f"norm in front of each MLP: {norm['kind']}, gain "
                          f"{printable(norm['gain'])}")
-    mapping["layers"] = layers
-    return Proposal(mapping, roles, ambiguous)
+    if attention:
+        entries = []
+        for a in attention:
+            entry = {k: v for k, v in a.items() if not k.startswith("_")}
+            pre = tk.block_scales(small, a["_block"], d).get("attn")
+            if pre is not None:
+                entry["scale"] = pre
+            entries.append(entry)
+        pre_keys = [e.get("scale") for e in entries]
+        att: dict = {"layers": entries}
+        if any(pre_keys):
+            first = next(k for k in pre_keys if k)
+            linear = tk.is_linear_scale(first, len(tensors[first].shape), reading)
+            att["norm"] = "scale" if linear else "rms"
+            roles.append(tk.describe_scale(_template(pre_keys) or first, linear,
+                                           "each attention"))
+        mapping["attention"] = att
+        roles.append(f"bilinear attention in {len(entries)} block"
+                     f"{'s' if len(entries) != 1 else ''}: "
+                     f"{printable(entries[0]['q1'])}, ... {printable(entries[0]['o'])}")
+    top = tk.final_scale(small, set(blocks) | {a["_block"] for a in attention}, d)
+    if top is not None and tk.is_linear_scale(top, len(tensors[top].shape), reading):
+        mapping["final_scale"] = top
+        roles.append(tk.describe_scale(top, True, "the unembedding"))

@@ -72,6 +72,15 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
     }
     if model.input_shape:
         doc["input_shape"] = list(model.input_shape)
+    if model.n_attention:
+        settings = model.attention_settings
+        doc["attention"] = {
+            "kind": "bilinear",
+            "blocks": model.n_attention,
+            **settings.as_dict(),
+            "pre_scale": model.attention_norm,
+            "keys": [dict(vars(k)) for k in model.attention_keys],
+        }
     if model.kind == "lm":
         # Every layer reads and writes the same stream; the norm in front of each MLP is
         # what token readings and --chain go through.
@@ -80,4 +89,6 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
             "norm": model.norm_kind,
             "gain": [k for k in model.mlp_norm_keys] or None,
         }
+        if model.meta.get("folded_scales"):
+            doc["residual_stream"]["folded_scales"] = model.meta["folded_scales"]
     return doc
