@@ -36,7 +36,19 @@ from bilin_cli.api.features import (  # noqa: F401
     rank_features,
 )
 from bilin_cli.api.loading import info, load, suggest_map  # noqa: F401
-from bilin_cli.api.spectra import Spectra, chain, eig, spectrum, token_reading  # noqa: F401
+from bilin_cli.api.network import (  # noqa: F401
+    NetworkSimilarity,
+    attention,
+    network_similarity,
+)
+from bilin_cli.api.spectra import (  # noqa: F401
+    Spectra,
+    chain,
+    eig,
+    parse_head,
+    spectrum,
+    token_reading,
+)
 from bilin_cli.api.truncation import (  # noqa: F401
     Evaluation,
     Sweep,

@@ -31,6 +31,8 @@ def eig(
     feature: int | None = None,
     method: str = "auto",
     tokens: int | None = None,
+    head: str | tuple[int, int] | None = None,
+    query_token: int | str | None = None,
 ) -> Decomposition:
     """Eigendecompose ``Q(u)`` for one output direction ``u`` (``bilin eig``).
 
@@ -47,6 +49,11 @@ def eig(
     ``d.tokens`` (``None``: 5 where the model has a token embedding; 0: off). For many
     directions call it once per :func:`output_directions` entry (or use :func:`spectrum`).
 
+    Bilinear attention: ``head="L.H"`` (or ``(L, H)``) with ``query_token`` (an id or its
+    text) decomposes that head's score for the query token as a quadratic form in the key,
+    ``score = x_k^T Q x_k`` (rank 2; the eigenvectors live in the residual stream and are read
+    as key tokens).
+
     Returns a :class:`~bilin_cli.decompose.Decomposition`: ``eigenvalues (k,)``,
     ``eigenvectors (k, dim)`` (``dim`` = pixels or ``d``), ``effective_rank``, ``sum_abs``,
     ``top_share``, with biases ``linear (dim,)`` and ``constant``; ``as_dict()`` is the
@@ -61,6 +68,9 @@ def eig(
     from bilin_cli.decompose import decompose
 
     model = _model(model)
+    if head is not None or query_token is not None:
+        return _query_eig(model, head, query_token, top, dtype, tokens,
+                          cls=cls, token=token, direction=direction, sae=sae, layer=layer)
     index = model.resolve_layer(layer)
     u = _one_direction(model, index, dtype, cls=cls, token=token, direction=direction, sae=sae,
                        feature=feature)
@@ -73,6 +83,36 @@ def eig(
         dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
         dec.notes.append(NOTE)
     return dec
+
+
+def parse_head(text: str | tuple[int, int] | list) -> tuple[int, int]:
+    """``"L.H"`` (block L, head H, both from 0; negative counts from the end) or ``(L, H)``."""
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        return int(text[0]), int(text[1])
+    parts = str(text).strip().split(".")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        raise BilinError(f"--head must be L.H (block L, head H, e.g. 0.3), got "
+                         f"{str(text)[:40]!r}") from None
+
+
+def _query_eig(model, head, query_token, top, dtype, tokens, **others) -> Decomposition:
+    from bilin_cli.attention_circuits import query_decomposition
+    from bilin_cli.storage.vocabulary import token_id
+
+    given = [k for k, v in others.items() if v is not None]
+    if given:
+        raise BilinError(f"head= and query_token= choose the direction by themselves; drop "
+                         f"{', '.join(given)}")
+    if head is None or query_token is None:
+        raise BilinError("head= (L.H) and query_token= go together")
+    layer, h = parse_head(head)
+    query = token_id(model, query_token) if isinstance(query_token, str) else int(query_token)
+    n = 5 if tokens is None else tokens
+    return query_decomposition(model, layer, h, query, top, dtype, n)
 
 
 def token_reading(model: BilinearModel, tokens: int | None, chain: int | None = None) -> int:

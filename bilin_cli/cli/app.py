@@ -58,6 +58,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
      "lambda_i (v_i . h)^2 to a logit."),
     ("compare", "features_cmds", "How alike two classifiers' features are, per class (e.g. "
      "two training seeds)."),
+    ("attention", "attention_cmds", "Read bilinear attention heads from their weights: QK "
+     "forms, OV map, token pairs."),
     ("adversarial", "adversarial_cmds", "Adversarial masks from eigenvectors alone: push "
      "images of other classes to a target."),
     ("merge", "merge_cmds", "Join the parts of a job run with --shard i/N into what one run prints."),

@@ -183,13 +183,18 @@ def explain(
 
 
 def compare(
-    a: Annotated[Path, typer.Argument(help="First checkpoint.", show_default=False,
-                                      metavar="A")],
-    b: Annotated[Path, typer.Argument(help="Second checkpoint.", show_default=False,
-                                      metavar="B")],
+    models: Annotated[list[Path], typer.Argument(
+        help="Checkpoints: two (A B), or with --network two or more.", show_default=False,
+        metavar="A B [C ...]")],
+    network: Annotated[
+        bool, typer.Option("--network", help="Data-free similarity of whole networks: "
+                           "E_x[f_a(x) . f_b(x)] over Gaussian inputs, as a cosine (a matrix "
+                           "for more than two).")
+    ] = False,
     class_: Annotated[
         list[int] | None,
-        typer.Option("--class", "-c", help="Classes to compare (repeatable; default: all).",
+        typer.Option("--class", "-c", help="Classes to compare (repeatable; default: all; "
+                     "with --network: outputs given a per-output cosine).",
                      show_default=False),
     ] = None,
     top: Annotated[
@@ -202,6 +207,16 @@ def compare(
         typer.Option(help="input: pixels (E^T v), where both models embed inputs of the same "
                      "size (default then); hidden: the layers' input space (needs equal d)."),
     ] = Basis.auto,
+    input_cov: Annotated[
+        Path | None,
+        typer.Option("--input-cov", help="With --network: x ~ N(0, Sigma), Sigma the "
+                     "covariance of a data file's inputs (.npz with x, an idx folder) or a "
+                     ".npy (n, n) matrix (default: N(0, I)).", show_default=False),
+    ] = None,
+    input_mean: Annotated[
+        bool, typer.Option("--input-mean", help="With --network --input-cov DATA: also use the "
+                           "data's mean, x ~ N(mean, Sigma).")
+    ] = False,
     float64: Float64Opt = False,
     map_file: MapOpt = None,
     json_: JsonOpt = False,
@@ -220,21 +235,70 @@ def compare(
     embed the same input size, else in hidden space. Hungarian pairs [i, j, |cos|]
     name eigenvectors by rank from 1, as bilin eig numbers them.
 
+    --network compares whole networks (seeds, checkpoints over training, fine-tunes)
+    by the data-free similarity <f_a, f_b> = E_x[f_a(x) . f_b(x)], x ~ N(0, I) (or
+    --input-cov), as a cosine overall and per output. Exact for one bilinear layer
+    (closed form by Isserlis' theorem, biases, residual path, embedding and head
+    included); deeper stacks use the Gaussian closure (each layer's input taken as
+    Gaussian with its exact mean and covariance), which the output states. Language
+    models: the input is a residual-stream vector, each MLP with its residual path and
+    the unembedding are covered, attention is left out. With more than two networks
+    the result is the cosine matrix (-o sim.csv); an interrupted run keeps its
+    finished pairs in FILE.partial.jsonl beside -o FILE, and the same command resumes
+    from them.
+
     Examples:
 
     \b
         bilin compare sample_checkpoints/mnist sample_checkpoints/fmnist --top 5
         bilin compare sample_checkpoints/mnist sample_checkpoints/mnist --class 3 --json
+        bilin compare --network sample_checkpoints/mnist sample_checkpoints/mnist-bias
+        bilin compare --network sample_checkpoints/mnist sample_checkpoints/mnist-bias sample_checkpoints/fmnist -o sim.csv
+        bilin compare --network sample_checkpoints/mnist sample_checkpoints/fmnist --input-cov sample_checkpoints/data/mnist-test.npz --json
     """
+    if network:
+        _network(models, class_, input_cov, input_mean, map_file, json_, fmt, output, force)
+        return
+    if input_cov is not None or input_mean:
+        raise typer.BadParameter("--input-cov and --input-mean go with --network",
+                                 param_hint="--input-cov")
+    if len(models) != 2:
+        raise typer.BadParameter(f"give two checkpoints A B (got {len(models)}); --network "
+                                 "compares more", param_hint="A B")
     from bilin_cli.render.views_features import compare_report
 
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
+    a, b = models
     ma, mb = api.load(a, map_file), api.load(b, map_file)
     n = len(class_) if class_ else ma.shapes[-1].o
     with progress("comparing classes", n) as advance:
         result = api.compare(ma, mb, class_ or None, top, basis.value, dtype, advance=advance)
     emit(compare_report(result.as_dict(), ma.warnings + mb.warnings), fmt_, output, force)
+
+
+def _network(models, class_, input_cov, input_mean, map_file, json_, fmt, output,
+             force) -> None:
+    """``compare --network``: the similarity of whole networks, resumable with ``-o``."""
+    from bilin_cli.render.views_network import network_report
+
+    if len(models) < 2:
+        raise typer.BadParameter("--network needs at least two checkpoints", param_hint="A B")
+    fmt_ = output_settings(json_, fmt, output, force)
+    resume = None if output is None else Path(str(output) + ".partial.jsonl")
+    loaded = []
+    with progress("loading networks", len(models)) as advance:
+        for path in models:
+            loaded.append(api.load(path, map_file))
+            advance()
+    n = len(models)
+    with progress("network similarity (pairs)", n * (n + 1) // 2) as advance:
+        result = api.network_similarity(loaded, class_ or None, input_cov, input_mean,
+                                        resume=resume, advance=advance)
+    warnings = [w for m in loaded for w in m.warnings]
+    emit(network_report(result.as_dict(), warnings), fmt_, output, force)
+    if resume is not None and resume.exists():
+        resume.unlink()
 
 
 def register(app: typer.Typer) -> None:

@@ -162,6 +162,22 @@ def eig(
             show_default=False,
         ),
     ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="Bilinear attention: head H of block L (L.H, from 0); with "
+                     "--query-token the score for that query is decomposed as a quadratic form "
+                     "in the key.", show_default=False, metavar="L.H"),
+    ] = None,
+    query_token: Annotated[
+        int | None,
+        typer.Option("--query-token", help="With --head: the query token's id.",
+                     show_default=False, metavar="T", callback=count(0)),
+    ] = None,
+    query_str: Annotated[
+        str | None,
+        typer.Option("--query-str", help="With --head: the query token by its text (one "
+                     "token, as --token-str).", show_default=False, metavar="S"),
+    ] = None,
     layer: LayerOpt = None,
     top: Annotated[
         int, typer.Option("--top", "-k", help="Keep the K eigenpairs of largest |lambda| (all "
@@ -222,6 +238,11 @@ def eig(
     --shard i/N computes the i-th of N blocks of them into a part file; 'bilin merge'
     joins the parts.
 
+    Bilinear attention (fully bilinear transformers): --head L.H --query-token T
+    decomposes head H of block L's score for query token T as a quadratic form in the
+    key, score = x_k^T Q x_k (rank 2, direct path, relative distance 0); eigenvectors
+    live in the residual stream and are read as key tokens.
+
     Examples:
 
     \b
@@ -236,7 +257,17 @@ def eig(
         bilin eig sample_checkpoints/shakespeare --layer 1 --token-str " " --top 4 --tokens 8
         bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0
         bilin eig sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0-3 --top 2 --format csv
+        bilin eig sample_checkpoints/shakespeare-bilinear --head 0.1 --query-str e --top 2
     """
+    if head is not None or query_token is not None or query_str is not None:
+        _query_eig(ckpt, head, query_token, query_str, top=None if all_ else top,
+                   tokens=tokens, show=show, float64=float64, map_file=map_file, json_=json_,
+                   fmt=fmt, output=output, force=force,
+                   others=_kinds(class_=class_, token=token, token_file=token_file,
+                                 token_str=token_str, sae=sae, direction=direction,
+                                 layer=layer is not None, chain=chain is not None,
+                                 shard=shard))
+        return
     if (sae is None) != (not feature):
         raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
     chosen = _kinds(class_=class_, token=token, token_file=token_file, token_str=token_str,
@@ -290,6 +321,32 @@ def eig(
             stream.add(one(u), u.info_key)
             advance()
     stream.close()
+
+
+def _query_eig(ckpt, head, query_token, query_str, *, top, tokens, show, float64, map_file,
+               json_, fmt, output, force, others) -> None:
+    """``eig --head L.H --query-token T``: one head's score for one query, as a form."""
+    if head is None:
+        raise typer.BadParameter("--query-token and --query-str go with --head L.H",
+                                 param_hint="--head")
+    if (query_token is None) == (query_str is None):
+        raise typer.BadParameter("--head L.H needs exactly one of --query-token T or "
+                                 "--query-str S", param_hint="--head")
+    if others:
+        raise typer.BadParameter(f"--head chooses the block and the direction itself; drop "
+                                 f"{' and '.join(others)}", param_hint="--head")
+    if show and (json_ or (fmt or "table").lower() != "table"):
+        raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
+                                 param_hint="--show")
+    fmt_ = output_settings(json_, fmt, output, force)
+    model = api.load(ckpt, map_file)
+    dec = api.eig(model, head=head, query_token=query_str if query_token is None else query_token,
+                  top=top, dtype=dtype_of(float64), tokens=5 if tokens is None else tokens)
+    report = eig_report(dec, model.warnings)
+    if show:
+        report.pictures = [(f"#{i + 1}  λ={lam:+.3g}", vec) for i, (lam, vec)
+                           in enumerate(zip(dec.eigenvalues, dec.eigenvectors, strict=True))]
+    emit(report, fmt_, output, force)
 
 
 def spectrum(

@@ -110,6 +110,8 @@ def direction_label(info: dict) -> str:
         return repr(info["string"]) if "string" in info else f"token {info['index']}"
     if info["kind"] == "sae_feature":
         return f"feature {info['feature']}"
+    if info["kind"] == "attention_query":
+        return f"head {info['layer']}.{info['head']} query {info['query_token']}"
     return info["path"].rsplit("/", 1)[-1]
 
 
@@ -126,6 +128,10 @@ def _direction_text(info: dict) -> str:
     if info["kind"] == "chain":
         return (f"eigenvector {info['eigenvector']} of layer {info['from_layer']} "
                 f"(λ={info['eigenvalue']:+.4g})")
+    if info["kind"] == "attention_query":
+        s = f" {info['query_string']!r}" if "query_string" in info else ""
+        return (f"attention score of head {info['layer']}.{info['head']} for query token "
+                f"{info['query_token']}{s}, as a form in the key")
     return f"file {info['path']} (norm {info['norm']:.4g})"
 
 

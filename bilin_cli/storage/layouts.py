@@ -418,10 +418,11 @@ def _attach_attention(ckpt: Checkpoint, model: BilinearModel, attention: dict) -
     if "n_heads" in missing and "d_head" in settings.stated:
         missing.remove("n_heads")
     if missing:
+        rope = "unknown" if settings.rope is None else settings.rope
+        causal = "assumed" if settings.causal is None else settings.causal
         model.notes.append(f"attention: config.json does not state {', '.join(missing)}; "
                            f"read as {H} head{'s' if H != 1 else ''} of d_head = "
-                           f"{settings.d_head}, RoPE {'unknown' if settings.rope is None else settings.rope}, "
-                           f"causal {'assumed' if settings.causal is None else settings.causal}")
+                           f"{settings.d_head}, RoPE {rope}, causal {causal}")
 
 
 def _config_error(ckpt: Checkpoint, key: str, wants: str) -> BilinError:
