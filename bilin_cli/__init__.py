@@ -54,12 +54,13 @@ _API = (
 
 __all__ = ["__version__", *_API]
 
-# Two API functions share their names with library modules (bilin_cli.hosvd,
+# Three API functions share their names with library modules (bilin_cli.attention,
+# bilin_cli.hosvd,
 # bilin_cli.explain). Importing such a module would normally bind the module to the
 # package attribute of the same name; the package keeps the function instead, so
 # `bilin_cli.hosvd` is always the API function (the modules stay importable as
 # `from bilin_cli.hosvd import ...`, through sys.modules).
-_SHADOWED = ("explain", "hosvd")
+_SHADOWED = ("attention", "explain", "hosvd")
 
 
 class _Package(types.ModuleType):

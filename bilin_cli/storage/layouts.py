@@ -346,7 +346,7 @@ def _scale_key(ckpt: Checkpoint, template: str, i: int, d: int | None) -> str:
         raise BilinError(f"{_where(ckpt)}: scale tensor {printable(key)!r} (layer {i}) is "
                          "not in the checkpoint")
     shape = ckpt.tensors[key].shape
-    if len(shape) > 1 or (d is not None and shape not in ((), (d,))):
+    if len(shape) > 1 or (d is not None and shape not in ((), (1,), (d,))):
         raise BilinError(f"{_where(ckpt)}: scale {printable(key)!r} has shape {shape}; a "
                          f"linear scale is a number or one entry per dimension"
                          + (f" ({d})" if d else ""))

@@ -383,7 +383,7 @@ def _transformer_parts(mapping: dict, tensors: dict[str, TensorInfo], config: di
         gain = _template([scales[b].get("mlp") for b in blocks])
         if gain is not None:
             first = gain.replace("{i}", "0")
-            linear = tk.is_linear_scale(first, len(tensors[first].shape), reading)
+            linear = tk.is_linear_scale(first, tensors[first].shape, reading)
             norm = {"kind": "scale" if linear else (reading or "rms"), "gain": gain}
             roles.append(tk.describe_scale(gain, linear, "each MLP"))
     elif reading == "scale":
@@ -405,7 +405,7 @@ def _transformer_parts(mapping: dict, tensors: dict[str, TensorInfo], config: di
         att: dict = {"layers": entries}
         if any(pre_keys):
             first = next(k for k in pre_keys if k)
-            linear = tk.is_linear_scale(first, len(tensors[first].shape), reading)
+            linear = tk.is_linear_scale(first, tensors[first].shape, reading)
             att["norm"] = "scale" if linear else "rms"
             roles.append(tk.describe_scale(_template(pre_keys) or first, linear,
                                            "each attention"))
@@ -414,6 +414,6 @@ def _transformer_parts(mapping: dict, tensors: dict[str, TensorInfo], config: di
                      f"{'s' if len(entries) != 1 else ''}: "
                      f"{printable(entries[0]['q1'])}, ... {printable(entries[0]['o'])}")
     top = tk.final_scale(small, set(blocks) | {a["_block"] for a in attention}, d)
-    if top is not None and tk.is_linear_scale(top, len(tensors[top].shape), reading):
+    if top is not None and tk.is_linear_scale(top, tensors[top].shape, reading):
         mapping["final_scale"] = top
         roles.append(tk.describe_scale(top, True, "the unembedding"))

@@ -9,7 +9,7 @@ Rules, not spellings (each is general; none is keyed to one file's names):
 * **Bilinear attention.** A module holding two query and two key projections, a value and an
   output projection (``q1``/``q2``/``k1``/``k2``/``v``/``o``, with or without ``_proj``,
   ``W_`` or ``.weight``) is one block's bilinear attention.
-* **Scales.** A 0-d or ``(d,)`` parameter named like a norm (``norm``, ``ln``, ``scale``) in
+* **Scales.** A 0-d, ``(1,)`` or ``(d,)`` parameter named like a norm (``norm``, ``ln``, ``scale``) in
   a block, read as the scale in front of its attention (``attn``, ``1``, ``input``) or MLP
   (``mlp``, ``ffn``, ``2``, ``post``), and one outside the blocks as the final scale. A
   parameter named ``scale`` (or any 0-d one) is a *linear* map ``y = s x`` unless the
@@ -234,10 +234,10 @@ def norm_reading(config: dict) -> str | None:
     return None
 
 
-def is_linear_scale(key: str, ndim: int, config_reading: str | None) -> bool:
-    """Whether a norm-like parameter acts as ``y = s x``: a 0-d one always; a ``scale``
-    unless the config states a normalisation."""
-    if ndim == 0:
+def is_linear_scale(key: str, shape: tuple[int, ...], config_reading: str | None) -> bool:
+    """Whether a norm-like parameter acts as ``y = s x``: a single number (0-d or ``(1,)``)
+    always; a ``scale`` unless the config states a normalisation."""
+    if tuple(shape) in ((), (1,)):
         return True
     if config_reading is not None:
         return config_reading == "scale"
@@ -250,7 +250,7 @@ def block_scales(vecs: dict[str, tuple[int, ...]], block: str, d: int) -> dict[s
     says; a lone unnamed one is not guessed."""
     found: dict[str, list[str]] = {"attn": [], "mlp": []}
     for key, shape in vecs.items():
-        if shape not in ((), (d,)) or key.endswith(".bias") or not _NORMISH.search(key):
+        if shape not in ((), (1,), (d,)) or key.endswith(".bias") or not _NORMISH.search(key):
             continue
         if _parent(key) != block and not (_parent(_parent(key)) == block
                                           and _leaf(key) in ("norm", "ln", "scale")):
@@ -267,7 +267,8 @@ def block_scales(vecs: dict[str, tuple[int, ...]], block: str, d: int) -> dict[s
 def final_scale(vecs: dict[str, tuple[int, ...]], blocks: set[str], d: int) -> str | None:
     """The one norm-like 0-d or ``(d,)`` parameter outside every block (``final_norm.scale``,
     ``ln_f.weight``, ``norm.weight``), else None."""
-    cands = [k for k, shape in vecs.items() if shape in ((), (d,)) and not k.endswith(".bias")
+    cands = [k for k, shape in vecs.items() if shape in ((), (1,), (d,))
+             and not k.endswith(".bias")
              and _NORMISH.search(k) and not any(k.startswith(b + ".") for b in blocks)]
     finals = [k for k in cands if re.search(r"final|ln_f|(^|\.)norm(\.|$)|out", k, re.I)]
     pick = finals if len(finals) == 1 else cands
