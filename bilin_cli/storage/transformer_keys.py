@@ -9,12 +9,13 @@ Rules, not spellings (each is general; none is keyed to one file's names):
 * **Bilinear attention.** A module holding two query and two key projections, a value and an
   output projection (``q1``/``q2``/``k1``/``k2``/``v``/``o``, with or without ``_proj``,
   ``W_`` or ``.weight``) is one block's bilinear attention.
-* **Scales.** A 0-d, ``(1,)`` or ``(d,)`` parameter named like a norm (``norm``, ``ln``, ``scale``) in
-  a block, read as the scale in front of its attention (``attn``, ``1``, ``input``) or MLP
-  (``mlp``, ``ffn``, ``2``, ``post``), and one outside the blocks as the final scale. A
-  parameter named ``scale`` (or any 0-d one) is a *linear* map ``y = s x`` unless the
-  config states a normalisation (``"norm": "rms"``, an ``eps``); a ``weight``/``gain``
-  named like a norm is an RMS norm's gain, as in LLaMA and the paper's models.
+* **Scales.** A 0-d, ``(1,)`` or ``(d,)`` parameter named like a norm (``norm``, ``ln``,
+  ``scale``) in a block, read as the scale in front of its attention (``attn``, ``1``,
+  ``input``) or MLP (``mlp``, ``ffn``, ``2``, ``post``), and one outside the blocks as the
+  final scale. A parameter named ``scale`` (or a single number) is a *linear* map
+  ``y = s x`` unless the config states a normalisation (``"norm": "rms"``, an ``eps``); a
+  ``weight``/``gain`` named like a norm is an RMS norm's gain, as in LLaMA and the paper's
+  models.
 """
 
 from __future__ import annotations
