@@ -80,7 +80,7 @@ def input_distribution(n: int, input_cov: PathLike | np.ndarray | None = None,
                        with_mean: bool = False):
     """``N(0, I)``, or the covariance (and with ``with_mean`` the mean) of a data file's
     inputs (``.npz`` with ``x``, an idx folder, or a ``.npy`` covariance matrix)."""
-    from bilin_cli.network_similarity import InputDistribution
+    from bilin_cli.network_moments import InputDistribution
 
     if input_cov is None:
         if with_mean:
@@ -187,7 +187,7 @@ def network_similarity(
         >>> s.cosine.shape, bool(s.exact), round(float(s.cosine[0, 0]), 12)
         ((2, 2), True, 1.0)
     """
-    from bilin_cli.network_similarity import cross_moments, network_function, propagate
+    from bilin_cli.network_moments import cross_moments, network_function, propagate
 
     if len(networks) < 2:
         raise BilinError("give at least two networks to compare")

@@ -14,6 +14,7 @@ import math
 import shutil
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -160,6 +161,11 @@ def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     if json_flag and fmt not in (None, "json"):
         raise typer.BadParameter(f"--json conflicts with --format {fmt}", param_hint="--json")
+    if fmt is None and not json_flag and output is not None:
+        # -o sim.csv means CSV: the extension names the format where no option does.
+        suffix = Path(str(output)).suffix.lower().lstrip(".")
+        fmt = {"json": "json", "jsonl": "json", "csv": "csv", "tsv": "tsv", "npz": "npz"}.get(
+            suffix)
     chosen = "json" if json_flag else (fmt or "table")
     if chosen == "npz" and output is None:
         raise typer.BadParameter("--format npz writes a file: add -o FILE.npz", param_hint="-o")
