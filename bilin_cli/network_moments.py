@@ -378,3 +378,98 @@ def _pad_cov(C: np.ndarray) -> np.ndarray:
     out = np.zeros((C.shape[0] + 1, C.shape[1] + 1))
     out[1:, 1:] = C
     return out
+
+
+# ------------------------------------------------- one bilinear stage: quadratic forms
+
+
+@dataclass
+class QuadraticForms:
+    """A network with one bilinear stage as ``f_c(z) = z^T Q_c z + l_c . z + k_c`` of the
+    whitened input ``z ~ N(0, I_r)``: ``packed : (o, r(r+1)/2)`` holds each symmetric ``Q_c``
+    as ``[diag, sqrt(2) * upper]`` (so ``<Q_a, Q_b>_F`` is a dot product), ``l : (o, r)``,
+    ``t = tr Q_c + k_c : (o,)``. Then, exactly (Isserlis),
+
+        E[f_a,c f_b,c] = 2 <Q_a,c, Q_b,c> + l_a,c . l_b,c + t_a,c t_b,c.
+    """
+
+    packed: np.ndarray
+    l: np.ndarray
+    t: np.ndarray
+
+
+def _as_padded_map(s: Stage) -> np.ndarray:
+    """A linear stage ``y = A z~`` as the map ``z~ -> y~ = [1; y]``."""
+    top = np.zeros((1, s.A.shape[1]))
+    top[0, 0] = 1.0
+    return np.concatenate([top, s.A], axis=0)
+
+
+def form_size(p: Propagated) -> int | None:
+    """Bytes :func:`quadratic_forms` keeps for ``p``, or None where it does not apply (not
+    exactly one bilinear stage)."""
+    if sum(s.bilinear for s in p.stages) != 1:
+        return None
+    r = p.inputs[0].m.size - 1
+    return 8 * p.net.n_out * (r * (r + 1) // 2 + r + 1)
+
+
+def route_costs(props: list[Propagated]) -> tuple[float, float | None]:
+    """Estimated multiply-adds of every pair by :func:`cross_moments` and of every
+    network's :func:`quadratic_forms` (None where a network has more than one bilinear
+    stage): the quadratic forms pay once per network, the moments once per pair."""
+    def hidden(p):
+        return max((s.D.shape[1] for s in p.stages if s.bilinear), default=1)
+
+    def width(p):
+        return max(s.L.shape[1] if s.bilinear else s.A.shape[1] for s in p.stages)
+
+    n = len(props)
+    pairs = sum(6.0 * hidden(a) * hidden(b) * max(width(a), width(b))
+                for i, a in enumerate(props) for b in props[i:])
+    if any(form_size(p) is None for p in props):
+        return pairs, None
+    forms = sum(float(p.net.n_out) * width(p) ** 2 * (hidden(p) + n) for p in props)
+    return pairs, forms
+
+
+def quadratic_forms(p: Propagated) -> QuadraticForms:
+    """:class:`QuadraticForms` of a network with one bilinear stage (see :func:`form_size`):
+    the linear stages before it folded into its factors, those after into ``D`` and ``A``."""
+    k = next(i for i, s in enumerate(p.stages) if s.bilinear)
+    r = p.inputs[0].m.size - 1
+    before = np.eye(r + 1)
+    for s in p.stages[:k]:
+        before = _as_padded_map(s) @ before
+    s = p.stages[k]
+    L, R = s.L @ before, s.R @ before
+    A = s.A @ before if s.A is not None else None
+    D = s.D
+    for after in p.stages[k + 1:]:
+        # y' = A' [1; A z~ + D g] = A'[:, 0] + A'[:, 1:] A z~ + A'[:, 1:] D g
+        A0 = np.zeros((after.q, r + 1))
+        A0[:, 0] = after.A[:, 0]
+        A = A0 + (after.A[:, 1:] @ A if A is not None else 0.0)
+        D = after.A[:, 1:] @ D
+    o = D.shape[0]
+    iu = np.triu_indices(r)
+    weight = np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
+    packed = np.empty((o, iu[0].size))
+    lin = np.empty((o, r))
+    t = np.empty(o)
+    h = D.shape[1]
+    # Every output's M_c = L^T diag(D_c) R in one product: (r+1, h) x (h, o (r+1)).
+    Ms = (L.T @ (D.T[:, :, None] * R[:, None, :]).reshape(h, -1)).reshape(r + 1, o, r + 1)
+    for c in range(o):
+        M = Ms[:, c, :]  # (r+1, r+1): f_c = z~^T M z~ (+ A z~)
+        Q = 0.5 * (M[1:, 1:] + M[1:, 1:].T)
+        packed[c] = Q[iu] * weight
+        lin[c] = M[0, 1:] + M[1:, 0] + (A[c, 1:] if A is not None else 0.0)
+        t[c] = np.trace(Q) + M[0, 0] + (A[c, 0] if A is not None else 0.0)
+    return QuadraticForms(packed, lin, t)
+
+
+def form_moments(fa: QuadraticForms, fb: QuadraticForms) -> np.ndarray:
+    """``E[f_a,c f_b,c] : (o,)`` from two networks' quadratic forms (exact)."""
+    return (2.0 * np.einsum("ci,ci->c", fa.packed, fb.packed)
+            + np.einsum("ci,ci->c", fa.l, fb.l) + fa.t * fb.t)

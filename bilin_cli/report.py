@@ -86,6 +86,8 @@ class Report:
     truncation: dict | None = None  # classifiers with data: truncation.accuracy_sweep
     bound_space: str = "layer input"  # the x of the pages' bounds |error| <= bound * ||x||^2
     notes: list[str] = field(default_factory=list)
+    # Fully bilinear transformers: bilin attention's document (every head, read by weight)
+    attention: dict | None = None
 
 
 def _bound(lam: np.ndarray, top: int) -> dict:
@@ -315,5 +317,15 @@ def build_report(
         space = "augmented layer input [E x; 1]"
         notes.append("biases: truncation bounds are for the augmented input [E x; 1], as "
                      "bilin truncate truncates it; the pages' spectra are the quadratic part")
+    attention = None
+    if model.n_attention:
+        from bilin_cli.attention_circuits import read_heads
+
+        n_heads = model.n_attention * model.attention_settings.n_heads
+        with progress("reading attention heads", n_heads) as advance:
+            attention = read_heads(model, top=3, pairs=5, tokens=TOKENS_PER_SIDE // 2,
+                                   dtype=dtype).as_dict()
+            advance(n_heads)
     title = f"{Path(path).name or path} — layer {index}"
-    return Report(title, describe(checkpoint, model), index, top, pages, truncation, space, notes)
+    return Report(title, describe(checkpoint, model), index, top, pages, truncation, space, notes,
+                  attention)

@@ -278,3 +278,25 @@ def test_lm_with_rms_norms_says_it_approximates(tmp_path):
 def test_input_distribution_refuses_a_non_psd_covariance():
     with pytest.raises(bilin.BilinError, match="not positive semi-definite"):
         input_distribution(2, np.array([[1.0, 0.0], [0.0, -1.0]]))
+
+
+def test_quadratic_forms_route_equals_the_moments_route(tmp_path, monkeypatch):
+    """Many one-layer networks go through their quadratic forms (once per network); the
+    numbers equal the layer-by-layer moments of every pair."""
+    models = []
+    for i in range(6):
+        net = ref.random_classifier(60 + i, bias=i % 2 == 0, residual=i >= 4, hs=(8,))
+        models.append(_load(net, tmp_path / f"n{i}")[1])
+    dist = ns.InputDistribution(12)
+    props = [ns.propagate(ns.network_function(m), dist) for m in models]
+    pair_cost, form_cost = ns.route_costs(props)
+    assert form_cost is not None and form_cost < pair_cost
+    calls = []
+    monkeypatch.setattr(ns, "cross_moments", lambda *a: calls.append(a))
+    s = bilin.network_similarity(models)
+    assert not calls  # every pair came from the forms
+    monkeypatch.undo()
+    for a in range(6):
+        for b in range(6):
+            want = ns.cross_moments(props[a], props[b])
+            np.testing.assert_allclose(s.per_output_inner[a, b], want, rtol=1e-10, atol=1e-12)

@@ -20,6 +20,10 @@ APPROXIMATION = ("Gaussian closure: from the second bilinear layer on, each laye
                  "taken as Gaussian with its exact mean and covariance (joint across the "
                  "networks); exact for one bilinear layer (with biases, residual path, "
                  "embedding and head)")
+# Networks with one bilinear layer are compared through their quadratic forms (computed once
+# per network, then a dot product per pair) when that is cheaper than the layer-by-layer
+# moments of every pair and their forms fit in this many bytes.
+FORM_MEMORY = 3 * 2**30
 RMS_APPROXIMATION = ("each RMS/LayerNorm in front of an MLP is replaced by its gain over the "
                      "expected rms, sqrt(E|x|^2 / d)")
 
@@ -187,7 +191,15 @@ def network_similarity(
         >>> s.cosine.shape, bool(s.exact), round(float(s.cosine[0, 0]), 12)
         ((2, 2), True, 1.0)
     """
-    from bilin_cli.network_moments import cross_moments, network_function, propagate
+    from bilin_cli.network_moments import (
+        cross_moments,
+        form_moments,
+        form_size,
+        network_function,
+        propagate,
+        quadratic_forms,
+        route_costs,
+    )
 
     if len(networks) < 2:
         raise BilinError("give at least two networks to compare")
@@ -218,16 +230,26 @@ def network_similarity(
     log = _ResumeLog(Path(resume) if resume is not None else None, settings)
     N = len(models)
     full = np.zeros((N, N, n_out))
+    pair_cost, form_cost = route_costs(props)
+    sizes = [form_size(p) for p in props]
+    use_forms = (form_cost is not None and form_cost < pair_cost
+                 and sum(sizes) <= FORM_MEMORY)
+    forms: dict[int, object] = {}
     for a in range(N):
         for b in range(a, N):
             key = (prints[a], prints[b])
             cached = log.get(*key) if None not in key else None
             if cached is not None and cached.shape == (n_out,):
                 full[a, b] = cached
+            elif use_forms:
+                for i in (a, b):
+                    if i not in forms:
+                        forms[i] = quadratic_forms(props[i])
+                full[a, b] = form_moments(forms[a], forms[b])
             else:
                 full[a, b] = cross_moments(props[a], props[b])
-                if None not in key:
-                    log.add(*key, full[a, b])
+            if cached is None and None not in key:
+                log.add(*key, full[a, b])
             full[b, a] = full[a, b]
             if advance:
                 advance()

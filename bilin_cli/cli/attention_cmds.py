@@ -91,8 +91,8 @@ def attention(
     the source=>token writes U Wo Wv x_s of largest logit. Exact functions of the
     weights, read on the direct path at relative distance 0: positional terms (RoPE),
     the causal mask, earlier layers and other paths are left out, as the notes say.
-    For one query token's score as a quadratic form in the key, use
-    bilin eig CKPT --head L.H --query-token T.
+    For one query token's score as a quadratic form in the key, use 'bilin eig CKPT
+    --head L.H --query-token T'.
 
     --format csv|tsv lists every component (layer, head, form, rank, sigma, share,
     tokens); --format npz -o FILE writes LxHy_{A_1,A_2,OV}_{sigma,query,key,output,input}.

@@ -78,8 +78,15 @@ def info(
     factors) or "wv" (stacked (2h, d)), optional "p" (o, h), "w_bias", "v_bias",
     "wv_bias", "p_bias"; "embed"; "head" and "head_bias" (after "p" when both: logits =
     H (P g + b_p) + b_h); "kind" (classifier | lm); "residual" (true | false); "norm"
-    {"kind": rms | layer | none, "gain": KEY, "bias": KEY} in front of each MLP, for
-    token readings. Keys starting with _ are comments.
+    {"kind": rms | layer | none | scale, "gain": KEY, "bias": KEY} in front of each MLP,
+    for token readings ("scale": a linear y = s * x, folded into W and V); "attention"
+    {"layers": [{"q1", "q2", "k1", "k2", "v", "o", "scale"}], "norm": scale | rms |
+    none, "n_heads": N} for bilinear attention; "final_scale" (a linear scale before the
+    unembedding). Keys starting with _ are comments.
+
+    Fully bilinear transformers (two query and two key projections per block) are
+    recognised without a map: info reports their heads, d_head, score scale, RoPE and
+    causal mask (from config.json where stated) and which linear scales were folded.
 
     Examples:
 

@@ -109,6 +109,8 @@ def index_page(r: Report) -> str:
                  f"(bilin truncate --sweep); {t['n']:,} examples of "
                  f"{escape(str(t['data']))}.</p>",
                  figs.html(rf.accuracy_curve(t, "test accuracy of the rank-K model"), 380)]
+    if r.attention is not None:
+        body += _attention_section(r.attention)
     body += [f"<h2>Directions of layer {r.layer}</h2>",
              f'<p class="note">effective rank = (&Sigma;|{L}|)&sup2; / &Sigma;{L}&sup2;; '
              f"top-{k} share = share of &Sigma;|{L}| in the {k} largest |{L}|; kP = eigenvalues "
@@ -126,6 +128,40 @@ def index_page(r: Report) -> str:
                                                    for p in r.pages],
                                           "effective rank of each direction"), 320)]
     return _page(r.title, '<a href="index.html">overview</a>', "".join(body))
+
+
+def _attention_section(att: dict) -> list[str]:
+    """The overview's table of bilinear attention heads (``bilin attention``'s numbers)."""
+    s = att["attention"]
+
+    def tok(token: int, text) -> str:
+        return escape(_token({"token": token, "text": text}))
+
+    rows = []
+    for h in att["heads"]:
+        pairs = ", ".join(f"{tok(p['query'], p['query_text'])}&rarr;"
+                          f"{tok(p['key'], p['key_text'])} {_num(p['score'], '+.3g')}"
+                          for p in h["top_pairs"][:3])
+        writes = ", ".join(f"{tok(w['source'], w['source_text'])}&rArr;"
+                           f"{tok(w['token'], w['text'])} {_num(w['logit'], '+.3g')}"
+                           for w in h["top_writes"][:3])
+        rows.append([f"{h['layer']}.{h['head']}",
+                     _num(h["qk"][0]["singular_values"][0]),
+                     _num(h["qk"][1]["singular_values"][0]),
+                     _num(h["ov"]["singular_values"][0]),
+                     f'<span class="tok">{pairs or "&ndash;"}</span>',
+                     f'<span class="tok">{writes or "&ndash;"}</span>'])
+    return ["<h2>Attention heads</h2>",
+            f'<p class="note">Bilinear attention, score = {escape(s["scale_text"])} &middot; '
+            "(x<sub>q</sub>&#7511;A<sub>1</sub>x<sub>k</sub>)(x<sub>q</sub>&#7511;A<sub>2</sub>"
+            "x<sub>k</sub>), no softmax; &sigma;<sub>1</sub> of each form "
+            "(A<sub>n</sub> = Wq<sub>n</sub>&#7511;Wk<sub>n</sub>, OV = Wo Wv), the query&rarr;key "
+            "token pairs of largest score and the source&rArr;token writes of largest logit, as "
+            "bilin attention prints them.</p>",
+            _table(["head", "&sigma;<sub>1</sub>(A<sub>1</sub>)",
+                    "&sigma;<sub>1</sub>(A<sub>2</sub>)", "&sigma;<sub>1</sub>(OV)", "top pairs",
+                    "top writes"], rows, left=1),
+            _notes(att["notes"])]
 
 
 def _token(t: dict) -> str:
