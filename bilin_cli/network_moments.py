@@ -387,14 +387,15 @@ def _pad_cov(C: np.ndarray) -> np.ndarray:
 class QuadraticForms:
     """A network with one bilinear stage as ``f_c(z) = z^T Q_c z + l_c . z + k_c`` of the
     whitened input ``z ~ N(0, I_r)``: ``packed : (o, r(r+1)/2)`` holds each symmetric ``Q_c``
-    as ``[diag, sqrt(2) * upper]`` (so ``<Q_a, Q_b>_F`` is a dot product), ``l : (o, r)``,
+    as ``[diag, sqrt(2) * upper]`` (so ``<Q_a, Q_b>_F`` is a dot product), ``linear : (o, r)``
+    the ``l_c``,
     ``t = tr Q_c + k_c : (o,)``. Then, exactly (Isserlis),
 
         E[f_a,c f_b,c] = 2 <Q_a,c, Q_b,c> + l_a,c . l_b,c + t_a,c t_b,c.
     """
 
     packed: np.ndarray
-    l: np.ndarray
+    linear: np.ndarray
     t: np.ndarray
 
 
@@ -472,4 +473,4 @@ def quadratic_forms(p: Propagated) -> QuadraticForms:
 def form_moments(fa: QuadraticForms, fb: QuadraticForms) -> np.ndarray:
     """``E[f_a,c f_b,c] : (o,)`` from two networks' quadratic forms (exact)."""
     return (2.0 * np.einsum("ci,ci->c", fa.packed, fb.packed)
-            + np.einsum("ci,ci->c", fa.l, fb.l) + fa.t * fb.t)
+            + np.einsum("ci,ci->c", fa.linear, fb.linear) + fa.t * fb.t)
