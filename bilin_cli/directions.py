@@ -90,9 +90,12 @@ def from_token(model: BilinearModel, layer: int, t: int, dtype: type) -> Directi
     if text is not None:
         info["string"] = text
     u = model.head(dtype, slice(t, t + 1))[0].copy()
-    return Direction(
-        u, info, ["direct path: the unembedding row, ignoring the final norm and later layers"]
-    )
+    if model.meta.get("folded_scales", {}).get("final"):
+        why = ("direct path: the unembedding row with the final linear scale folded in "
+               "(u = s * U[T]), ignoring later layers")
+    else:
+        why = "direct path: the unembedding row, ignoring the final norm and later layers"
+    return Direction(u, info, [why])
 
 
 def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -> Direction:

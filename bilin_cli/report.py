@@ -37,7 +37,7 @@ MAX_BOUND_POINTS = 200  # the bound curve is drawn for K = 0 .. this many
 TOKENS_PER_SIDE = 8  # token readings: tokens per sign of each eigenvector
 FEATURES_PER_EIG = 8  # input-SAE readings: features per eigenvector
 
-TOKENS_NOTE = ("tokens: direct path from the embedding (x_t = g * e_t / rms(e_t); attention and "
+TOKENS_NOTE = ("tokens: direct path from the embedding ({x_t}; attention and "
                "earlier layers left out), as bilin eig --tokens reads them: v . x_t > 0 in the "
                "left column, < 0 in the right, largest first")
 
@@ -141,9 +141,9 @@ def direction_page(model: BilinearModel, layer: int, u: dirs.Direction, top: int
     shown = pos + neg
     notes = list(dec.notes)
     if shown and model.kind == "lm" and model.embed_key is not None:
-        from bilin_cli.token_reading import read_as_tokens
+        from bilin_cli.token_reading import read_as_tokens, token_input
 
-        notes.append(TOKENS_NOTE)
+        notes.append(TOKENS_NOTE.format(x_t=token_input(model)))
 
         for e, t in zip(shown, read_as_tokens(model, layer, np.stack([e.vector for e in shown]),
                                               TOKENS_PER_SIDE), strict=True):

@@ -18,8 +18,23 @@ from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
 from bilin_cli.storage.vocabulary import token_texts
 
-NOTE = ("tokens: direct path from the embedding (x_t = g * e_t / rms(e_t); attention and "
-        "earlier layers left out): v . x_t > 0 left of the bar, < 0 right, largest first")
+NOTE = ("tokens: direct path from the embedding ({x_t}; attention and earlier layers left "
+        "out): v . x_t > 0 left of the bar, < 0 right, largest first")
+_INPUTS = {"rms": "x_t = g * e_t / rms(e_t)", "layer": "x_t = g * (e_t - mean) / std + b",
+           "none": "x_t = e_t"}
+
+
+def token_input(model: BilinearModel) -> str:
+    """How a token alone reaches the MLP's input in this model (``x_t = ...``)."""
+    x_t = _INPUTS.get(model.norm_kind, _INPUTS["rms"])
+    if model.meta.get("folded_scales", {}).get("mlp"):
+        x_t += ", the MLP's linear pre-scale folded into Q"
+    return x_t
+
+
+def note(model: BilinearModel) -> str:
+    """:data:`NOTE` for this model's token input."""
+    return NOTE.format(x_t=token_input(model))
 
 
 def token_scores(model: BilinearModel, layer: int, vecs: np.ndarray,

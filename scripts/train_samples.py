@@ -1079,15 +1079,17 @@ on a shared 2-core CPU (with `--threads 1`, because the machine was shared with 
 # --------------------------------------------------------------------------------------
 def write_index(out_root: Path):
     lines = ["# Sample checkpoints", "",
-             "Small bilinear models trained from scratch by `scripts/train_samples.py` (fixed seeds, real data).",
+             "Small bilinear models trained from scratch by `scripts/train_samples.py` (fixed seeds, real data;",
+             "`shakespeare-bilinear` by `scripts/train_bilinear_transformer.py`).",
              "Every folder holds `model.safetensors` (float32) + `config.json` + `README.md`; the numbers",
              "below are read from the `config.json` files, which the training script wrote with measured values.", "",
              "| folder | layout | data | result | train time | reproduce |", "|---|---|---|---|---|---|"]
-    for name in ("mnist", "fmnist", "mnist-bias", "toy", "shakespeare"):
+    for name in ("mnist", "fmnist", "mnist-bias", "toy", "shakespeare", "shakespeare-bilinear"):
         p = out_root / name / "config.json"
         if not p.exists():
             continue
         c = json.loads(p.read_text())
+        c.setdefault("layout", c.get("architecture"))  # shakespeare-bilinear: its own script
         if c["layout"] == "image":
             res = f"test accuracy {c['test_accuracy'] * 100:.2f}%"
             data = "MNIST" if c["dataset"] == "mnist" else "Fashion-MNIST"

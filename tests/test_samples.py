@@ -24,7 +24,8 @@ def numpy_logits(t: dict, x: np.ndarray) -> np.ndarray:
     return (left * right) @ t["head.weight"].T.astype(np.float64)
 
 
-@pytest.mark.parametrize("name", ["mnist", "fmnist", "mnist-bias", "toy", "shakespeare"])
+@pytest.mark.parametrize("name", ["mnist", "fmnist", "mnist-bias", "toy", "shakespeare",
+                                  "shakespeare-bilinear"])
 def test_sample_loads_and_decomposes(cli, name):
     path = SAMPLES / name
     code, out, err = cli("info", path, "--json")

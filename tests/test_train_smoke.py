@@ -96,3 +96,23 @@ def test_transformer_and_sae_smoke(ts, tmp_path):
                                                        "w_dec.weight": (d, f), "b_dec": (d,)}
         np.testing.assert_allclose(np.linalg.norm(st["w_dec.weight"], axis=0), 1.0, atol=1e-4)
         assert math.isfinite(sc["normalized_mse"]) and sc["normalized_mse"] < 1.0
+
+
+def test_bilinear_transformer_sample_smoke(tmp_path):
+    """scripts/train_bilinear_transformer.py trains a few steps and writes a checkpoint bilin
+    reads as a fully bilinear transformer, without a map."""
+    spec = importlib.util.spec_from_file_location(
+        "train_bilinear_transformer", REPO / "scripts" / "train_bilinear_transformer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = ("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n"
+            * 40)
+    mod.run(tmp_path, smoke=True, text=text)
+    folder = next(p.parent for p in tmp_path.rglob("model.safetensors"))
+    tensors, cfg = _load(folder)
+    assert "blocks.0.attn.q1_proj.weight" in tensors and "unembed.weight" in tensors
+    import bilin_cli as bilin
+
+    m = bilin.load(folder)
+    assert m.n_attention == cfg["n_layers"] and m.layout.startswith("fully bilinear")
+    assert math.isfinite(cfg["val_loss"])

@@ -78,10 +78,10 @@ def eig(
     dec = decompose(model, index, u, top=top, basis=basis, dtype=dtype, method=method)
     _note_top(dec, top)
     if tokens:
-        from bilin_cli.token_reading import NOTE, read_as_tokens
+        from bilin_cli.token_reading import note, read_as_tokens
 
         dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
-        dec.notes.append(NOTE)
+        dec.notes.append(note(model))
     return dec
 
 

@@ -90,10 +90,9 @@ def attention_text(att: dict) -> str:
                                               " (assumed)")
 
     heads = f"{att['n_heads']} head{'s' if att['n_heads'] != 1 else ''}"
-    return (f"bilinear (q1.k1)(q2.k2), no softmax, in {att['blocks']} blocks: {heads} of "
-            f"d_head = {att['d_head']}, scale {att['scale_text']}, RoPE "
-            f"{said('rope', att['rope'])}, causal {said('causal', att['causal'])}; "
-            "bilin attention CKPT --layer L")
+    return (f"bilinear, {att['blocks']} blocks x {heads} of d_head = {att['d_head']}, scale "
+            f"{att['scale_text']}, RoPE {said('rope', att['rope'])}, causal "
+            f"{said('causal', att['causal'])}")
 
 
 def suggest_map_report(mapping: dict, ambiguous: list[str]) -> Report:
