@@ -279,3 +279,59 @@ def test_attention_through_a_map(tmp_path):
     att = ref.attention_details(params, {**config, "rope": False}, tokens, 1)
     np.testing.assert_allclose(m.attention(1, np.float64).forward(att["resid"]),
                                att["head_out"].sum(0), rtol=1e-5, atol=1e-8)
+
+
+def _renamed(params: dict, config: dict, style: str) -> dict:
+    """The reference's tensors under another group's names (rules, not spellings)."""
+    out = {}
+    for key, value in params.items():
+        parts = key.split(".")
+        if key == "embed.weight":
+            new = {"b": "tok_embeddings.weight", "c": "wte.weight", "d": "embed.weight"}[style]
+        elif key == "unembed.weight":
+            new = {"b": "output.weight", "c": "lm_head.weight", "d": "unembed.weight"}[style]
+        elif key == "final_norm.scale":
+            new = {"b": "norm.scale", "c": "ln_f.scale", "d": "final_norm.scale"}[style]
+        else:
+            i, kind, name = parts[1], parts[2], parts[3]
+            if style == "b":
+                block = f"model.layers.{i}"
+                new = {"attn": lambda n: f"{block}.self_attn.w{n.removesuffix('_proj')}.weight",
+                       "mlp": lambda n: f"{block}.feed_forward.{ {'w_m': 'left', 'w_n': 'right', 'w_proj': 'down'}[n]}.weight",
+                       "norm_attn": lambda n: f"{block}.attn_norm.scale",
+                       "norm_mlp": lambda n: f"{block}.ffn_norm.scale"}[kind](name)
+            elif style == "c":
+                block = f"h.{i}"
+                listed = {"q1_proj": "q.0", "q2_proj": "q.1", "k1_proj": "k.0", "k2_proj": "k.1",
+                          "v_proj": "v", "o_proj": "o"}
+                new = {"attn": lambda n: f"{block}.attn.{listed[n]}.weight",
+                       "mlp": lambda n: f"{block}.ff.{ {'w_m': 'W_l', 'w_n': 'W_r', 'w_proj': 'W_p'}[n]}",
+                       "norm_attn": lambda n: f"{block}.norm1.scale",
+                       "norm_mlp": lambda n: f"{block}.norm2.scale"}[kind](name)
+            else:  # an attention module with no 'attn' in its name
+                new = key.replace(".attn.", ".mixer.")
+        out[new] = value.astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("style", ["b", "c", "d"])
+def test_other_groups_names_are_read_by_rule(tmp_path, style):
+    from safetensors.numpy import save_file
+
+    params, config = ref.write_checkpoint(tmp_path / "orig", seed=17)
+    folder = tmp_path / style
+    folder.mkdir()
+    save_file(_renamed(params, config, style), str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config))
+    m = bilin.load(folder)
+    assert m.kind == "lm" and m.n_layers == 2 and m.n_attention == 2, m.notes
+    tokens = ref.random_tokens(6, config["vocab_size"], seed=4)
+    for layer in range(2):
+        mlp = ref.mlp_details(params, config, tokens, layer)
+        np.testing.assert_allclose(m.layer(layer, np.float64).forward(mlp["resid"]), mlp["out"],
+                                   rtol=1e-5, atol=1e-8)
+        att = ref.attention_details(params, config, tokens, layer)
+        np.testing.assert_allclose(m.attention(layer, np.float64).forward(att["resid"]),
+                                   att["head_out"].sum(0), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(m.head(np.float64),
+                               params["unembed.weight"] * params["final_norm.scale"], rtol=1e-6)

@@ -388,8 +388,11 @@ def _attach_attention(ckpt: Checkpoint, model: BilinearModel, attention: dict) -
     config = dict(ckpt.config)
     if "n_heads" in attention:
         config["n_heads"] = attention["n_heads"]
-    rotary = any("rotary" in k or "inv_freq" in k for k in ckpt.tensors)
-    settings = attention_settings(config, q_rows, v_rows, rotary)
+    rotary_keys = [k for k in ckpt.tensors if "rotary" in k or "inv_freq" in k]
+    half = {ckpt.tensors[k].shape[0] for k in rotary_keys
+            if k.endswith("inv_freq") and len(ckpt.tensors[k].shape) == 1}
+    settings = attention_settings(config, q_rows, v_rows, bool(rotary_keys),
+                                  half.pop() if len(half) == 1 else None)
     H = settings.n_heads
 
     def load(i: int, dtype: type) -> AttentionLayer:
@@ -406,6 +409,11 @@ def _attach_attention(ckpt: Checkpoint, model: BilinearModel, attention: dict) -
 
     model.attention_keys = keys
     model.attention_settings = settings
+    biases = [k.removesuffix("weight") + "bias" for ak in keys for k in ak.names()
+              if k.endswith(".weight") and k.removesuffix("weight") + "bias" in ckpt.tensors]
+    if biases:
+        model.warnings.append(f"attention biases ({printable(biases[0])}, ...) are left out of "
+                              "the attention readings: the QK forms and OV map are the weights'")
     model.attention_norm = attention.get("norm", "scale") if any(k.scale for k in keys) \
         else "none"
     model._load_attention = load

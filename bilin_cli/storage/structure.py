@@ -178,9 +178,10 @@ def propose(tensors: dict[str, TensorInfo], config: dict | None = None) -> Propo
     # Where a file has transformer blocks, MLP factors live inside them: an equal-shaped
     # pair outside every block is an embedding beside an unembedding, not a layer.
     blocks = {a["_block"] for a in attention}
+    in_attention = {v for a in attention for r, v in a.items() if not r.startswith("_")}
     groups: dict[str, list[str]] = {}
     for k in mats:
-        if attention and not _in_blocks(_parent(k), blocks):
+        if attention and (k in in_attention or not _in_blocks(_parent(k), blocks)):
             continue
         groups.setdefault(_parent(k), []).append(k)
 
@@ -273,8 +274,8 @@ def propose(tensors: dict[str, TensorInfo], config: dict | None = None) -> Propo
             layers.pop()
             used.difference_update((last["w"], last["v"]))
 
-    rest = sorted((k for k in mats if k not in used and not _NOT_BILINEAR.search(k)),
-                  key=_natural)
+    rest = sorted((k for k in mats if k not in used and k not in in_attention
+                   and not _NOT_BILINEAR.search(k)), key=_natural)
     d0 = layers[0]["_dims"][0]
     last = layers[-1]
     mapping: dict = {}

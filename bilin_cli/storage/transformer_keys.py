@@ -31,8 +31,8 @@ _EMBED = re.compile(r"embed|^wte$|^tok|word_emb|^w_?e$|^emb", re.IGNORECASE)
 _ROLE = re.compile(r"^(?:w_?)?(?:(q|k|query|key)_?([12])|(v|value)|(o|out|output))(?:_?proj)?$",
                    re.IGNORECASE)
 _NORMISH = re.compile(r"norm|(^|[._])ln|scale|rms", re.IGNORECASE)
-_BEFORE_ATTN = re.compile(r"attn|attention|(^|[^a-z])1$|_1|input|pre_?attn", re.IGNORECASE)
-_BEFORE_MLP = re.compile(r"mlp|ffn|ff|(^|[^a-z])2$|_2|post", re.IGNORECASE)
+_BEFORE_ATTN = re.compile(r"attn|attention|1$|_1|input|pre_?attn", re.IGNORECASE)
+_BEFORE_MLP = re.compile(r"mlp|ffn|ff|2$|_2|post", re.IGNORECASE)
 _EPS_KEYS = ("rms_norm_eps", "norm_eps", "layer_norm_eps", "layer_norm_epsilon", "ln_eps",
              "norm_epsilon", "eps")
 _NORM_KEYS = ("norm", "norm_type", "normalization", "norm_kind", "normalisation")
@@ -97,14 +97,29 @@ def split_ends(candidates: list[str], order: list[str]) -> tuple[str | None, str
 # ------------------------------------------------------------------------- bilinear attention
 
 
+_LISTED = re.compile(r"^(?:w_?)?(q|k|query|key)(?:_?proj)?$", re.IGNORECASE)
+
+
 def attention_role(key: str) -> str | None:
-    """``q1``, ``q2``, ``k1``, ``k2``, ``v`` or ``o`` from a projection's name, else None."""
-    m = _ROLE.match(_leaf(key))
-    if m is None:
-        return None
-    if m.group(1):
-        return m.group(1)[0].lower() + m.group(2)
-    return "v" if m.group(3) else "o"
+    """``q1``, ``q2``, ``k1``, ``k2``, ``v`` or ``o`` from a projection's name, else None;
+    a ``ModuleList`` of two (``q.0``, ``q.1``) counts from 0."""
+    leaf = _leaf(key)
+    m = _ROLE.match(leaf)
+    if m is not None:
+        if m.group(1):
+            return m.group(1)[0].lower() + m.group(2)
+        return "v" if m.group(3) else "o"
+    if leaf in ("0", "1"):
+        listed = _LISTED.match(_leaf(_parent(key) + ".weight"))
+        if listed:
+            return listed.group(1)[0].lower() + str(int(leaf) + 1)
+    return None
+
+
+def _module_of(key: str) -> str:
+    """The attention module a projection belongs to (a listed ``q.0`` belongs two up)."""
+    parent = _parent(key)
+    return _parent(parent + ".weight") if _leaf(key) in ("0", "1") else parent
 
 
 def find_attention(mats: dict[str, tuple[int, ...]]) -> list[dict]:
@@ -115,7 +130,7 @@ def find_attention(mats: dict[str, tuple[int, ...]]) -> list[dict]:
     for key in mats:
         role = attention_role(key)
         if role is not None:
-            groups.setdefault(_parent(key), {}).setdefault(role, []).append(key)
+            groups.setdefault(_module_of(key), {}).setdefault(role, []).append(key)
     found = []
     for parent in sorted(groups, key=_natural):
         roles = groups[parent]
@@ -132,8 +147,10 @@ def find_attention(mats: dict[str, tuple[int, ...]]) -> list[dict]:
     return found
 
 
-def attention_settings(config: dict, qk_rows: int, v_rows: int, has_rotary_tensor: bool):
-    """Heads, head size, score scale, RoPE and mask from config.json (where stated)."""
+def attention_settings(config: dict, qk_rows: int, v_rows: int, has_rotary_tensor: bool,
+                       rotary_half: int | None = None):
+    """Heads, head size, score scale, RoPE and mask from config.json (where stated);
+    ``rotary_half``: the length of a stored RoPE ``inv_freq`` (``d_head / 2``)."""
     from bilin_cli.attention import AttentionSettings
 
     stated = []
@@ -143,6 +160,9 @@ def attention_settings(config: dict, qk_rows: int, v_rows: int, has_rotary_tenso
         stated.append("n_heads")
     if d_head is not None:
         stated.append("d_head")
+    elif rotary_half and qk_rows % (2 * rotary_half) == 0:
+        d_head = 2 * rotary_half
+        stated.append("d_head")  # from the stored rotary frequencies
     if n_heads is None and d_head is not None and qk_rows % d_head == 0:
         n_heads = qk_rows // d_head
     if n_heads is None:
