@@ -281,35 +281,45 @@ def test_attention_through_a_map(tmp_path):
                                att["head_out"].sum(0), rtol=1e-5, atol=1e-8)
 
 
-def _renamed(params: dict, config: dict, style: str) -> dict:
+_ENDS = {"b": ("tok_embeddings.weight", "output.weight", "norm.scale"),
+         "c": ("wte.weight", "lm_head.weight", "ln_f.scale"),
+         "d": ("embed.weight", "unembed.weight", "final_norm.scale")}
+_LISTED = {"q1_proj": "q.0", "q2_proj": "q.1", "k1_proj": "k.0", "k2_proj": "k.1",
+           "v_proj": "v", "o_proj": "o"}
+
+
+def _block_name(style: str, i: str, kind: str, name: str) -> str:
+    if style == "b":
+        block = f"model.layers.{i}"
+        mlp = {"w_m": "left", "w_n": "right", "w_proj": "down"}
+        return {"attn": f"{block}.self_attn.w{name.removesuffix('_proj')}.weight",
+                "mlp": f"{block}.feed_forward.{mlp.get(name)}.weight",
+                "norm_attn": f"{block}.attn_norm.scale",
+                "norm_mlp": f"{block}.ffn_norm.scale"}[kind]
+    if style == "c":
+        block = f"h.{i}"
+        mlp = {"w_m": "W_l", "w_n": "W_r", "w_proj": "W_p"}
+        return {"attn": f"{block}.attn.{_LISTED.get(name)}.weight",
+                "mlp": f"{block}.ff.{mlp.get(name)}",
+                "norm_attn": f"{block}.norm1.scale", "norm_mlp": f"{block}.norm2.scale"}[kind]
+    # an attention module with no 'attn' in its name
+    return f"blocks.{i}.{'mixer' if kind == 'attn' else kind}.{name}." + (
+        "scale" if kind.startswith("norm") else "weight")
+
+
+def _renamed(params: dict, style: str) -> dict:
     """The reference's tensors under another group's names (rules, not spellings)."""
+    embed, unembed, final = _ENDS[style]
+    ends = {"embed.weight": embed, "unembed.weight": unembed, "final_norm.scale": final}
     out = {}
     for key, value in params.items():
-        parts = key.split(".")
-        if key == "embed.weight":
-            new = {"b": "tok_embeddings.weight", "c": "wte.weight", "d": "embed.weight"}[style]
-        elif key == "unembed.weight":
-            new = {"b": "output.weight", "c": "lm_head.weight", "d": "unembed.weight"}[style]
-        elif key == "final_norm.scale":
-            new = {"b": "norm.scale", "c": "ln_f.scale", "d": "final_norm.scale"}[style]
+        if key in ends:
+            new = ends[key]
         else:
-            i, kind, name = parts[1], parts[2], parts[3]
-            if style == "b":
-                block = f"model.layers.{i}"
-                new = {"attn": lambda n: f"{block}.self_attn.w{n.removesuffix('_proj')}.weight",
-                       "mlp": lambda n: f"{block}.feed_forward.{ {'w_m': 'left', 'w_n': 'right', 'w_proj': 'down'}[n]}.weight",
-                       "norm_attn": lambda n: f"{block}.attn_norm.scale",
-                       "norm_mlp": lambda n: f"{block}.ffn_norm.scale"}[kind](name)
-            elif style == "c":
-                block = f"h.{i}"
-                listed = {"q1_proj": "q.0", "q2_proj": "q.1", "k1_proj": "k.0", "k2_proj": "k.1",
-                          "v_proj": "v", "o_proj": "o"}
-                new = {"attn": lambda n: f"{block}.attn.{listed[n]}.weight",
-                       "mlp": lambda n: f"{block}.ff.{ {'w_m': 'W_l', 'w_n': 'W_r', 'w_proj': 'W_p'}[n]}",
-                       "norm_attn": lambda n: f"{block}.norm1.scale",
-                       "norm_mlp": lambda n: f"{block}.norm2.scale"}[kind](name)
-            else:  # an attention module with no 'attn' in its name
-                new = key.replace(".attn.", ".mixer.")
+            parts = key.split(".")
+            new = _block_name(style, parts[1], parts[2], parts[3])
+            if style == "d" and parts[2].startswith("norm"):
+                new = key
         out[new] = value.astype(np.float32)
     return out
 
@@ -321,7 +331,7 @@ def test_other_groups_names_are_read_by_rule(tmp_path, style):
     params, config = ref.write_checkpoint(tmp_path / "orig", seed=17)
     folder = tmp_path / style
     folder.mkdir()
-    save_file(_renamed(params, config, style), str(folder / "model.safetensors"))
+    save_file(_renamed(params, style), str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config))
     m = bilin.load(folder)
     assert m.kind == "lm" and m.n_layers == 2 and m.n_attention == 2, m.notes
