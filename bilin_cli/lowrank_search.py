@@ -56,14 +56,14 @@ F32_MARGIN = 1e-3  # relative margin on a float32 dense share (its error is ~1e-
 AUTO_WORK = 1e12  # features x h x d^2 above which --measure auto takes this route
 
 
-def auto_measure(layer: BilinearLayer, n_features: int, top: int | None, sharded: bool) -> str:
-    """``--measure auto``: ``"sq_top_k_share"`` where building every ``Q`` (``2 h d^2`` flops a
-    feature) is long (``n h d^2 >= AUTO_WORK``) and a ``--top N`` gives a cut to certify
-    against; ``"top_k_share"`` (the paper's measure, dense) otherwise and for shards."""
+def auto_route(layer: BilinearLayer, n_features: int, top: int | None, sharded: bool) -> str:
+    """How bilin ranks by the paper's measures when not told: ``"certified"`` where building
+    every ``Q`` (``2 h d^2`` flops a feature) is long (``n h d^2 >= AUTO_WORK``) and a
+    ``--top N`` gives a cut to certify against; ``"dense"`` otherwise and for shards."""
     h, d = layer.W.shape
     if top is None or top >= n_features or sharded:
-        return "top_k_share"
-    return "sq_top_k_share" if n_features * h * d * d >= AUTO_WORK else "top_k_share"
+        return "dense"
+    return "certified" if n_features * h * d * d >= AUTO_WORK else "dense"
 
 
 def frobenius_sq(layer: BilinearLayer, E: np.ndarray, block: int = 1024,
@@ -260,23 +260,34 @@ def lanczos_bounds(H: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
 def dense_top(layer: BilinearLayer, c: np.ndarray, k: int, WV=None) -> tuple[np.ndarray, float]:
     """Exact top-``k`` eigenvalues (by ``|lambda|``, signed) of ``Q`` for ``c = P^T e`` and
     ``sum lambda^2``, from a dense float64 ``eigvalsh`` (``WV``: float64 ``(W, V)`` if held)."""
+    lam = dense_spectrum(layer, c, WV)
+    return lam[:k], float((lam**2).sum())
+
+
+def dense_spectrum(layer: BilinearLayer, c: np.ndarray, WV=None) -> np.ndarray:
+    """Every eigenvalue of ``Q`` for ``c = P^T e``, by ``|lambda|`` descending (dense float64)."""
     W, V = WV or (np.asarray(layer.W, dtype=np.float64), np.asarray(layer.V, dtype=np.float64))
     lam = np.linalg.eigvalsh(symmetric_form(W, V, c))
-    order = np.lexsort((-lam, -np.abs(lam)))
-    return lam[order[:k]], float((lam**2).sum())
+    return lam[np.lexsort((-lam, -np.abs(lam)))]
+
+
+def _dense32_rows(layer: BilinearLayer, E: np.ndarray, k: int,
+                  device: str | None) -> list[dict]:
+    """The batched float32 dense route's rows (:func:`bilin_cli.features.rank_features`) for
+    the directions ``E``, in their order."""
+    from bilin_cli.features import rank_features
+
+    rows = rank_features(layer, np.asarray(E, dtype=np.float32), k, unfold_limit=0,
+                         device=device)
+    return sorted(rows, key=lambda r: r["feature"])
 
 
 def _dense32_shares(layer: BilinearLayer, E: np.ndarray, k: int, S: np.ndarray,
                     device: str | None) -> np.ndarray:
     """``sq_top_k_share`` of the directions ``E`` from the batched float32 dense route
     (:func:`bilin_cli.features.rank_features`), over the exact float64 ``S``."""
-    from bilin_cli.features import rank_features
-
-    rows = rank_features(layer, np.asarray(E, dtype=np.float32), k, unfold_limit=0,
-                         device=device)
-    top_sq = np.zeros(len(E))
-    for r in rows:
-        top_sq[r["feature"]] = float(np.sum(np.square(r["top_eigenvalues"][:k])))
+    top_sq = np.array([float(np.sum(np.square(r["top_eigenvalues"][:k])))
+                       for r in _dense32_rows(layer, E, k, device)])
     return np.where(S > 0, top_sq / np.where(S > 0, S, 1.0), 0.0)
 
 
@@ -289,30 +300,76 @@ class SqRanking:
     certificate: dict = field(default_factory=dict)
 
 
-def rank_sq_share(
-    layer: BilinearLayer,
-    enc: np.ndarray,
-    k: int = 2,
-    features: np.ndarray | None = None,
-    top: int | None = None,
-    steps: int = STEPS,
-    deep_steps: int = DEEP_STEPS,
-    delta: float = DELTA,
-    device: str | None = None,
-    advance: Callable[[int], None] | None = None,
-) -> SqRanking:
-    """The ``top`` features with the largest ``sq_top_k_share``, exact; see the module
-    docstring. ``enc : (n_features, o)`` holds the output directions (SAE encoder rows);
-    without ``top`` every feature is computed densely and reported."""
-    features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
-    n = len(features)
-    E = np.asarray(enc[features], dtype=np.float64)
-    S = frobenius_sq(layer, E)
+@dataclass
+class _Measure:
+    """What a certified ranking maximises: ``score`` of an exact spectrum (``lam`` by
+    ``|lambda|`` descending, ``S = sum lambda^2``), rigorous ``bounds`` ``(lower, upper)`` on
+    the score from a Lanczos run ``(theta, top_sq, mu, F, S, k)``, and a float32 ``screen``
+    of many features ``(layer, E, k, S, device)``."""
+
+    score: Callable[[np.ndarray, float], float]
+    bounds: Callable[..., tuple[np.ndarray, np.ndarray]]
+    screen: Callable[..., np.ndarray]
+    zero: float = 0.0  # the score of a zero Q (no eigenvalue at all)
+
+
+def _sq_bounds(theta, top_sq, mu, f, S, kk):
+    safe = np.where(S > 0, S, 1.0)
+    rest = (theta[:, kk:] ** 2).sum(1) * (1 - SAFETY)  # energy certainly outside the top k
+    lower = np.minimum(top_sq / safe, 1.0)
+    upper = np.minimum(kk * mu * (1 + SAFETY) * f / safe, 1.0 - rest / safe)
+    return lower, upper
+
+
+def abs_bounds(theta, mu, f, S, kk, d, sort_by: str = "top_k_share"):
+    """Rigorous bounds on the paper's measures from one Lanczos run (per feature, arrays):
+
+    * ``lambda_max <= L = sqrt(F mu (1 + SAFETY))`` (probabilistic, :func:`kw_factor`);
+    * ``T = sum_{top k} lambda^2 <= T+ = min(k L^2, S - sum_{j>k} theta_j^2)``;
+    * ``N = sum_{top k} |lambda|``: ``N- = sum_{top k} |theta|`` (interlacing) ``<= N <=
+      N+ = min(k L, sqrt(k T+))``;
+    * ``sum |lambda| >= max(sum |theta|, S / L, N- + (S - T+) / L)`` (the Ritz values are
+      the eigenvalues of a compression ``Z^T Q Z``, whose nuclear norm is at most ``Q``'s;
+      ``sum lambda^2 <= max |lambda| sum |lambda|``, for all and for the rest);
+    * ``top_k_share <= min(1, N+ / sum|lambda|-, N+ / (N+ + R-))``, ``R- = (S - T+) / L``;
+      ``effective_rank = (sum |lambda|)^2 / S >= (sum|lambda|-)^2 / S``.
+
+    and, the other way, ``sum |lambda| <= N+ + R+`` with ``R+ = sqrt((d - k)(S - T-))``
+    (Cauchy-Schwarz over the rest, ``T- = sum_{top k} theta^2``), so
+    ``top_k_share >= N- / (N- + R+)`` and ``effective_rank <= (N+ + R+)^2 / S``.
+
+    Returns ``(lower, upper)`` of the score maximised: ``top_k_share``, or minus the
+    effective rank; ``d`` is the number of eigenvalues."""
+    safe = np.where(S > 0, S, 1.0)
+    at = np.abs(theta)
+    L = np.sqrt(np.maximum(f * mu * (1 + SAFETY), 0.0))
+    L = np.where(L > 0, L, 1e-300)
+    rest_sq = (theta[:, kk:] ** 2).sum(1) * (1 - SAFETY)
+    T_up = np.minimum(kk * L**2, np.maximum(S - rest_sq, 0.0))
+    N_lo = at[:, :kk].sum(1) * (1 - SAFETY)
+    N_up = np.minimum(kk * L, np.sqrt(kk * T_up))
+    R_lo = np.maximum(S - T_up, 0.0) / L
+    A_lo = np.maximum.reduce([at.sum(1) * (1 - SAFETY), S / L, N_lo + R_lo])
+    top_sq = (theta[:, :kk] ** 2).sum(1) * (1 - SAFETY)
+    R_up = np.sqrt(max(d - kk, 0) * np.maximum(S - top_sq, 0.0) * (1 + SAFETY))
+    if sort_by == "effective_rank":
+        return -((N_up + R_up) ** 2) / safe, -(A_lo**2) / safe
+    upper = np.minimum.reduce([np.ones_like(S), N_up / np.where(A_lo > 0, A_lo, 1.0),
+                               N_up / np.where(N_up + R_lo > 0, N_up + R_lo, 1.0)])
+    lower = N_lo / np.where(N_lo + R_up > 0, N_lo + R_up, 1.0)
+    return np.minimum(lower, upper), upper
+
+
+def _certified_top(layer, E, S, kk, top, measure: _Measure, steps, deep_steps, delta, device,
+                   advance):
+    """The engine of :func:`rank_sq_share` and :func:`rank_abs_share` (module docstring):
+    ``(scores, exact, spectra, certificate)`` after the ``top`` features by ``measure``'s
+    score are exact and every other feature's upper bound is below the cut."""
+    n = E.shape[0]
     P64 = None if layer.P is None else np.asarray(layer.P, dtype=np.float64)
     d = layer.W.shape[1]
-    kk = min(k, d)
     vals = np.zeros(n)
-    tops = np.zeros((n, kk))
+    spectra: dict[int, np.ndarray] = {}
     exact = np.zeros(n, dtype=bool)
     WV: list = []
 
@@ -323,42 +380,35 @@ def rank_sq_share(
         for i in idx:
             if not exact[i]:
                 c = E[i] @ P64 if P64 is not None else E[i]
-                lam, sq = dense_top(layer, c, kk, tuple(WV))
-                tops[i, : lam.size] = lam
-                vals[i] = (lam**2).sum() / sq if sq > 0 else 0.0
+                lam = dense_spectrum(layer, c, tuple(WV))
+                spectra[i] = lam
+                vals[i] = measure.score(lam, float((lam**2).sum()))
                 exact[i] = True
-
-    def rows_of(idx) -> list[dict]:
-        return [{"feature": int(features[i]), "sq_top_k_share": float(vals[i]),
-                 "sum_sq_eigenvalues": float(S[i]), "top_eigenvalues": tops[i].tolist(),
-                 "method": "dense"} for i in idx]
 
     if top is None or top >= n:
         refine(range(n))
         if advance:
             advance(n)
-        return SqRanking(rows_of(np.argsort(-vals, kind="stable")),
-                         {"features": n, "dense": n, "excluded": 0})
+        return vals, exact, spectra, {"features": n, "dense": n, "excluded": 0}
 
-    safe = np.where(S > 0, S, 1.0)
-    lower = np.zeros(n)
-    upper = np.where(S > 0, 1.0, 0.0)  # a zero Q has share 0 (no eigenvalue at all)
+    lower = np.full(n, -np.inf)
+    upper = np.where(S > 0, np.inf, measure.zero)
+    lower[S <= 0] = measure.zero
     live = np.flatnonzero(S > 0)
 
     def bound(idx, n_steps, seed, adv=None) -> None:
         H = lanczos(layer, E[idx], n_steps, device=device, seed=seed, advance=adv, P=P64)
         theta, top_sq, mu = lanczos_bounds(H, kk)
         f = kw_factor(min(n_steps, d), d, delta)
-        rest = (theta[:, kk:] ** 2).sum(1) * (1 - SAFETY)  # energy certainly outside the top k
-        lower[idx] = np.maximum(lower[idx], np.minimum(top_sq / safe[idx], 1.0))
-        upper[idx] = np.minimum.reduce([upper[idx], kk * mu * (1 + SAFETY) * f / safe[idx],
-                                        1.0 - rest / safe[idx]])
+        lo, up = measure.bounds(theta, top_sq, mu, f, S[idx], kk)
+        lower[idx] = np.maximum(lower[idx], lo)
+        upper[idx] = np.minimum(upper[idx], up)
 
     bound(live, steps, 0, advance)
     steps_run = [min(steps, d)]
 
     def settle() -> tuple[float, np.ndarray]:
-        """Refine the best candidates until the cut is the N-th exact share; return the cut
+        """Refine the best candidates until the cut is the N-th exact score; return the cut
         and the features still above it."""
         while True:
             score = np.where(exact, vals, lower)
@@ -381,16 +431,15 @@ def rank_sq_share(
         tau, open_ = settle()
     screened = 0
     if open_.size > max(SCREEN_MIN, 4 * top):
-        # The cut lies in the bulk: bounds cannot separate features of nearly equal share.
+        # The cut lies in the bulk: bounds cannot separate features of nearly equal score.
         # Screen them with the batched float32 dense route (the paper's, every core), then
         # keep in float64 only those within float32's error of the cut.
-        share32 = _dense32_shares(layer, E[open_], kk, S[open_], device)
-        upper[open_] = np.minimum(upper[open_], share32 * (1 + F32_MARGIN) + 1e-7)
+        approx = measure.screen(layer, E[open_], kk, S[open_], device)
+        upper[open_] = np.minimum(upper[open_], approx + np.abs(approx) * F32_MARGIN + 1e-7)
         screened = int(open_.size)
         tau, open_ = settle()
     refine(open_)  # whatever no bound separates from the cut is computed exactly
     tau, open_ = settle()
-    order = np.argsort(-np.where(exact, vals, -1.0), kind="stable")[:top]
     excluded = int(n - exact.sum())
     cert = {
         "features": n, "dense": int(exact.sum()), "excluded": excluded, "cut": tau,
@@ -399,4 +448,100 @@ def rank_sq_share(
         "max_excluded_upper_bound": float(upper[~exact].max()) if excluded else None,
         "screened_dense_float32": screened,
     }
-    return SqRanking(rows_of(order), cert)
+    return vals, exact, spectra, cert
+
+
+def rank_sq_share(
+    layer: BilinearLayer,
+    enc: np.ndarray,
+    k: int = 2,
+    features: np.ndarray | None = None,
+    top: int | None = None,
+    steps: int = STEPS,
+    deep_steps: int = DEEP_STEPS,
+    delta: float = DELTA,
+    device: str | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> SqRanking:
+    """The ``top`` features with the largest ``sq_top_k_share``, exact; see the module
+    docstring. ``enc : (n_features, o)`` holds the output directions (SAE encoder rows);
+    without ``top`` every feature is computed densely and reported."""
+    features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
+    E = np.asarray(enc[features], dtype=np.float64)
+    S = frobenius_sq(layer, E)
+    kk = min(k, layer.W.shape[1])
+    measure = _Measure(
+        score=lambda lam, sq: float((lam[:kk] ** 2).sum() / sq) if sq > 0 else 0.0,
+        bounds=_sq_bounds, screen=_dense32_shares)
+    vals, exact, spectra, cert = _certified_top(layer, E, S, kk, top, measure, steps,
+                                                deep_steps, delta, device, advance)
+    order = np.argsort(-np.where(exact, vals, -1.0), kind="stable")
+    order = order[: exact.sum() if top is None else top]
+    rows = []
+    for i in order:
+        top_lam = np.zeros(kk)
+        top_lam[: min(kk, spectra[i].size)] = spectra[i][:kk]
+        rows.append({"feature": int(features[i]), "sq_top_k_share": float(vals[i]),
+                     "sum_sq_eigenvalues": float(S[i]), "top_eigenvalues": top_lam.tolist(),
+                     "method": "dense"})
+    return SqRanking(rows, cert)
+
+
+def rank_abs_share(
+    layer: BilinearLayer,
+    enc: np.ndarray,
+    k: int = 2,
+    features: np.ndarray | None = None,
+    top: int | None = None,
+    sort_by: str = "top_k_share",
+    steps: int = STEPS,
+    deep_steps: int = DEEP_STEPS,
+    delta: float = DELTA,
+    device: str | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> SqRanking:
+    """The paper's measure at scale: the ``top`` features with the largest ``top_k_share``
+    (share of ``sum |lambda|`` in the top ``k``) or, with ``sort_by="effective_rank"``, the
+    smallest effective rank ``(sum |lambda|)^2 / sum lambda^2``, certified like
+    :func:`rank_sq_share` with the bounds of :func:`abs_bounds`. Every reported number is
+    the dense float64 one; rows carry the dense route's keys (``top_k_share``,
+    ``effective_rank``, ``sum_abs_eigenvalues``, ``top_eigenvalues``)."""
+    features = np.arange(enc.shape[0]) if features is None else np.asarray(features)
+    E = np.asarray(enc[features], dtype=np.float64)
+    S = frobenius_sq(layer, E)
+    kk = min(k, layer.W.shape[1])
+
+    def stats(lam: np.ndarray, sq: float) -> tuple[float, float, float]:
+        total = float(np.abs(lam).sum())
+        share = float(np.abs(lam[:kk]).sum() / total) if total > 0 else 0.0
+        eff = total**2 / sq if sq > 0 else 0.0
+        return share, eff, total
+
+    def score(lam, sq):
+        share, eff, _ = stats(lam, sq)
+        return share if sort_by == "top_k_share" else -eff
+
+    def screen(layer_, E_, kk_, S_, device_):
+        rows = _dense32_rows(layer_, E_, kk_, device_)
+        key = "top_k_share" if sort_by == "top_k_share" else "effective_rank"
+        vals = np.array([r[key] for r in rows], dtype=np.float64)
+        return vals if sort_by == "top_k_share" else -vals
+
+    measure = _Measure(
+        score=score, screen=screen,
+        bounds=lambda theta, top_sq, mu, f, S_, kk_: abs_bounds(theta, mu, f, S_, kk_,
+                                                                layer.W.shape[1], sort_by))
+    vals, exact, spectra, cert = _certified_top(layer, E, S, kk, top, measure, steps,
+                                                deep_steps, delta, device, advance)
+    order = np.argsort(-np.where(exact, vals, -np.inf), kind="stable")
+    order = order[: exact.sum() if top is None else top]
+    rows = []
+    for i in order:
+        lam = spectra[i]
+        share, eff, total = stats(lam, float((lam**2).sum()))
+        top_lam = np.zeros(kk)
+        top_lam[: min(kk, lam.size)] = lam[:kk]
+        rows.append({"feature": int(features[i]), "top_k_share": share, "effective_rank": eff,
+                     "sum_abs_eigenvalues": total, "top_eigenvalues": top_lam.tolist(),
+                     "method": "dense"})
+    return SqRanking(rows, cert)

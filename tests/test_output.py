@@ -175,5 +175,24 @@ def test_short_flags_mean_one_thing(cli):
             for short in (o for o in param.opts + param.secondary_opts
                           if o.startswith("-") and not o.startswith("--")):
                 meaning.setdefault(short, set()).update(longs)
+    # -k counts eigenvalues everywhere: the top K eigenpairs (--top) or, in rank-features,
+    # the k eigenvalues a share counts (--k); -n is the number of rows, as head -n
+    assert meaning.pop("-k") == {"--top", "--k"}
+    assert meaning["-n"] == {"--top"}
     assert {k: v for k, v in meaning.items() if len(v) > 1} == {}
-    assert meaning["-k"] == {"--top"}
+    k_help = {cmd: p.help for cmd, c in typer.main.get_command(app).commands.items()
+              for p in c.params if "-k" in p.opts}
+    assert all(any(w in text.lower() for w in ("eigen", "components", "contributions"))
+               for text in k_help.values()), k_help
+
+
+def test_old_short_flags_still_work_with_a_warning(cli):
+    code, out, err = cli("adversarial", "sample_checkpoints/mnist", "--target", "3", "--variant",
+                         "top-pixels", "-n", "40", "--json")
+    assert code == 0, err
+    assert "deprecated" in err
+    assert "-k counts eigenvalues" in err
+    same = cli("adversarial", "sample_checkpoints/mnist", "--target", "3", "--variant",
+               "top-pixels", "--pixels", "40", "--json")
+    assert same[0] == 0 and json.loads(same[1]) == json.loads(out)
+

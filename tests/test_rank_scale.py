@@ -192,7 +192,8 @@ def test_cli_sq_measure_end_to_end(cli, tmp_path):
     assert code == 2
 
 
-def test_auto_measure_takes_the_certified_route_at_scale(cli, tmp_path, monkeypatch):
+def test_the_measure_never_switches_and_the_route_is_said(cli, tmp_path, monkeypatch):
+    """--measure says what is ranked at every size; bilin picks the route and says which."""
     from conftest import write_transformer
 
     from bilin_cli import lowrank_search
@@ -203,17 +204,23 @@ def test_auto_measure_takes_the_certified_route_at_scale(cli, tmp_path, monkeypa
             "--top", 4, "--json")
     code, out, err = cli(*args)
     assert code == 0, err
-    assert "top_k_share" in json.loads(out)["features"][0]  # small: the paper's measure
+    small = json.loads(out)
+    assert small["measure"] == "top_k_share" and small["route"] == "dense"
     monkeypatch.setattr(lowrank_search, "AUTO_WORK", 1.0)  # every layer counts as large
     code, out, err = cli(*args)
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["measure"] == "sq_top_k_share" and doc["certificate"]["features"] == 30
-    assert any("--measure top_k_share" in n for n in doc["notes"])
-    code, out, err = cli(*args[:-3], "--json")  # no --top: nothing to certify, paper's measure
-    assert "top_k_share" in json.loads(out)["features"][0]
+    assert doc["measure"] == "top_k_share" and doc["route"] == "certified"
+    assert doc["certificate"]["features"] == 30
+    assert [r["feature"] for r in doc["features"]] == [r["feature"] for r in small["features"]]
+    for a, b in zip(doc["features"], small["features"], strict=True):
+        assert a["top_k_share"] == pytest.approx(b["top_k_share"], rel=1e-5)
+    code, out, err = cli(*args[:-3], "--json")  # no --top: nothing to certify
+    assert json.loads(out)["route"] == "dense"
     code, out, err = cli(*args, "--shard", "1/2")  # shards stay on the dense route
     assert code == 0, err
+    code, out, err = cli(*args[:-1], "--measure", "auto", "--json")
+    assert code == 0 and "deprecated" in err and json.loads(out)["measure"] == "top_k_share"
 
 
 def test_api_sq_route_equals_the_cli(cli, tmp_path):

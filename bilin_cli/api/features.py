@@ -48,6 +48,7 @@ class FeatureRanking:
     certificate: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     features_ranked: int = 0
+    route: str = "dense"  # how: every Q built ("dense"), or "certified" by Lanczos bounds
 
 
 def rank_features(
@@ -60,24 +61,29 @@ def rank_features(
     features: Sequence[int] | np.ndarray | None = None,
     top: int | None = None,
     sort: str = "top_k_share",
-    measure: str = "auto",
+    measure: str = "top_k_share",
     workers: int | None = None,
     device: str | None = None,
     dtype: type = np.float32,
     sharded: bool = False,
     advance=None,
+    route: str = "auto",
 ) -> FeatureRanking:
     """Rank every feature of an output SAE by the low-rankness of its ``Q`` (the paper's search).
 
     ``sae``: a path (paper or SAELens format) or a :func:`bilin_cli.storage.sae.load_sae` result;
     its encoder reads layer ``layer``'s output. ``limit``: rank only the first N features
     (``features``: exactly these SAE indices instead); ``top``: keep the N most low-rank;
-    ``sort``: ``"top_k_share"`` (largest first) or ``"effective_rank"`` (smallest first);
-    ``measure``: ``"auto"`` (``"sq_top_k_share"`` with ``top`` on a large layer, else the
-    paper's), ``"top_k_share"``, ``"effective_rank"`` (the paper's, sorted by it) or
-    ``"sq_top_k_share"`` (needs ``top`` to be fast); ``device``: a torch device for batched
-    eigvalsh or the Lanczos products; ``sharded``: this call is one shard of a larger job
-    (``auto`` then keeps the paper's measure); ``advance(n)``: progress callback.
+    ``sort``: ``"top_k_share"`` (largest first) or ``"effective_rank"`` (smallest first).
+    ``measure`` says *what* is ranked: ``"top_k_share"`` (the paper's: the share of
+    ``sum |lambda|`` in the top ``k``; the default at every layer size), ``"effective_rank"``
+    (the paper's, sorted by it) or ``"sq_top_k_share"`` (the share of ``sum lambda^2``, only
+    when asked). ``route`` says *how*, and bilin chooses by itself with ``"auto"``:
+    ``"dense"`` (every ``Q`` built, eigenvalues batched) or ``"certified"`` (with ``top`` on a
+    large layer: Lanczos bounds rule out the features below the ``top``-th exact value,
+    which the ``certificate`` states; every reported number is still the dense one).
+    ``device``: a torch device for batched eigvalsh or the Lanczos products; ``sharded``:
+    this call is one shard of a larger job (dense only); ``advance(n)``: progress callback.
 
     Example::
 
@@ -87,13 +93,20 @@ def rank_features(
         (395, 0.1352, (1024, 2))
     """
     from bilin_cli.features import rank_features as run
-    from bilin_cli.lowrank_search import auto_measure, rank_sq_share
+    from bilin_cli.lowrank_search import auto_route, rank_abs_share, rank_sq_share
 
     if sort not in ("top_k_share", "effective_rank"):
         raise BilinError(f"sort must be top_k_share or effective_rank, got {sort!r}")
-    if measure not in ("auto", "top_k_share", "effective_rank", "sq_top_k_share"):
-        raise BilinError("measure must be auto, top_k_share, effective_rank or "
-                         f"sq_top_k_share, got {measure!r}")
+    notes: list[str] = []
+    if measure == "auto":
+        measure = "top_k_share"
+        notes.append("measure 'auto' is deprecated and means top_k_share (the paper's measure) "
+                     "at every layer size; the route (dense or certified) is chosen by itself")
+    if measure not in ("top_k_share", "effective_rank", "sq_top_k_share"):
+        raise BilinError("measure must be top_k_share, effective_rank or sq_top_k_share, got "
+                         f"{measure!r}")
+    if route not in ("auto", "dense", "certified"):
+        raise BilinError(f"route must be auto, dense or certified, got {route!r}")
     if k < 1:
         raise BilinError(f"k must be a positive integer, got {k}")
     model = _model(model)
@@ -106,13 +119,8 @@ def rank_features(
         features = np.arange(n)
     features = np.asarray(features, dtype=np.int64)
     kk = min(k, L.d)
-    notes: list[str] = []
-    if measure == "auto":
-        measure = auto_measure(L, len(features), top, sharded)
-        if measure == "sq_top_k_share":
-            notes.append("measure: sq_top_k_share, chosen for a layer this large with --top "
-                         "(pass --measure top_k_share for the paper's exact sum|lambda| share; "
-                         "it builds every Q)")
+    if measure == "effective_rank":
+        sort = "effective_rank"
     if measure == "sq_top_k_share":
         if sharded:
             raise BilinError("sq_top_k_share screens every feature at once; shard "
@@ -128,14 +136,21 @@ def rank_features(
             sq_top_k_share=np.array([r["sq_top_k_share"] for r in rows]),
             sum_sq_eigenvalues=np.array([r["sum_sq_eigenvalues"] for r in rows]),
             rows=rows, certificate=res.certificate, notes=notes,
-            features_ranked=len(features),
+            features_ranked=len(features), route="certified" if top else "dense",
         )
-    if measure == "effective_rank":
-        sort = "effective_rank"
-    rows = run(L, s_out.enc, k, features, workers=workers, device=device, sort_by=sort,
-               advance=advance)
-    ranked = len(rows)
-    rows = rows[:top]
+    if route == "auto":
+        route = auto_route(L, len(features), top, sharded)
+    if route == "certified":
+        if sharded or top is None:
+            raise BilinError("the certified route needs --top N and no --shard")
+        res = rank_abs_share(L, s_out.enc, k, features, top=top, sort_by=sort, device=device,
+                             advance=advance)
+        rows, certificate, ranked = res.rows, res.certificate, len(features)
+    else:
+        rows = run(L, s_out.enc, k, features, workers=workers, device=device, sort_by=sort,
+                   advance=advance)
+        ranked, certificate = len(rows), {}
+        rows = rows[:top]
     return FeatureRanking(
         layer=index, k=k, sorted_by=sort, measure=measure,
         features=np.array([r["feature"] for r in rows], dtype=np.int64),
@@ -143,7 +158,7 @@ def rank_features(
         effective_rank=np.array([r["effective_rank"] for r in rows]),
         sum_abs_eigenvalues=np.array([r["sum_abs_eigenvalues"] for r in rows]),
         top_eigenvalues=np.array([r["top_eigenvalues"] for r in rows]).reshape(len(rows), kk),
-        rows=rows, notes=notes, features_ranked=ranked,
+        rows=rows, notes=notes, features_ranked=ranked, certificate=certificate, route=route,
     )
 
 

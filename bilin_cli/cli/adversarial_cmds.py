@@ -143,7 +143,7 @@ def adversarial(
                                                    says=STRENGTH_RULE))
     ] = None,
     pixels: Annotated[
-        int | None, typer.Option("--pixels", "-n", help="top-pixels: one pixel count N "
+        int | None, typer.Option("--pixels", help="top-pixels: one pixel count N "
                                  "instead of the sweep.", show_default=False,
                                  callback=count(1))
     ] = None,

@@ -135,8 +135,28 @@ class BilinGroup(TyperGroup):
         if cmd is not None:
             from bilin_cli.cli.options import refuse_repeated
 
+            rest = _old_spellings(name, rest)
             refuse_repeated(cmd, name, rest, ctx)
         return name, cmd, rest
+
+
+# Short flags that once meant something else in one command, kept working with a warning:
+# (command, old flag) -> the long option it stands for there.
+OLD_SHORT_FLAGS = {("adversarial", "-n"): "--pixels", ("interact", "-k"): "--top"}
+
+
+def _old_spellings(name: str | None, args: list[str]) -> list[str]:
+    """``args`` with a command's old short flags spelled as their long options."""
+    out = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        for (command, flag), long in OLD_SHORT_FLAGS.items():
+            if name == command and (arg == flag or (arg.startswith(flag) and arg[2:].isdigit())):
+                out[i] = long if arg == flag else f"{long}={arg[2:]}"
+                print(f"warning: {flag} for {long} in 'bilin {command}' is deprecated (-k "
+                      f"counts eigenvalues, -n rows); write {long}", file=sys.stderr)
+    return out
 
 
 def _version(value: bool) -> None:

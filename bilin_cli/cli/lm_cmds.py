@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,6 @@ from bilin_cli.cli.options import (
     ShardOpt,
     count,
     dtype_of,
-    load,
     output_settings,
 )
 from bilin_cli.render.output import emit
@@ -59,7 +59,7 @@ def interact(
                                          show_default=False)],
     layer: LayerOpt = None,
     top: Annotated[
-        int, typer.Option("--top", "-k", help="Feature pairs of each kind.", callback=count(1))
+        int, typer.Option("--top", "-n", help="Feature pairs of each kind.", callback=count(1))
     ] = 10,
     eig: Annotated[
         int, typer.Option("--eig", help="Eigenvectors to express in features (the top N, "
@@ -101,7 +101,8 @@ def rank_features_cmd(
     sae_out: SaeOutOpt,
     layer: LayerOpt = None,
     k: Annotated[
-        int, typer.Option("--k", help="Eigenvalues counted as 'top'.", callback=count(1, says="positive"))
+        int, typer.Option("--k", "-k", help="Eigenvalues counted as 'top' (as -k counts the top "
+                          "k eigenvalues in eig).", callback=count(1, says="positive"))
     ] = 2,
     limit: Annotated[
         int | None,
@@ -110,8 +111,8 @@ def rank_features_cmd(
     ] = None,
     top: Annotated[
         int | None,
-        typer.Option("--top", "-k", help="Report only the N most low-rank features (all are "
-                     "ranked).",
+        typer.Option("--top", "-n", help="Report only the N most low-rank features (all are "
+                     "ranked), as head -n.",
                      show_default=False, callback=count(1, says="positive")),
     ] = None,
     threads: Annotated[
@@ -131,12 +132,17 @@ def rank_features_cmd(
                      show_default=False),
     ] = None,
     measure: Annotated[
-        str, typer.Option("--measure", help="top_k_share / effective_rank: the paper's "
-                          "sum|lambda| measures, exact (dense, every Q built); sq_top_k_share: "
-                          "share of sum lambda^2 in the top k, exact for the reported --top N "
-                          "without building every Q (fast at scale); auto: sq_top_k_share "
-                          "when --top is given and building every Q would take long "
-                          "(features x h x d^2 >= 1e12), else top_k_share.")
+        str, typer.Option("--measure", help="What is ranked: top_k_share (the paper's share of "
+                          "sum|lambda| in the top k, at every layer size) or effective_rank "
+                          "(the paper's, sorted by it), or sq_top_k_share (the share of sum "
+                          "lambda^2, only when asked). 'auto' is an old spelling of "
+                          "top_k_share.")
+    ] = "top_k_share",
+    route: Annotated[
+        str, typer.Option("--route", help="How: auto (bilin chooses and says which: certified "
+                          "with --top on a layer where building every Q is long, features x h "
+                          "x d^2 >= 1e12, else dense), dense (every Q built) or certified "
+                          "(Lanczos bounds rule out the rest; the rows are still dense).")
     ] = "auto",
     shard: ShardOpt = None,
     float64: Float64Opt = False,
@@ -153,11 +159,14 @@ def rank_features_cmd(
     search for low-rank circuits. Streams over features with a progress bar, on
     every available core.
 
-    On large layers with --top N (--measure auto, or sq_top_k_share) it ranks by the
-    share of sum lambda^2 in the top k instead: sum lambda^2 exactly from Gram matrices,
-    Lanczos bounds batched over features, the N reported rows exact (dense float64),
-    every other feature ruled out below the N-th exact share except with the probability
-    the output's certificate states (at most 1e-10 per feature).
+    --measure says what is ranked and bilin chooses how (--route), and says which. On
+    large layers with --top N the certified route ranks the same measure without building
+    every Q: sum lambda^2 exactly from Gram matrices, Lanczos bounds batched over features
+    (on sum |lambda|, the top-k sum and the effective rank), the N reported rows exact
+    (dense float64), every other feature ruled out below the N-th exact value except with
+    the probability the certificate states (at most 1e-10 per feature), one line under
+    the table and "certificate" in the JSON. --measure sq_top_k_share ranks by the share
+    of sum lambda^2 instead, only when asked.
 
     Examples:
 
@@ -172,15 +181,24 @@ def rank_features_cmd(
     if device is not None:
         torch_device(device)  # a missing torch or GPU fails before any loading
     dtype = dtype_of(float64)
-    _, model = load(ckpt, map_file)
+    model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
     s_out = load_sae(sae_out, dtype)
     features = np.arange(s_out.n_features if limit is None else min(limit, s_out.n_features))
     total, features = len(features), features if shard is None else shard.select(
         features, align=32 if device is None else 256)  # the chunks rank_features uses
     if measure not in ("auto", "top_k_share", "effective_rank", "sq_top_k_share"):
-        raise typer.BadParameter("use auto, top_k_share, effective_rank or sq_top_k_share",
+        raise typer.BadParameter("use top_k_share, effective_rank or sq_top_k_share",
                                  param_hint="--measure")
+    if route not in ("auto", "dense", "certified"):
+        raise typer.BadParameter("use auto, dense or certified", param_hint="--route")
+    if route == "certified" and (top is None or shard is not None):
+        raise typer.BadParameter("the certified route needs --top N and no --shard",
+                                 param_hint="--route")
+    if measure == "auto":
+        print("warning: --measure auto is deprecated; it means top_k_share (the paper's "
+              "measure) at every layer size", file=sys.stderr)
+        measure = "top_k_share"
     if measure == "sq_top_k_share" and shard is not None:
         raise typer.BadParameter("sq_top_k_share screens every feature at once; shard "
                                  "top_k_share or effective_rank", param_hint="--shard")
@@ -188,7 +206,7 @@ def rank_features_cmd(
         r = api.rank_features(model, s_out, index, k, features=features,
                               top=None if shard is not None else top, sort=sort.value,
                               measure=measure, workers=threads, device=device, dtype=dtype,
-                              sharded=shard is not None, advance=advance)
+                              sharded=shard is not None, advance=advance, route=route)
     if r.measure == "sq_top_k_share":
         emit(rank_sq_report({"layer": index, "sae_out": str(sae_out), "k": k,
                              "measure": r.measure, "sorted_by": r.measure,
@@ -196,8 +214,13 @@ def rank_features_cmd(
                              "certificate": r.certificate, "notes": r.notes}),
              fmt_, output, force)
         return
-    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "sorted_by": r.sorted_by,
-           "features_ranked": r.features_ranked, "features": r.rows[:top]}
+    doc = {"layer": index, "sae_out": str(sae_out), "k": k, "measure": r.measure,
+           "sorted_by": r.sorted_by, "route": r.route, "features_ranked": r.features_ranked,
+           "features": r.rows[:top]}
+    if r.certificate:
+        doc["certificate"] = r.certificate
+    if r.notes:
+        doc["notes"] = r.notes
     if shard is not None:  # every row of the part: --top applies after 'bilin merge'
         return write_part("rank-features", shard, total, fmt_, r.rows, output, force,
                           head={**doc, "features": None, "_top": top})

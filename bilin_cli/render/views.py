@@ -327,12 +327,34 @@ def interact_report(doc: dict) -> Report:
                                  "(2 value for i != j); i, j: input-SAE feature ids"])
 
 
+def certificate_line(cert: dict) -> str | None:
+    """One line on how the features not reported were ruled out (the certified routes)."""
+    if not cert or not cert.get("excluded"):
+        return None
+    steps = "+".join(map(str, cert["lanczos_steps"]))
+    line = (f"certificate: {cert['dense']} of {cert['features']} features computed exactly "
+            f"(dense float64), {cert['excluded']} ruled out by Lanczos bounds ({steps} steps; "
+            f"every upper bound {cert['max_excluded_upper_bound']:.4g} or less, below the cut "
+            f"{cert['cut']:.4g}); failure probability <= "
+            f"{cert['failure_probability_per_feature']:.0e} per feature, <= "
+            f"{cert['failure_probability_bound']:.1e} in all")
+    if cert.get("screened_dense_float32"):
+        line += (f"; {cert['screened_dense_float32']} near the cut screened in float32, "
+                 "float64 where it mattered")
+    return line
+
+
 def rank_features_report(doc: dict) -> Report:
     summary = [("layer", str(doc["layer"])), ("output SAE", doc["sae_out"]),
                ("features ranked", str(doc["features_ranked"])), ("k", str(doc["k"])),
                ("sorted by", doc["sorted_by"].replace("_", " "))]
+    if "route" in doc:
+        summary.append(("route", "certified (Lanczos bounds, reported rows dense)"
+                        if doc["route"] == "certified" else "dense (every Q built)"))
     rows = [[r["feature"], r["top_k_share"], r["effective_rank"], r["sum_abs_eigenvalues"],
              " ".join(f"{v:+.3g}" for v in r["top_eigenvalues"])] for r in doc["features"]]
+    line = certificate_line(doc.get("certificate") or {})
+    notes = list(doc.get("notes") or []) + ([line] if line else [])
     return Report("bilin rank-features", doc, summary,
                   ["feature", "top_k_share", "effective_rank", "sum_abs_eigenvalues",
-                   "top_eigenvalues"], rows, percent=("top_k_share",))
+                   "top_eigenvalues"], rows, percent=("top_k_share",), notes=notes)

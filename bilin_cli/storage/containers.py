@@ -31,6 +31,9 @@ from bilin_cli.storage.files import MAX_JSON_DEPTH, parse_json, read_json, regul
 READABLE_DTYPES = frozenset(
     {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
 )
+# The safetensors dtypes numpy has natively (the others need ml_dtypes).
+NUMPY_DTYPES = frozenset({"F64", "F32", "F16", "I64", "I32", "I16", "I8", "U64", "U32", "U16",
+                          "U8", "BOOL"})
 _TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 _WEIGHT_SUFFIXES = {".safetensors", *_TORCH_SUFFIXES}
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors package's own limit
@@ -142,8 +145,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _check_header(path: Path) -> dict:
-    """Pre-read a safetensors header: length, bounded JSON, duplicate keys, ``__metadata__``.
+def _check_header(path: Path) -> tuple[dict, set[str]]:
+    """Pre-read a safetensors header: length, bounded JSON, duplicate keys, ``__metadata__``;
+    returns the metadata and the dtypes the header names.
 
     The ``safetensors`` package validates offsets, dtypes and byte counts; it keeps the
     last of two entries with the same name, which would silently pick one of them."""
@@ -188,7 +192,9 @@ def _check_header(path: Path) -> dict:
                                  and all(isinstance(v, str) for v in meta.values())):
         raise BilinError(f"{printable(path)}: corrupted safetensors header: __metadata__ must "
                          "map names to strings")
-    return meta or {}
+    dtypes = {v.get("dtype") for k, v in header.items()
+              if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("dtype"), str)}
+    return meta or {}, dtypes
 
 
 def embedded_config(metadata: dict) -> dict:
@@ -204,8 +210,11 @@ def embedded_config(metadata: dict) -> dict:
 
 def _safetensors_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict]:
     regular_file(path, "checkpoint file")
-    metadata = _check_header(path)
-    import ml_dtypes  # noqa: F401 - registers bfloat16 with numpy for safetensors' numpy mode
+    metadata, dtypes = _check_header(path)
+    if not dtypes <= NUMPY_DTYPES:
+        # ml_dtypes gives numpy a bfloat16 (and float8s) for safetensors' numpy mode; it costs
+        # ~0.6 s of start-up, so only files that hold such tensors pay for it.
+        import ml_dtypes  # noqa: F401
     from safetensors import safe_open
 
     try:
