@@ -134,9 +134,8 @@ def test_eig_fast_path_imports_no_heavy_module():
 
 def test_ml_dtypes_only_for_files_that_hold_bfloat16(tmp_path):
     """ml_dtypes (about 0.6 s of start-up) is imported only where a tensor needs it."""
-    from safetensors.numpy import save_file
-
     import ml_dtypes
+    from safetensors.numpy import save_file
 
     rng = np.random.default_rng(0)
     tensors = {"left.weight": rng.standard_normal((6, 4)).astype(ml_dtypes.bfloat16),
