@@ -340,7 +340,21 @@ def abs_bounds(theta, mu, f, S, kk, d, sort_by: str = "top_k_share"):
 
     Returns ``(lower, upper)`` of the score maximised: ``top_k_share``, or minus the
     effective rank; ``d`` is the number of eigenvalues."""
+    b = abs_parts(theta, mu, f, S, kk, d)
+    N_lo, N_up, A_lo, R_lo, R_up = b["N_lo"], b["N_up"], b["A_lo"], b["R_lo"], b["R_up"]
     safe = np.where(S > 0, S, 1.0)
+    if sort_by == "effective_rank":
+        return -((N_up + R_up) ** 2) / safe, -(A_lo**2) / safe
+    upper = np.minimum.reduce([np.ones_like(S), N_up / np.where(A_lo > 0, A_lo, 1.0),
+                               N_up / np.where(N_up + R_lo > 0, N_up + R_lo, 1.0)])
+    lower = N_lo / np.where(N_lo + R_up > 0, N_lo + R_up, 1.0)
+    return np.minimum(lower, upper), upper
+
+
+def abs_parts(theta, mu, f, S, kk, d) -> dict[str, np.ndarray]:
+    """The pieces of :func:`abs_bounds`, per feature: ``N_lo <= N <= N_up`` (``N = sum_{top k}
+    |lambda|``), ``A_lo <= sum |lambda| <= N_up + R_up``, ``R_lo <= sum_{j > k} |lambda_j|``,
+    ``L >= lambda_max`` (probabilistic)."""
     at = np.abs(theta)
     L = np.sqrt(np.maximum(f * mu * (1 + SAFETY), 0.0))
     L = np.where(L > 0, L, 1e-300)
@@ -352,12 +366,7 @@ def abs_bounds(theta, mu, f, S, kk, d, sort_by: str = "top_k_share"):
     A_lo = np.maximum.reduce([at.sum(1) * (1 - SAFETY), S / L, N_lo + R_lo])
     top_sq = (theta[:, :kk] ** 2).sum(1) * (1 - SAFETY)
     R_up = np.sqrt(max(d - kk, 0) * np.maximum(S - top_sq, 0.0) * (1 + SAFETY))
-    if sort_by == "effective_rank":
-        return -((N_up + R_up) ** 2) / safe, -(A_lo**2) / safe
-    upper = np.minimum.reduce([np.ones_like(S), N_up / np.where(A_lo > 0, A_lo, 1.0),
-                               N_up / np.where(N_up + R_lo > 0, N_up + R_lo, 1.0)])
-    lower = N_lo / np.where(N_lo + R_up > 0, N_lo + R_up, 1.0)
-    return np.minimum(lower, upper), upper
+    return {"L": L, "N_lo": N_lo, "N_up": N_up, "A_lo": A_lo, "R_lo": R_lo, "R_up": R_up}
 
 
 def _certified_top(layer, E, S, kk, top, measure: _Measure, steps, deep_steps, delta, device,

@@ -11,6 +11,7 @@ from test_rank_scale import _dense, _layer
 
 from bilin_cli.lowrank_search import (
     abs_bounds,
+    abs_parts,
     frobenius_sq,
     kw_factor,
     lanczos,
@@ -101,6 +102,17 @@ def test_the_bounds_hold_on_every_feature(seed, k, d, steps, with_p):
     theta, top_sq, mu = lanczos_bounds(H, k)
     S = frobenius_sq(layer, E)
     f = kw_factor(min(steps, d), d)
+    a = np.abs(lam)
+    parts = abs_parts(theta, mu, f, S, k, d)
+    live = S > 0
+    tol = 1e-9 * a.sum(1) + 1e-12
+    N = a[:, :k].sum(1)
+    assert np.all(parts["N_lo"][live] <= N[live] + tol[live])
+    assert np.all(N[live] <= parts["N_up"][live] + tol[live])
+    assert np.all(parts["A_lo"][live] <= a.sum(1)[live] + tol[live])
+    assert np.all(a.sum(1)[live] <= (parts["N_up"] + parts["R_up"])[live] + tol[live])
+    assert np.all(parts["R_lo"][live] <= a[:, k:].sum(1)[live] + tol[live])
+    assert np.all(parts["L"][live] >= a[:, 0][live] - tol[live])
     for sort_by, score in (("top_k_share", share), ("effective_rank", -eff)):
         lo, up = abs_bounds(theta, mu, f, S, k, d, sort_by)
         live = S > 0
