@@ -21,45 +21,44 @@ takes a checkpoint path (it is then loaded with :func:`load`). Errors a user can
 
 from __future__ import annotations
 
+import importlib
+
 from bilin_cli import _API
 from bilin_cli.api._types import PathLike  # noqa: F401
-from bilin_cli.api.adversarial import Adversarial, adversarial_masks  # noqa: F401
-from bilin_cli.api.directions import output_directions  # noqa: F401
-from bilin_cli.api.features import (  # noqa: F401
-    Comparison,
-    FeatureRanking,
-    Interaction,
-    compare,
-    explain,
-    hosvd,
-    interact,
-    rank_features,
-)
-from bilin_cli.api.loading import info, load, suggest_map  # noqa: F401
-from bilin_cli.api.network import (  # noqa: F401
-    NetworkSimilarity,
-    attention,
-    network_similarity,
-)
-from bilin_cli.api.spectra import (  # noqa: F401
-    Spectra,
-    chain,
-    eig,
-    parse_head,
-    spectrum,
-    token_reading,
-)
-from bilin_cli.api.truncation import (  # noqa: F401
-    Evaluation,
-    Sweep,
-    Truncation,
-    evaluate,
-    truncate,
-    truncation_sweep,
-)
-from bilin_cli.decompose import Decomposition  # noqa: F401
 from bilin_cli.errors import BilinError  # noqa: F401
-from bilin_cli.model import BilinearModel  # noqa: F401
+
+# Each name and the submodule that defines it. Submodules load on first use, so a command
+# imports only the API it calls (``bilin eig`` skips adversarial masks, networks, ...).
+_WHERE = {
+    "Adversarial": "adversarial", "adversarial_masks": "adversarial",
+    "output_directions": "directions",
+    "Comparison": "features", "FeatureRanking": "features", "Interaction": "features",
+    "compare": "features", "explain": "features", "hosvd": "features", "interact": "features",
+    "rank_features": "features",
+    "info": "loading", "load": "loading", "suggest_map": "loading",
+    "NetworkSimilarity": "network", "attention": "network", "network_similarity": "network",
+    "Spectra": "spectra", "chain": "spectra", "eig": "spectra", "parse_head": "spectra",
+    "spectrum": "spectra", "token_reading": "spectra",
+    "Evaluation": "truncation", "Sweep": "truncation", "Truncation": "truncation",
+    "evaluate": "truncation", "truncate": "truncation", "truncation_sweep": "truncation",
+}
+_OTHERS = {"Decomposition": "bilin_cli.decompose", "BilinearModel": "bilin_cli.model"}
 
 # The one list of API names lives in the package, which serves them lazily.
 __all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        module = importlib.import_module(f"bilin_cli.api.{_WHERE[name]}")
+    elif name in _OTHERS:
+        module = importlib.import_module(_OTHERS[name])
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE, *_OTHERS})

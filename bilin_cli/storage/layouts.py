@@ -18,7 +18,6 @@ from bilin_cli.model import BilinearLayer, BilinearModel, LayerShape
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.containers import Checkpoint
 from bilin_cli.storage.maps import LAYER_FIELDS, MAP_HELP, read_map, validate
-from bilin_cli.storage.structure import propose
 
 __all__ = ["LayerKeys", "model_from_map", "read_map", "recognise", "suggest_map"]
 
@@ -650,6 +649,8 @@ def _unrecognised(ckpt: Checkpoint, why: str = "") -> BilinError:
 
 
 def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
+    from bilin_cli.storage.structure import propose  # only for layouts no name settles
+
     found = propose(ckpt.tensors, ckpt.config)
     if found is None:
         return None
@@ -739,6 +740,8 @@ def suggest_map(ckpt: Checkpoint) -> tuple[dict, list[str]]:
         return model.meta["map"], []
     except BilinError:
         pass
+    from bilin_cli.storage.structure import propose
+
     found = propose(ckpt.tensors, ckpt.config)
     if found is None:
         example = {"_note": "no bilinear structure found: fill in the tensor names",
