@@ -641,7 +641,16 @@ def model_from_map(ckpt: Checkpoint, mapping: object, source: str = "map",
 
 
 def _unrecognised(ckpt: Checkpoint, why: str = "") -> BilinError:
+    from bilin_cli.storage.subnetworks import activation_chains, chain_text
+
     n = len(ckpt.tensors)
+    chains = activation_chains(ckpt.tensors)
+    if chains and not why:
+        prefix, idx = chains[0]
+        return BilinError(
+            f"no bilinear layer in {_where(ckpt)} (Linear layers separated by activations: "
+            f"{chain_text(prefix, idx)}): a bilinear layer reads two factor matrices together, "
+            "with no activation between")
     return BilinError(
         f"{_where(ckpt)}: no known bilinear layout among its {n} tensors{why}; "
         f"bilin info {printable(ckpt.path)} lists them all. To read it, {MAP_HELP}"
@@ -652,7 +661,7 @@ def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
     from bilin_cli.storage.structure import propose  # only for layouts no name settles
 
     found = propose(ckpt.tensors, ckpt.config)
-    if found is None:
+    if found is None or _only_activation_chains(ckpt, found.mapping):
         return None
     if found.ambiguous:
         raise BilinError(
@@ -679,9 +688,49 @@ def recognise(ckpt: Checkpoint, mapping: dict | None = None) -> BilinearModel:
         return model_from_map(ckpt, mapping)
     if "bilin_map" in ckpt.config:
         return model_from_map(ckpt, ckpt.config["bilin_map"], "config.json bilin_map")
-    model = _known(ckpt) or _by_structure(ckpt)
+    # A known layout by its names first; then the network beside side groups (a ReLU
+    # encoder, a decomposition's factors), which must not lend it an embedding or a head;
+    # then the whole file by its structure.
+    model = _known(ckpt) or _inside(ckpt) or _by_structure(ckpt)
     if model is None:
         raise _unrecognised(ckpt)
+    return model
+
+
+def _only_activation_chains(ckpt: Checkpoint, mapping: dict) -> bool:
+    """Whether every factor the structure found is a member of an activation chain
+    (``net.0`` -> ReLU -> ``net.2``): Linear layers with activations between, not bilinear."""
+    from bilin_cli.storage.subnetworks import activation_chains
+
+    chains = {f"{prefix}.{i}.weight" for prefix, idx in activation_chains(ckpt.tensors)
+              for i in idx}
+    factors = [lay.get(k) for lay in mapping.get("layers", []) for k in ("w", "v", "wv")]
+    factors = [f for f in factors if f]
+    return bool(factors) and all(f in chains for f in factors)
+
+
+def _inside(ckpt: Checkpoint) -> BilinearModel | None:
+    """The network inside a larger file: side groups (private ones, activation chains; see
+    :mod:`bilin_cli.storage.subnetworks`) set aside, the rest read as a network."""
+    from bilin_cli.storage.subnetworks import side_groups
+
+    aside = side_groups(ckpt.tensors)
+    if not aside:
+        return None
+    kept = {k: v for k, v in ckpt.tensors.items()
+            if (k.split(".", 1)[0] if "." in k else "") not in aside}
+    view = replace(ckpt, tensors=kept)
+    try:
+        model = _known(view) or _by_structure(view)
+    except BilinError:
+        return None
+    if model is None:
+        return None
+    n_aside = len(ckpt.tensors) - len(kept)
+    model.notes.insert(0, f"read the network beside {', '.join(printable(a) + '.*' for a in aside)}"
+                          f" ({n_aside} tensor{'s' if n_aside != 1 else ''} set aside: "
+                          "private groups and activation chains are not the bilinear network)")
+    model.meta["set_aside"] = aside
     return model
 
 
