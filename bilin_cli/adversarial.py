@@ -59,7 +59,7 @@ import numpy as np
 from bilin_cli.errors import BilinError
 from bilin_cli.interaction import interaction
 from bilin_cli.model import BilinearLayer, BilinearModel
-from bilin_cli.render.printable import printable
+from bilin_cli.render.printable import printable, with_article
 from bilin_cli.spectra import eigh_sorted
 from bilin_cli.storage.files import regular_file
 
@@ -87,7 +87,7 @@ def check_supported(model: BilinearModel) -> None:
     if model.kind == "lm":
         raise BilinError(
             "adversarial masks need a classifier (its head defines the classes); this is "
-            f"a {model.layout}"
+            f"{with_article(model.layout)}"
         )
     if model.n_layers != 1:
         raise BilinError(

@@ -7,7 +7,8 @@ an image model the vectors are ``E^T v_i`` (pixels; no longer orthonormal).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,9 +17,16 @@ from bilin_cli.errors import BilinError
 from bilin_cli.interaction import hidden_coefficients, interaction, interaction_operator
 from bilin_cli.model import BilinearModel
 from bilin_cli.spectra import (
+    add_warning,
+    all_finite,
     effective_rank,
     eigenvalues,
     eigh_sorted,
+    float64_warning,
+    is_float64,
+    largest_magnitude,
+    layer_magnitude,
+    overflow_error,
     share_of_top,
     summarize,
     top_eigenpairs,
@@ -81,6 +89,8 @@ class Decomposition:
     dtype: str
     linear: np.ndarray | None = None  # bias models: linear part, in ``basis``
     constant: float | None = None
+    # two-input forms (map "inputs": 2): {"x_a": [start, stop], "x_b": [...]} of each vector
+    operands: dict | None = None
     input_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
     tokens: list[dict] | None = None  # LMs: each eigenvector read as tokens (token_reading)
@@ -114,6 +124,11 @@ class Decomposition:
             doc["input_shape"] = list(self.input_shape)
         if self.tokens is not None:
             doc["tokens"] = self.tokens
+        if self.operands is not None:
+            doc["operands"] = self.operands
+            doc["operand_shares"] = [
+                {name: float(np.sum(np.square(v[a:b], dtype=np.float64)))
+                 for name, (a, b) in self.operands.items()} for v in self.eigenvectors]
         return doc
 
 
@@ -158,6 +173,121 @@ def decompose(
     if top is not None and top < 1:
         raise BilinError(f"--top must be a positive integer, got {top}")
     basis = resolve_basis(model, layer, basis)
+    dec = _decompose_widening(model, layer, direction, top, basis, dtype, method)
+    if model.meta.get("inputs") == 2 and layer == 0:
+        dec.operands = dict(model.meta["operands"])
+        dec.notes.append("two-input form: each eigenvector's entries split into x_a and x_b "
+                         "(operands, operand_shares); eigenvalues come in pairs "
+                         "+-sigma_i(M)/2, M = W_l^T diag(W_p^T u) W_r")
+    return dec
+
+
+def _decompose_widening(model, layer, direction, top, basis, dtype, method) -> Decomposition:
+    """:func:`_decompose_checked`, redone in float64 where float32 overflowed."""
+    dec = _decompose_checked(model, layer, direction, top, basis, dtype, method)
+    if dec is not None:
+        return dec
+    # Inf or NaN on the way (weights near float32's limit, or a direction beyond it): redo
+    # it all in float64 from the same (exactly widened) weights, or say why it cannot be.
+    what = f"the interaction matrix of {describe_direction(direction.info)} (layer {layer})"
+    if is_float64(dtype):
+        raise _overflow(model, layer, direction, what)
+    wide = widened(model, layer, direction)
+    dec = _decompose_checked(model, layer, wide, top, basis, np.float64, method)
+    if dec is None:
+        raise _overflow(model, layer, wide, what)
+    dec.notes.append(f"computed in float64: {what} overflowed float32")
+    add_warning(model.warnings, float64_warning(f"layer {layer}'s interaction matrices"))
+    return dec
+
+
+def describe_direction(info: dict) -> str:
+    """``class 3``, ``token 101``, ``SAE feature 8``... for messages (what ``info`` chose)."""
+    kind = info.get("kind")
+    if kind == "class":
+        return f"class {info.get('index')}"
+    if kind == "token":
+        return f"token {info.get('index')}"
+    if kind == "sae_feature":
+        return f"SAE feature {info.get('feature')}"
+    if kind == "file":
+        return f"direction {info.get('path')}"
+    if kind == "chain":
+        return f"eigenvector {info.get('eigenvector')} of layer {info.get('from_layer')}"
+    return "the direction"
+
+
+def widened(model: BilinearModel, layer: int, direction: Direction) -> Direction:
+    """``direction`` in float64 for a recomputation: its float32 ``u`` widened exactly, or,
+    where that overflowed float32 on the way in (a float64 ``.npy`` of 1e300), the file read
+    again in float64. A vector that cannot be had in float64 is an error."""
+    u = direction.u
+    if all_finite(u):
+        return replace(direction, u=np.asarray(u, dtype=np.float64))
+    if direction.info.get("kind") == "file":
+        from bilin_cli.directions import from_file
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            again = from_file(model, layer, direction.info["path"], np.float64)
+        return replace(direction, u=again.u)
+    raise BilinError(f"{describe_direction(direction.info)} does not fit in float32; "
+                     "give it in float64 (--float64)")
+
+
+def _overflow(model, layer, direction, what) -> BilinError:
+    """The error for a Q that overflows float64 too, naming the larger of its inputs."""
+    L = model.layer(layer, np.float64)
+    w, u = layer_magnitude(L), largest_magnitude([direction.u])
+    return overflow_error(what, u, "direction entries") if u > max(w, 1.0) else \
+        overflow_error(what, w)
+
+
+def direction_info(direction: Direction) -> dict:
+    """``direction.info`` with a finite ``norm``: a vector of 1e300 has a norm that is
+    finite but whose square is not, so ``norm`` is recomputed scaled where it overflowed."""
+    info = direction.info
+    norm = info.get("norm")
+    if not isinstance(norm, float) or math.isfinite(norm):
+        return info
+    u = np.asarray(direction.u, dtype=np.float64)
+    top = largest_magnitude([u])
+    if not all_finite(u) or top == 0:
+        return info
+    return {**info, "norm": top * float(np.linalg.norm(u / top))}
+
+
+def _decompose_checked(model, layer, direction, top, basis, dtype, method):
+    """:func:`_decompose`, or None where anything it computes is infinite or NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            return _decompose(model, layer, direction, top, basis, dtype, method)
+        except _NotFinite:
+            return None
+
+
+class _NotFinite(Exception):
+    """A result on the way was infinite or NaN (or LAPACK/ARPACK gave up on one)."""
+
+
+def _finite(*arrays) -> None:
+    if not all_finite(*arrays):
+        raise _NotFinite
+
+
+def _checked_operator(op):
+    """``op`` that stops ARPACK at the first infinite or NaN product (``O(d)`` per product),
+    before LAPACK sees one (it prints xerbla messages on stderr and returns NaN)."""
+    from scipy.sparse.linalg import LinearOperator
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        out = op.matvec(v)
+        _finite(out)
+        return out
+
+    return LinearOperator(op.shape, matvec=matvec, rmatvec=matvec, dtype=op.dtype)
+
+
+def _decompose(model, layer, direction, top, basis, dtype, method) -> Decomposition:
     L = model.layer(layer, dtype)
     d = L.d
     k = d if top is None else min(top, d)
@@ -172,10 +302,17 @@ def decompose(
     # ARPACK needs k < d - 1; a smaller d falls back to the dense route. Biases change
     # only the linear and constant parts, not Q, and those come from the factors.
     arpack = method == "arpack" and k < d - 1
+    _finite(direction.u)
     inter = None if arpack else interaction(L, direction.u)
     linear = constant = None
     if arpack:
-        lam, vecs = top_eigenpairs(interaction_operator(L, direction.u), k)
+        from scipy.sparse.linalg import ArpackError
+
+        _finite(hidden_coefficients(L, direction.u))
+        try:
+            lam, vecs = top_eigenpairs(_checked_operator(interaction_operator(L, direction.u)), k)
+        except (ArpackError, np.linalg.LinAlgError):
+            raise _NotFinite from None
         sum_abs = eff = top_share = None
         notes.append(ARPACK_NOTE.format(k=k))
         if L.has_bias:
@@ -184,7 +321,12 @@ def decompose(
             constant = float(direction.u @ L.b_p)
     else:
         method = "dense"
-        lam_all, vecs_all = eigh_sorted(inter.Q)
+        _finite(inter.Q)  # before LAPACK, which fails or returns NaN on inf
+        try:
+            lam_all, vecs_all = eigh_sorted(inter.Q)
+        except np.linalg.LinAlgError:
+            raise _NotFinite from None
+        _finite(lam_all)
         lam, vecs = lam_all[:k], vecs_all[:k]
         sum_abs = float(np.sum(np.abs(lam_all), dtype=np.float64))
         eff = effective_rank(lam_all)
@@ -198,12 +340,13 @@ def decompose(
         vecs = vecs @ E
         if linear is not None:
             linear = linear @ E
+    _finite(lam, vecs, sum_abs, eff, top_share, linear, constant)
     return Decomposition(
         eigenvalues=lam,
         eigenvectors=vecs,
         basis=basis,
         layer=layer,
-        direction=direction.info,
+        direction=direction_info(direction),
         n_eigenvalues=d,
         sum_abs=sum_abs,
         effective_rank=eff,
@@ -230,15 +373,47 @@ def spectra(
     Returns the JSON document and the full eigenvalue arrays (for plots and npz).
     """
     L = model.layer(layer, dtype)
+    wide = None  # the layer in float64, loaded the first time a spectrum overflows float32
     rows, lams = [], []
     for direction in directions:
-        lam = eigenvalues(interaction(L, direction.u).Q)
+        row = _spectrum_checked(L, direction)
+        if row is None:
+            what = f"the interaction matrix of {describe_direction(direction.info)} (layer {layer})"
+            if is_float64(dtype):
+                raise _overflow(model, layer, direction, what)
+            direction = widened(model, layer, direction)
+            wide = wide or model.layer(layer, np.float64)
+            row = _spectrum_checked(wide, direction)
+            if row is None:
+                raise _overflow(model, layer, direction, what)
+            add_warning(model.warnings, float64_warning(f"layer {layer}'s interaction matrices"))
+        lam, summary = row
         lams.append(lam)
-        rows.append({"direction": direction.info, **summarize(lam)})
+        rows.append({"direction": direction_info(direction), **summary})
         if advance:
             advance()
     doc = {"layout": model.layout, "layer": layer, "n_eigenvalues": L.d, "directions": rows}
     return doc, lams
+
+
+def _spectrum_checked(L, direction: Direction) -> tuple[np.ndarray, dict] | None:
+    """All eigenvalues of ``Q(u)`` and their summary, or None where any is infinite or NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not all_finite(direction.u):
+            return None
+        Q = interaction(L, direction.u).Q
+        if not all_finite(Q):  # before LAPACK, which fails or returns NaN on inf
+            return None
+        try:
+            lam = eigenvalues(Q)
+        except np.linalg.LinAlgError:
+            return None
+        if not all_finite(lam):
+            return None
+        summary = summarize(lam)
+    if not all_finite(summary["sum_abs_eigenvalues"], summary["effective_rank"]):
+        return None
+    return lam, summary
 
 
 def chain(

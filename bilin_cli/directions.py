@@ -15,6 +15,7 @@ import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
+from bilin_cli.render.printable import with_article
 from bilin_cli.storage.vocabulary import token_id, token_texts
 
 
@@ -43,7 +44,8 @@ def _n_classes(model: BilinearModel) -> int:
 
 def _n_tokens(model: BilinearModel) -> int:
     if model.kind != "lm":
-        raise BilinError(f"--token is for language models; this is a {model.layout}: use --class")
+        raise BilinError(f"--token is for language models; this is "
+                         f"{with_article(model.layout)}: use --class")
     if model.head_key is None:
         raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
     return model.meta["head_rows"]
@@ -114,8 +116,21 @@ def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -
         )
     if not np.all(np.isfinite(u)):
         raise BilinError(f"{p}: direction contains NaN or infinity")
-    info = {"kind": "file", "path": str(p), "norm": float(np.linalg.norm(u))}
-    return Direction(u.astype(dtype), info)
+    info = {"kind": "file", "path": str(p), "norm": vector_norm(u)}
+    # A float64 vector beyond float32's range becomes inf here; the decomposition sees the
+    # non-finite Q and redoes the work in float64 (bilin_cli.decompose), so no warning.
+    with np.errstate(over="ignore"):
+        return Direction(u.astype(dtype), info)
+
+
+def vector_norm(u: np.ndarray) -> float:
+    """``||u||`` without overflowing where ``u`` is finite (1e300 entries): scaled by the
+    largest entry first."""
+    u = np.asarray(u, dtype=np.float64)
+    top = float(np.max(np.abs(u), initial=0.0))
+    if top == 0.0:
+        return 0.0
+    return float(top * np.linalg.norm(u / top))
 
 
 def from_sae_feature(model: BilinearModel, layer: int, sae, a: int, dtype: type) -> Direction:

@@ -26,7 +26,7 @@ from bilin_cli.directions import from_class
 from bilin_cli.errors import BilinError
 from bilin_cli.interaction import interaction
 from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import printable
+from bilin_cli.render.printable import printable, with_article
 from bilin_cli.spectra import eigh_sorted
 from bilin_cli.storage.files import regular_file
 
@@ -43,7 +43,8 @@ class Input:
 def check_classifier(model: BilinearModel) -> None:
     if model.kind == "lm":
         raise BilinError(
-            f"bilin explain works on classifiers; this is a {model.layout}, whose logits also "
+            f"bilin explain works on classifiers; this is {with_article(model.layout)}, "
+            "whose logits also "
             "depend on attention. Use 'bilin eig --token T' to decompose one MLP layer"
         )
     if model.head_key is None:

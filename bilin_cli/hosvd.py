@@ -57,7 +57,16 @@ import numpy as np
 from bilin_cli.errors import BilinError
 from bilin_cli.interaction import hidden_coefficients, symmetric_form
 from bilin_cli.model import BilinearLayer, BilinearModel
-from bilin_cli.spectra import effective_rank, eigh_sorted
+from bilin_cli.spectra import (
+    add_warning,
+    all_finite,
+    effective_rank,
+    eigh_sorted,
+    float64_warning,
+    is_float64,
+    layer_magnitude,
+    overflow_error,
+)
 
 METHODS = ("auto", "gram", "unfold")
 _EPS = float(np.finfo(np.float64).eps)  # both methods compute in float64
@@ -119,11 +128,17 @@ def choose_method(layer_shape, method: str = "auto") -> str:
     return min(("gram", "unfold"), key=lambda m: estimate_bytes(layer_shape, m))
 
 
+MAX_MEMORY_GB = 2.0**40  # a zebibyte: a larger --max-memory means the same (no limit)
+
+
 def check_memory(needed: int, limit_gb: float | None = None) -> int | None:
     """Raise if ``needed`` bytes exceed ``limit_gb`` (or MemAvailable); return the limit used."""
-    if limit_gb is not None and not limit_gb > 0:
+    if limit_gb is not None and not limit_gb > 0:  # NaN too
         raise BilinError(f"--max-memory must be a positive number of GB, got {limit_gb}")
-    limit = int(limit_gb * 1024**3) if limit_gb is not None else available_memory()
+    # Any positive value works: past MAX_MEMORY_GB (1e308 or inf included) there is no
+    # limit to speak of, and the bytes are computed from a value that cannot overflow.
+    limit = int(min(float(limit_gb), MAX_MEMORY_GB) * 1024**3) if limit_gb is not None \
+        else available_memory()
     if limit is not None and needed > limit:
         source = "--max-memory" if limit_gb is not None else "available memory (MemAvailable)"
         raise BilinError(
@@ -221,6 +236,36 @@ def component(layer: BilinearLayer, u: np.ndarray) -> tuple[float, np.ndarray]:
     return sigma, (Q / sigma if sigma > 0 else Q)
 
 
+def _components(L: BilinearLayer, E: np.ndarray | None, load: Loadings, K: int, n_top: int,
+                dtype: type):
+    """``sigma (K,)``, eigenvalues ``(K, n_top)``, eigenvectors ``(K, n_top, dim)`` and
+    effective ranks ``(K,)`` of the first ``K`` components, or None where any is infinite
+    or NaN (weights near float32's limit)."""
+    sigma = np.empty(K)
+    lams = np.empty((K, n_top))
+    vecs = np.empty((K, n_top, L.d if E is None else E.shape[1]), dtype=dtype)
+    eff = np.empty(K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(K):
+            if load.Qs is not None:
+                sigma[k], Qk = float(load.sigma[k]), load.Qs[k].astype(dtype)
+            else:
+                sigma[k], Qk = component(L, load.U[:, k])
+            if not all_finite(sigma[k], Qk):  # before LAPACK, which fails on inf
+                return None
+            try:
+                lam, V = eigh_sorted(Qk)
+            except np.linalg.LinAlgError:
+                return None
+            eff[k] = effective_rank(lam)
+            lams[k] = lam[:n_top]
+            V = V[:n_top]
+            vecs[k] = V if E is None else V @ E
+            if not all_finite(lams[k], vecs[k], eff[k]):
+                return None
+    return sigma, lams, vecs, eff
+
+
 @dataclass
 class HOSVD:
     """Plain data for ``bilin hosvd``: K components with their top eigenpairs."""
@@ -249,7 +294,12 @@ class HOSVD:
     @property
     def energy_share(self) -> np.ndarray:
         """``sigma_k^2 / sum sigma^2``: the share of ``||B||_F^2`` each component holds."""
-        total = float(np.sum(self.sigma_all.astype(np.float64) ** 2))
+        s = self.sigma_all.astype(np.float64)
+        with np.errstate(over="ignore"):
+            total = float(np.sum(s**2))
+        if not np.isfinite(total):  # sigma beyond 1e154: the shares are scale-free
+            top = float(s.max())
+            return (self.sigma / top) ** 2 / float(np.sum((s / top) ** 2))
         return self.sigma**2 / total if total > 0 else np.zeros_like(self.sigma)
 
 
@@ -281,7 +331,14 @@ def hosvd(
     check_memory(needed, max_memory_gb)
 
     L = model.layer(layer, dtype)
-    load = loadings(L, method)
+    what = f"the HOSVD of layer {layer}"
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            load = loadings(L, method)  # float64 whatever dtype says: no wider one to retry
+        except np.linalg.LinAlgError:
+            load = None
+    if load is None or not all_finite(load.sigma, load.U):  # each Q_k is checked below
+        raise overflow_error(what, layer_magnitude(L))
     rank = load.rank
     K = rank if components is None else min(components, rank)
     notes: list[str] = []
@@ -296,22 +353,22 @@ def hosvd(
                      "linear and constant parts are not part of it")
     if model.residual:
         notes.append("residual model: the linear skip path is not part of B")
-    E = model.embed(dtype) if basis == "input" else None
     n_top = min(top, L.d)
-    sigma = np.empty(K)
-    lams = np.empty((K, n_top))
-    vecs = np.empty((K, n_top, L.d if E is None else E.shape[1]), dtype=dtype)
-    eff = np.empty(K)
-    for k in range(K):
-        if load.Qs is not None:
-            sigma[k], Qk = float(load.sigma[k]), load.Qs[k].astype(dtype)
-        else:
-            sigma[k], Qk = component(L, load.U[:, k])
-        lam, V = eigh_sorted(Qk)
-        eff[k] = effective_rank(lam)
-        lams[k] = lam[:n_top]
-        V = V[:n_top]
-        vecs[k] = V if E is None else V @ E
+    parts = _components(L, model.embed(dtype) if basis == "input" else None, load, K, n_top,
+                        dtype)
+    if parts is None:
+        # Q(u_k) or its eigenvectors overflowed: redo the components from the float64 layer.
+        if is_float64(dtype):
+            raise overflow_error(what, layer_magnitude(L))
+        dtype = np.float64
+        L = model.layer(layer, dtype)
+        parts = _components(L, model.embed(dtype) if basis == "input" else None, load, K,
+                            n_top, dtype)
+        if parts is None:
+            raise overflow_error(what, layer_magnitude(L))
+        notes.append(f"computed in float64: {what} overflowed float32")
+        add_warning(model.warnings, float64_warning(f"the HOSVD components of layer {layer}"))
+    sigma, lams, vecs, eff = parts
     sigma_all = load.sigma.copy()
     sigma_all[:K] = sigma  # the re-read norms (see module docstring)
     return HOSVD(

@@ -27,6 +27,7 @@ from bilin_cli import directions as dirs
 from bilin_cli.decompose import decompose
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
+from bilin_cli.render.printable import with_article
 from bilin_cli.spectra import share_of_top, summarize
 
 DEFAULT_FEATURES = 64  # SAE feature pages by default: the most low-rank ones
@@ -268,7 +269,8 @@ def build_report(
                   for t in (range(n) if tokens is None else tokens)]
     else:
         if tokens:
-            raise BilinError(f"--tokens is for language models; this is a {model.layout}: "
+            raise BilinError("--tokens is for language models; this is "
+                             f"{with_article(model.layout)}: "
                              "use --classes")
         n = model.n_outputs or 0
         chosen = [dirs.from_class(model, index, c, dtype)
@@ -283,7 +285,7 @@ def build_report(
     is_classifier = model.kind != "lm" and model.n_layers == 1 and not model.residual
     if data is not None and not is_classifier:
         raise BilinError("--data is for single-layer classifiers (accuracy against K and "
-                         f"adversarial masks); this is a {model.layout}")
+                         f"adversarial masks); this is {with_article(model.layout)}")
     if is_classifier:
         config = checkpoint.config
         where = data if data is not None else default_data_path(path, config)

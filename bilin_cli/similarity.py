@@ -22,6 +22,7 @@ import numpy as np
 
 from bilin_cli.errors import BilinError
 from bilin_cli.model import BilinearModel
+from bilin_cli.render.printable import with_article
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -95,7 +96,7 @@ def comparison_space(ma: BilinearModel, mb: BilinearModel, basis: str = "auto") 
     for m in (ma, mb):
         if m.kind == "lm":
             raise BilinError(
-                f"bilin compare works on classifiers (per class); this is a {m.layout}"
+                f"bilin compare works on classifiers (per class); this is {with_article(m.layout)}"
             )
     la, lb = ma.n_layers - 1, mb.n_layers - 1
     both_input = input_basis_available(ma, la) and input_basis_available(mb, lb)

@@ -12,10 +12,14 @@ Conventions (relied on by scripts):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from bilin_cli.errors import BilinError
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
@@ -75,24 +79,54 @@ def top_eigenpairs(op: LinearOperator, k: int, seed: int = 0) -> tuple[np.ndarra
     return lam[order], fix_signs(vecs[:, order].T)
 
 
+def _scaled_abs(lam: np.ndarray) -> np.ndarray:
+    """``|lambda| / max |lambda|`` (float64): spectrum statistics that are ratios are the same
+    for it, and its squares and sums cannot overflow."""
+    a = np.abs(np.asarray(lam, dtype=np.float64))
+    top = float(a.max()) if a.size else 0.0
+    with np.errstate(invalid="ignore"):  # inf / inf: NaN, which the callers' checks refuse
+        return a / top if top > 0 else a
+
+
 def effective_rank(lam: np.ndarray) -> float:
-    """``(sum |lambda|)^2 / sum lambda^2``; 0 for an all-zero spectrum."""
+    """``(sum |lambda|)^2 / sum lambda^2``; 0 for an all-zero spectrum.
+
+    A spectrum whose squares overflow float64 (``|lambda| > 1e154``) is rescaled by its
+    largest ``|lambda|`` first (the ratio does not change); ordinary spectra take the plain
+    formula, bit for bit.
+    """
     lam = np.asarray(lam, dtype=np.float64)
-    sq = float(np.sum(lam**2))
-    return float(np.sum(np.abs(lam)) ** 2 / sq) if sq > 0 else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = float(np.sum(lam**2))
+        if not sq > 0:
+            return 0.0
+        eff = float(np.sum(np.abs(lam)) ** 2 / sq)
+    if math.isfinite(eff):
+        return eff
+    a = _scaled_abs(lam)
+    sq = float(np.sum(a**2))
+    return float(np.sum(a) ** 2 / sq) if sq > 0 else 0.0
 
 
 def share_of_top(lam: np.ndarray, k: int) -> float:
     """Share of ``sum |lambda|`` held by the ``k`` largest ``|lambda|``."""
     a = np.sort(np.abs(np.asarray(lam, dtype=np.float64)))[::-1]
-    total = float(a.sum())
+    with np.errstate(over="ignore"):
+        total = float(a.sum())
+    if not math.isfinite(total):  # the sum overflows float64: the share is scale-free
+        a = _scaled_abs(a)
+        total = float(a.sum())
     return float(a[:k].sum() / total) if total > 0 else 0.0
 
 
 def rank_for_share(lam: np.ndarray, share: float) -> int:
     """Smallest ``k`` whose top-``k`` ``|lambda|`` hold at least ``share`` of the sum."""
     a = np.sort(np.abs(np.asarray(lam, dtype=np.float64)))[::-1]
-    total = a.sum()
+    with np.errstate(over="ignore"):
+        total = a.sum()
+    if not math.isfinite(total):
+        a = _scaled_abs(a)
+        total = a.sum()
     if total == 0:
         return 0
     cum = np.cumsum(a) / total
@@ -104,13 +138,76 @@ def summarize(lam: np.ndarray, n_extreme: int = 3) -> dict:
     lam = np.asarray(lam, dtype=np.float64)
     pos = np.sort(lam[lam > 0])[::-1][:n_extreme]
     neg = np.sort(lam[lam < 0])[:n_extreme]
+    with np.errstate(over="ignore"):  # inf past float64's range: callers check (all_finite)
+        sum_abs = float(np.abs(lam).sum())
     return {
         "n_eigenvalues": int(lam.size),
         "top_positive": pos.tolist(),
         "top_negative": neg.tolist(),
-        "sum_abs_eigenvalues": float(np.abs(lam).sum()),
+        "sum_abs_eigenvalues": sum_abs,
         "effective_rank": effective_rank(lam),
         "k50": rank_for_share(lam, 0.5),
         "k90": rank_for_share(lam, 0.9),
         "k99": rank_for_share(lam, 0.99),
     }
+
+
+# ------------------------------------------------------------------ overflow: float32, float64
+#
+# Finite weights near the float32 limit (3.4e38), or a float64 direction of 1e300, make the
+# products behind Q, B's singular values or a truncated model overflow: inf, NaN, or a
+# LinAlgError from LAPACK. Every place that computes them checks its (small) results with
+# :func:`all_finite`, recomputes in float64 where the inputs allow it (saying so once with
+# :func:`float64_warning`) and otherwise raises :func:`overflow_error`. Ordinary results take
+# the same path as before, bit for bit: the checks only read them.
+
+def all_finite(*arrays) -> bool:
+    """True when every array (or number) given is free of inf and NaN; None is skipped."""
+    for a in arrays:
+        if a is None:
+            continue
+        if isinstance(a, (float, int)):
+            if not math.isfinite(a):
+                return False
+        elif not np.isfinite(a).all():
+            return False
+    return True
+
+
+def largest_magnitude(arrays: Iterable[np.ndarray | None]) -> float:
+    """The largest finite ``|entry|`` of ``arrays`` (float64; for messages, off the fast path)."""
+    top = 0.0
+    for a in arrays:
+        if a is None or np.size(a) == 0:
+            continue
+        a = np.abs(np.asarray(a, dtype=np.float64))
+        a = a[np.isfinite(a)]
+        if a.size:
+            top = max(top, float(a.max()))
+    return top
+
+
+def layer_magnitude(layer) -> float:
+    """The largest ``|weight|`` of a :class:`~bilin_cli.model.BilinearLayer`."""
+    return largest_magnitude((layer.W, layer.V, layer.P, layer.b_w, layer.b_v, layer.b_p))
+
+
+def float64_warning(what: str) -> str:
+    """The one stderr line that says a float32 computation was redone in float64."""
+    return f"{what} overflowed float32; recomputed in float64"
+
+
+def overflow_error(what: str, magnitude: float | None = None, of: str = "weights") -> BilinError:
+    """``what`` overflows even in float64: the one-line error, with the size of the inputs."""
+    size = f" ({of} up to {magnitude:.2g})" if magnitude else ""
+    return BilinError(f"{what} overflows even in float64{size}; rescale the checkpoint")
+
+
+def add_warning(warnings: list[str], message: str) -> None:
+    """Append ``message`` to a model's ``warnings`` once (the CLI prints each on stderr)."""
+    if message not in warnings:
+        warnings.append(message)
+
+
+def is_float64(dtype) -> bool:
+    return np.dtype(dtype) == np.float64

@@ -22,7 +22,18 @@ import numpy as np
 from bilin_cli.errors import BilinError
 from bilin_cli.interaction import hidden_coefficients, symmetric_form
 from bilin_cli.model import BilinearModel
-from bilin_cli.spectra import eigh_sorted, rank_for_share
+from bilin_cli.render.printable import with_article
+from bilin_cli.spectra import (
+    add_warning,
+    all_finite,
+    eigh_sorted,
+    float64_warning,
+    is_float64,
+    largest_magnitude,
+    layer_magnitude,
+    overflow_error,
+    rank_for_share,
+)
 
 
 @dataclass
@@ -37,7 +48,7 @@ def check_truncatable(model: BilinearModel) -> None:
     if model.kind == "lm":
         raise BilinError(
             "truncation needs a classifier (its head defines the output directions); this is "
-            f"a {model.layout}"
+            f"{with_article(model.layout)}"
         )
     if model.n_layers != 1:
         raise BilinError(
@@ -55,20 +66,50 @@ def class_spectra(
 ) -> list[ClassSpectrum]:
     """Eigendecompose every class's Q (augmented with biases), one ``eigh`` per class."""
     check_truncatable(model)
-    L = model.layer(0, dtype)
+    factors = _factors(model.layer(0, dtype))
+    wide = None  # the float64 factors, read the first time a class overflows float32
+    out = []
+    for c in range(factors[0].o):
+        spectrum = _class_spectrum(factors, c, dtype)
+        if spectrum is None:
+            # Weights near float32's limit: Q_c overflowed. Redo it from the float64 layer.
+            what = f"the interaction matrix of class {c}"
+            if is_float64(dtype):
+                raise overflow_error(what, layer_magnitude(factors[0]))
+            wide = wide or _factors(model.layer(0, np.float64))
+            spectrum = _class_spectrum(wide, c, np.float64)
+            if spectrum is None:
+                raise overflow_error(what, layer_magnitude(wide[0]))
+            add_warning(model.warnings, float64_warning("the classes' interaction matrices"))
+        out.append(spectrum)
+        if advance:
+            advance()
+    return out
+
+
+def _factors(L):
+    """``(L, W, V)`` with ``W, V`` augmented by the biases (input ``[x; 1]``) where L has them."""
     W, V = L.W, L.V
     if L.has_bias:
         W = np.concatenate([W, L.b_w[:, None]], axis=1)
         V = np.concatenate([V, L.b_v[:, None]], axis=1)
-    out = []
-    for c in range(L.o):
-        u = np.zeros(L.o, dtype)
-        u[c] = 1
-        lam, vecs = eigh_sorted(symmetric_form(W, V, hidden_coefficients(L, u)))
-        out.append(ClassSpectrum(lam, vecs))
-        if advance:
-            advance()
-    return out
+    return L, W, V
+
+
+def _class_spectrum(factors, c: int, dtype: type) -> ClassSpectrum | None:
+    """Class ``c``'s eigenpairs, or None where its Q or spectrum is infinite or NaN."""
+    L, W, V = factors
+    u = np.zeros(L.o, dtype)
+    u[c] = 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        Q = symmetric_form(W, V, hidden_coefficients(L, u))
+        if not all_finite(Q):  # before LAPACK, which fails or returns NaN on inf
+            return None
+        try:
+            lam, vecs = eigh_sorted(Q)
+        except np.linalg.LinAlgError:
+            return None
+    return ClassSpectrum(lam, vecs) if all_finite(lam) else None
 
 
 def choose_ranks(
@@ -108,6 +149,11 @@ def truncated_tensors(
     model: BilinearModel, spectra: list[ClassSpectrum], ranks: list[int], dtype: type = np.float32
 ) -> dict[str, np.ndarray]:
     """The truncated model's tensors, in the source's own layout (image or toy)."""
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+        return _truncated_tensors(model, spectra, ranks, dtype)
+
+
+def _truncated_tensors(model, spectra, ranks, dtype) -> dict[str, np.ndarray]:
     L = model.layer(0, dtype)
     d = L.d
     n_cls = len(spectra)
@@ -134,6 +180,12 @@ def truncated_tensors(
     tensors["head.weight"] = np.ascontiguousarray(head, dtype=np.float32)
     if L.b_p is not None:
         tensors["head.bias"] = np.ascontiguousarray(L.b_p, dtype=np.float32)
+    if not all(all_finite(t) for key, t in tensors.items() if key != "embed.weight"):
+        # Eigenvalues recomputed in float64 (weights near float32's limit) beyond float32.
+        top = largest_magnitude([s.lam[:k] for s, k in zip(spectra, ranks, strict=True)])
+        raise BilinError(f"the truncated model does not fit in float32, in which it is written: "
+                         f"its head weights (the kept eigenvalues) reach {top:.2g}; rescale "
+                         "the checkpoint")
     return tensors
 
 
@@ -180,6 +232,22 @@ def sweep_logits(
 
     ``cumsum_i lambda_ci (v_ci . x)^2`` gives every ``K`` at once.
     """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = _sweep_logits(model, spectra, x, ks, dtype, advance)
+        if all(all_finite(v) for v in out.values()):
+            return out
+        what = "the truncated model's logits"
+        if is_float64(dtype):
+            raise overflow_error(what, largest_magnitude([s.lam for s in spectra]),
+                                 "eigenvalues")
+        out = _sweep_logits(model, spectra, x, ks, np.float64)
+    if not all(all_finite(v) for v in out.values()):
+        raise overflow_error(what, largest_magnitude([s.lam for s in spectra]), "eigenvalues")
+    add_warning(model.warnings, float64_warning(what))
+    return out
+
+
+def _sweep_logits(model, spectra, x, ks, dtype, advance=None) -> dict[int, np.ndarray]:
     ks = sorted(set(int(k) for k in ks))
     H = layer_inputs(model, x, dtype)  # (N, d')
     b_p = model.layer(0, dtype).b_p

@@ -33,9 +33,16 @@ def test_plot_draws_rdbu_eigenvectors(cli, tmp_path):
     assert code == 1 and "does not match" in err
 
 
-def test_show_draws_blocks_in_colour(cli, tmp_path):
+def test_show_draws_blocks_in_colour(cli, tmp_path, monkeypatch):
     write_image(tmp_path / "m", d=12, n_in=36, n_cls=3)
     (tmp_path / "m" / "config.json").write_text(json.dumps({"input_shape": [6, 6]}))
+    # piped (as here): plain characters under a legend, no escape sequence at all
+    code, out, err = cli("eig", tmp_path / "m", "--class", "0", "--top", "2", "--show")
+    assert code == 0, err
+    assert "\x1b" not in out and "▀" not in out
+    # on a terminal without NO_COLOR: coloured half-blocks
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     code, out, err = cli("eig", tmp_path / "m", "--class", "0", "--top", "2", "--show")
     assert code == 0, err
     assert out.count("▀") == 2 * 3 * 6  # two 6x6 images, two pixel rows per character

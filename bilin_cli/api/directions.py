@@ -60,8 +60,9 @@ def _array_direction(model: BilinearModel, layer: int, u, dtype: type) -> _dirs.
                          f"({model.shapes[layer].out_space}) needs a vector of {n} numbers")
     if not np.all(np.isfinite(u)):
         raise BilinError("direction contains NaN or infinity")
-    info = {"kind": "array", "norm": float(np.linalg.norm(u))}
-    return _dirs.Direction(u.astype(dtype), info, info_key="array")
+    info = {"kind": "array", "norm": _dirs.vector_norm(u)}
+    with np.errstate(over="ignore"):  # beyond float32: decompose redoes it in float64
+        return _dirs.Direction(u.astype(dtype), info, info_key="array")
 
 
 def output_directions(

@@ -188,10 +188,15 @@ class Spectra:
     summaries: list[dict]
     layout: str
 
+    operands: dict | None = None  # two-input forms: which entries are x_a and x_b
+
     def as_dict(self) -> dict:
         """The ``--json`` document of ``bilin spectrum``."""
-        return {"layout": self.layout, "layer": self.layer,
-                "n_eigenvalues": int(self.eigenvalues.shape[1]), "directions": self.summaries}
+        doc = {"layout": self.layout, "layer": self.layer,
+               "n_eigenvalues": int(self.eigenvalues.shape[1]), "directions": self.summaries}
+        if self.operands is not None:
+            doc["operands"] = self.operands
+        return doc
 
 
 def spectrum(
@@ -233,4 +238,6 @@ def spectrum(
         dirs = output_directions(model, index, cls="all", dtype=dtype)
     doc, lams = spectra(model, index, dirs, dtype, advance)
     lam = np.stack(lams) if lams else np.zeros((0, doc["n_eigenvalues"]), dtype=dtype)
-    return Spectra(index, lam, [d.info for d in dirs], doc["directions"], model.layout)
+    operands = model.meta.get("operands") if index == 0 else None
+    return Spectra(index, lam, [d.info for d in dirs], doc["directions"], model.layout,
+                   operands)

@@ -38,6 +38,7 @@ class Truncation:
     n: int | None = None
     data: str | None = None
     output: str | None = None
+    operands: dict | None = None  # two-input forms: the truncated model reads z = [x_a; x_b]
 
     @property
     def hidden_units(self) -> int:
@@ -52,6 +53,10 @@ class Truncation:
         if self.accuracy is not None:
             doc.update({"accuracy": self.accuracy, "full_accuracy": self.full_accuracy,
                         "n": self.n, "data": self.data})
+        if self.operands is not None:
+            doc["operands"] = self.operands
+            doc["note"] = ("two-input form: the truncated model is a one-input layer on "
+                           "z = [x_a; x_b] (its factors read both operands)")
         return doc
 
 
@@ -103,6 +108,7 @@ def truncate(
         per_class=rank_report(spectra, ranks, model.output_names),
         tensors=truncated_tensors(model, spectra, ranks),
         augmented=bool(model.shapes[0].bias),
+        operands=model.meta.get("operands"),
     )
     source = model.meta.get("source_path")
     config = model.meta.get("source_config", {})

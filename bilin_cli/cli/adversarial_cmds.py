@@ -30,6 +30,7 @@ from bilin_cli.cli.options import (
 from bilin_cli.errors import BilinError
 from bilin_cli.render.figures import figure_format
 from bilin_cli.render.output import emit
+from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views_adversarial import input_report, sweep_report
 from bilin_cli.storage.atomic import atomic_write
@@ -250,7 +251,7 @@ def adversarial(
     if save is not None:
         _save(save, result.stack, adv.embedding(model), inverse.value, result.directions, masks,
               result.region, result.strengths, result.n_pixels, shape, force)
-        print(f"wrote {save}", file=sys.stderr)
+        say_wrote(save)
     if input_ is not None:
         if files is not None:
             _input_images(result, names, files, force)
@@ -270,7 +271,7 @@ def adversarial(
                     + (f" (eig rank #{masks[0].eig_rank})" if not every else "")
                     + f", {who}",
                     plot, force)
-        print(f"wrote {plot}", file=sys.stderr)
+        say_wrote(plot)
     if files is not None:
         images.mkdir(exist_ok=True)
         _draw_examples(model, result.dataset, masks, names, result.strengths, result.n_pixels,

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+import typing
 from difflib import get_close_matches
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import typer.main
 from typer._click.exceptions import UsageError
-from typer._click.utils import make_default_short_help
-from typer.core import TyperGroup
+from typer._click.utils import PacifyFlushWrapper
+from typer.core import TyperArgument, TyperGroup
 
 from bilin_cli import __version__
 from bilin_cli.cli import entry
@@ -87,6 +89,51 @@ def _load_commands(module: str) -> dict:
         for info in _module_typer(module).registered_commands)}
 
 
+def _plain_metavar(param) -> str:
+    """A plain metavar for an option without one: what kind of value it takes, in capitals
+    (N, NUM, TEXT, FILE), or its choices as ``[a|b|c]``; never a Python type."""
+    desc = param.type_descriptor
+    if desc.is_choice:
+        return "[" + "|".join(str(getattr(c, "value", c)) for c in desc.choices or ()) + "]"
+    annotation = desc.annotation
+    while typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    if desc.is_path or annotation is Path:
+        return "FILE"
+    if annotation is int:
+        return "N"
+    if annotation is float:
+        return "NUM"
+    return "TEXT"
+
+
+class PlainArgument(TyperArgument):
+    """An argument shown by its metavar alone: ``CKPT`` in the usage line and the list of
+    arguments, not ``{CKPT}`` and ``CKPT <path>``."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if self.nargs != 1 and "..." not in name:
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+
+def plain_metavars(command) -> None:
+    """Give ``command``'s options plain metavars (N, FILE, TEXT, [a|b]) where they have
+    none, and its arguments plain names, so ``--help`` shows no ``<int>``, ``<list[Path]>``
+    or ``{CKPT}``. Idempotent."""
+    for param in getattr(command, "params", ()):
+        if isinstance(param, TyperArgument) and not isinstance(param, PlainArgument):
+            param.__class__ = PlainArgument
+        elif (getattr(param, "param_type_name", "") == "option" and param.metavar is None
+              and not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+              and hasattr(param, "type_descriptor")):
+            param.metavar = _plain_metavar(param)
+
+
 class BilinGroup(TyperGroup):
     """The root group: lazy commands, and a repeated single-value option refused.
 
@@ -100,24 +147,24 @@ class BilinGroup(TyperGroup):
         return list(dict.fromkeys([*self.commands, *(name for name, _, _ in COMMANDS)]))
 
     def get_command(self, ctx, cmd_name: str):
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
-        for name, module, _ in COMMANDS:
-            if name == cmd_name:
-                self.commands.update(
-                    {k: v for k, v in _load_commands(module).items() if k not in self.commands})
-                return self.commands.get(cmd_name)
-        return None
+        if cmd_name not in self.commands:
+            for name, module, _ in COMMANDS:
+                if name == cmd_name:
+                    self.commands.update({k: v for k, v in _load_commands(module).items()
+                                          if k not in self.commands})
+                    break
+        command = self.commands.get(cmd_name)
+        if command is not None:
+            plain_metavars(command)
+        return command
 
     def format_commands(self, ctx, formatter) -> None:
-        rows = [(name, short) for name, _, short in COMMANDS if name not in self.commands]
-        rows += [(name, cmd.get_short_help_str(10_000)) for name, cmd in self.commands.items()
-                 if not cmd.hidden]
-        order = {name: i for i, name in enumerate(self.list_commands(ctx))}
-        rows.sort(key=lambda row: order[row[0]])
+        # Each command's whole summary (its first sentence), wrapped by write_dl, never cut.
+        summaries = {name: short for name, _, short in COMMANDS}
+        rows = [(name, summaries.get(name) or cmd.get_short_help_str(10_000))
+                for name, cmd in ((n, self.commands.get(n)) for n in self.list_commands(ctx))
+                if cmd is None or not cmd.hidden]
         if rows:
-            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
-            rows = [(name, make_default_short_help(text, limit)) for name, text in rows]
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
@@ -262,6 +309,23 @@ def _caused_by_keyboard_interrupt(exc: BaseException) -> bool:
     return False
 
 
+def _closed_pipe() -> None:
+    """The reader (head, jq) went away: that is a normal end, exit 0 and nothing on stderr.
+
+    As the Python documentation recommends, stdout is pointed at /dev/null, so the
+    interpreter's last flush at exit cannot fail again ("Exception ignored ...
+    BrokenPipeError", exit code 120)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+    sys.exit(0)
+
+
 def _run() -> None:
     try:
         app(prog_name="bilin")
@@ -269,9 +333,13 @@ def _run() -> None:
         _error(exc)
         sys.exit(1)
     except BrokenPipeError:
-        # The reader (head, jq) went away; that is not an error of ours.
-        sys.stderr.close()
-        sys.exit(0)
+        _closed_pipe()
+    except SystemExit as exc:
+        # click ends a closed pipe (EPIPE) with exit code 1, having wrapped stdout in a
+        # PacifyFlushWrapper: a closed pipe is no error of ours.
+        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+            _closed_pipe()
+        raise
     except MemoryError:
         _error("out of memory; try a smaller layer, --top with --method arpack, or float32")
         sys.exit(1)

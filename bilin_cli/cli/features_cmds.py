@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +25,7 @@ from bilin_cli.cli.options import (
     output_settings,
 )
 from bilin_cli.render.output import emit
+from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 
 PlotOpt = Annotated[
@@ -120,7 +120,7 @@ def hosvd(
         from bilin_cli.render.plotting_features import hosvd_plot
 
         hosvd_plot(res, f"{Path(ckpt).name}, layer {index}: HOSVD", plot, force)
-        print(f"wrote {plot}", file=sys.stderr)
+        say_wrote(plot)
     emit(hosvd_report(res, model.warnings), fmt_, output, force)
 
 
@@ -178,7 +178,7 @@ def explain(
         label = f", label {inp.source['label']}" if "label" in inp.source else ""
         explain_plot(ex, top, f"{Path(ckpt).name}: predicted {ex.classes[0].name}{label}", plot,
                      force)
-        print(f"wrote {plot}", file=sys.stderr)
+        say_wrote(plot)
     emit(explain_report(ex, top, model.warnings + inp.warnings), fmt_, output, force)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from functools import partial
 from pathlib import Path
@@ -32,6 +31,7 @@ from bilin_cli.cli.options import (
 )
 from bilin_cli.errors import BilinError
 from bilin_cli.render.output import Report, Stream, emit
+from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress, status
 from bilin_cli.render.views import (
     chain_report,
@@ -458,6 +458,7 @@ def spectrum(
         write_part("spectrum", shard, total, fmt_, items, output, force, head=head)
         return
     report = spectrum_report(doc)
+    report.warnings = list(model.warnings)
     report.arrays = {"eigenvalues": result.eigenvalues}
     if plot is not None:
         from bilin_cli.render.plotting import spectra_plot
@@ -465,7 +466,7 @@ def spectrum(
 
         spectra_plot([direction_label(d.info) for d in dirs], lams, plot_top,
                      f"{Path(ckpt).name}, layer {index}", plot, force)
-        print(f"wrote {plot}", file=sys.stderr)
+        say_wrote(plot)
     emit(report, fmt_, output, force)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from bilin_cli.cli.options import (
     output_settings,
 )
 from bilin_cli.render.output import emit
+from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import eval_report, sweep_report, truncate_report
 from bilin_cli.storage.writing import check_checkpoint_target
@@ -110,13 +110,13 @@ def truncate(
             accuracy_curve(result.ks.tolist(), [r["accuracy"] for r in result.rows],
                            result.full_accuracy,
                            f"{Path(ckpt).name}: accuracy vs eigenvectors per class", plot, force)
-            print(f"wrote {plot}", file=sys.stderr)
+            say_wrote(plot)
         emit(sweep_report(result.as_dict()), fmt_, output, force)
         return
     with progress("eigendecomposing classes", model.shapes[-1].o) as advance:
         t = api.truncate(model, rank, energy, evaluate=False, output=checkpoint_out,
                          force=force, dtype=dtype, advance=advance)
-    print(f"wrote {t.output} ({t.hidden_units} hidden units)", file=sys.stderr)
+    say_wrote(t.output, f"{t.hidden_units} hidden units")
     emit(truncate_report(t.as_dict()), fmt_, output, force)
 
 

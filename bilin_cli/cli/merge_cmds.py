@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from bilin_cli.cli.options import ForceOpt, FormatOpt, JsonOpt, OutputOpt, output_settings
+from bilin_cli.errors import BilinError
+from bilin_cli.render.printable import printable
 from bilin_cli.shards import check_parts, read_part
 from bilin_cli.shards import merge as merge_parts
 
@@ -44,12 +46,19 @@ def merge(
         bilin spectrum sample_checkpoints/toy --json --shard 1/2 -o toy-spectrum.part1
         bilin spectrum sample_checkpoints/toy --json --shard 2/2 -o toy-spectrum.part2
     """
+    # Every part is checked against the part schema (bilin_cli.shards) as it is read.
     docs = [read_part(p) for p in parts]
     ordered = check_parts(docs)
     given = json_ or fmt is not None
     fmt_ = output_settings(json_, fmt, output, force) if given else \
         output_settings(False, ordered[0]["format"], output, force)
-    merge_parts(ordered, fmt_, output, force)
+    try:
+        merge_parts(ordered, fmt_, output, force)
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError) as exc:
+        # The schema covers every field merge reads; this is the net under it.
+        names = ", ".join(p["_path"] for p in ordered[:4])
+        raise BilinError(f"{names}: a damaged part file ({type(exc).__name__}: "
+                         f"{printable(exc, 200)}); write the parts again") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -258,13 +258,14 @@ FormatOpt = Annotated[
     str | None,
     typer.Option(
         "--format", "-f", help="table | json | csv | tsv | npz (npz needs -o).",
-        show_default=False,
+        show_default=False, metavar="FORMAT",
     ),
 ]
 OutputOpt = Annotated[
     str | None,
     typer.Option(
-        "--output", "-o", help="Write to FILE (atomically) instead of stdout.", show_default=False
+        "--output", "-o", help="Write to FILE (atomically) instead of stdout.", show_default=False,
+        metavar="FILE",
     ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]

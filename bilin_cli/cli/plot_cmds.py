@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +18,10 @@ from bilin_cli.cli.options import (
     check_figure,
     count,
     dtype_of,
+    index_lists,
 )
 from bilin_cli.errors import BilinError
+from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 
 
@@ -39,7 +40,9 @@ def _parse_shape(text: str | None) -> tuple[int, int] | None:
 def plot(
     ckpt: Ckpt,
     class_: Annotated[
-        str, typer.Option("--class", "-c", help="Class index, or 'all' for one row per class.")
+        list[str], typer.Option("--class", "-c", help="Class C, or many as bilin eig takes "
+                                "them: a list 0,3,7, a range 0-4 or all (repeatable); one row "
+                                "per class.", metavar="C")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write: .png, .pdf "
                                          "or .svg, by the extension.", metavar="FIG")],
@@ -73,8 +76,10 @@ def plot(
         bilin plot sample_checkpoints/mnist --class 3 -o eig3.png
         bilin plot sample_checkpoints/mnist --class 3 -o eig3.svg
         bilin plot sample_checkpoints/fmnist --class all --n 2 -o fmnist.png
+        bilin plot sample_checkpoints/mnist --class 0,3 -o eig03.png
     """
     hw = _parse_shape(shape)
+    wanted = index_lists(class_, "--class")
     check_figure(output, force)
     dtype = dtype_of(float64)
     model = api.load(ckpt, map_file)
@@ -82,13 +87,7 @@ def plot(
     if model.kind == "lm" or model.head_key is None:
         raise BilinError("bilin plot draws image classifiers; use bilin eig --show or --json")
     n_cls = model.shapes[-1].o
-    if class_ == "all":
-        classes = list(range(n_cls))
-    else:
-        try:
-            classes = [int(class_)]
-        except ValueError:
-            raise typer.BadParameter("an integer or 'all'", param_hint="--class") from None
+    classes = [c for spec in wanted for c in spec.resolve(n_cls, "class", "classes")]
     rows = []
     with progress("eigendecomposing classes", len(classes)) as advance:
         for c in classes:
@@ -120,7 +119,7 @@ def plot(
     # No more columns than there are eigenvectors (--n is "up to N per sign").
     eigen_figure(rows, hw, min(n, len(dec.eigenvalues)), curve,
                  f"{Path(ckpt).name}, layer {index} ({dec.basis} basis)", output, force)
-    print(f"wrote {output}", file=sys.stderr)
+    say_wrote(output)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from bilin_cli.cli.options import (
     index_lists,
 )
 from bilin_cli.errors import BilinError
+from bilin_cli.render.printable import printable, with_article
 from bilin_cli.render.progress import progress, status
 
 
@@ -116,7 +117,7 @@ def report(
                           "notes": result.notes,
                           "seconds": round(time.perf_counter() - start, 2)}))
     else:
-        print(index)
+        print(printable(index, limit=None))
 
 
 def _choose(ckpt, map_file, class_specs, token_specs, feature_specs, sae) -> dict:
@@ -136,7 +137,7 @@ def _choose(ckpt, map_file, class_specs, token_specs, feature_specs, sae) -> dic
         out["classes"] = _resolved(class_specs, n, "class", "classes")
     if token_specs:
         if model.kind != "lm":
-            raise BilinError(f"--tokens is for language models; this is a {model.layout}: use "
+            raise BilinError(f"--tokens is for language models; this is {with_article(model.layout)}: use "
                              "--classes")
         out["tokens"] = _resolved(token_specs, n, "token", "tokens")
     if feature_specs:

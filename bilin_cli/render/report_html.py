@@ -4,21 +4,28 @@
 
 The folder is built under a temporary name beside the target and published whole
 (:mod:`bilin_cli.storage.atomic`); an existing non-empty target is refused without
-``--force``, and ``--force`` replaces only a folder that holds nothing but report files.
+``--force``, and ``--force`` replaces only a report folder (an ``index.html``, pages and
+assets by their names, all regular files, nothing else) that this process may delete:
+a failed write leaves the old report and nothing else. A target that is, holds or is
+inside an input of the command is refused (:mod:`bilin_cli.storage.inputs`). Pages go
+through :func:`~bilin_cli.render.printable.file_text`: no terminal escape, no lone
+surrogate (which UTF-8 cannot encode) reaches a file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from bilin_cli.cli.entry import check, deferred
 from bilin_cli.errors import BilinError
 from bilin_cli.render import report_pages as pages
-from bilin_cli.render.printable import printable
+from bilin_cli.render.printable import file_text, printable
 from bilin_cli.report import Report
 from bilin_cli.storage.atomic import (
+    check_removable,
     create_temp,
     exists_error,
     publish,
@@ -26,28 +33,42 @@ from bilin_cli.storage.atomic import (
     swap_directory,
     write_new,
 )
+from bilin_cli.storage.inputs import check_output
 
 ASSETS = ("plotly.min.js", "report.css")
-_PAGE_NAME = re.compile(r"[a-z]+(-\d+)?\.html")
+_PAGE_NAME = re.compile(r"(index|(class|token|feature)-\d+)\.html")
 
 
-def _report_file(name: str) -> bool:
-    return name in ASSETS or _PAGE_NAME.fullmatch(name) is not None
+def _report_file(folder: Path, name: str) -> bool:
+    """A file bilin report writes: by its name, and a regular file (a folder or a link
+    named class-3.html is someone else's)."""
+    if name not in ASSETS and _PAGE_NAME.fullmatch(name) is None:
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(folder / name).st_mode)
+    except OSError:
+        return False
 
 
 def _check_replaceable(p: Path) -> None:
     """``--force`` replaces a folder of report files only, never other work."""
-    others = sorted(n for n in os.listdir(p) if not _report_file(n))
+    names = os.listdir(p)
+    others = sorted(n for n in names if not _report_file(p, n))
     if others:
         shown = ", ".join(printable(n, limit=60) for n in others[:3])
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         raise BilinError(f"{p} holds files bilin report did not write ({shown}{more}); "
                          "--force only replaces a report folder: give another name")
+    if names and "index.html" not in names:
+        raise BilinError(f"{p} is not a report bilin wrote (no index.html); --force only "
+                         "replaces a report folder: give another name")
+    check_removable(p)
 
 
 def check_target(path: str | os.PathLike, force: bool) -> Path:
     """Fail early (before any work) if the report could not be written to ``path``."""
     p = Path(path)
+    check_output(p)
     if p.is_symlink():
         raise BilinError(f"{p} is a symbolic link; remove it or give another name")
     if os.path.lexists(p):
@@ -80,7 +101,7 @@ def render(report: Report) -> dict[str, str]:
 
 
 def _write(path: Path, text: str) -> None:
-    write_new(path, text.encode("utf-8"))
+    write_new(path, file_text(text).encode("utf-8"))
 
 
 def write_report(report: Report, target: str | os.PathLike, force: bool = False,
@@ -93,7 +114,7 @@ def write_report(report: Report, target: str | os.PathLike, force: bool = False,
     try:
         with deferred():
             tmp, _ = create_temp(p, directory=True)
-        _write(tmp / "plotly.min.js", get_plotlyjs())
+        write_new(tmp / "plotly.min.js", get_plotlyjs().encode("utf-8"))
         _write(tmp / "report.css", pages.CSS)
         _write(tmp / "index.html", pages.index_page(report))
         for i, page in enumerate(report.pages):

@@ -222,8 +222,12 @@ def direction_page(r: Report, i: int) -> str:
         nav.append(f'<a href="{r.pages[i - 1].key}.html">&larr; {escape(r.pages[i - 1].label)}</a>')
     if i + 1 < len(r.pages):
         nav.append(f'<a href="{r.pages[i + 1].key}.html">{escape(r.pages[i + 1].label)} &rarr;</a>')
-    where = "pixels (E&#7488;v, each image on its own scale, symmetric about 0)" \
-        if page.basis == "input" else "the layer's input space"
+    if page.basis != "input":
+        where = "the layer's input space"
+    elif page.image_shape is not None and len(page.image_shape) == 2:
+        where = "pixels (E&#7488;v, each image on its own scale, symmetric about 0)"
+    else:
+        where = "the model's inputs (E&#7488;v)"
     space = r.bound_space if page.kind == "class" else "layer input"
     body = [f"<h1>{escape(page.label)} &mdash; layer {r.layer}</h1>",
             f"<p>{s['n_eigenvalues']} eigenvalues; effective rank "

@@ -158,6 +158,16 @@ def _token_sides(reading: dict) -> str:
     return f"{side(reading['positive'])} | {side(reading['negative'])}"
 
 
+def _basis_note(basis: str, shape: tuple[int, ...] | None, dim: int) -> str:
+    """What the entries of an eigenvector are: pixels for an image model, else the input's
+    dimensions."""
+    if basis != "input":
+        return ""
+    if shape is not None and len(shape) == 2:
+        return " (pixels: E^T v)"
+    return f" ({dim} input dimensions: E^T v)"
+
+
 def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
     return eig_doc_report(dec.as_dict(), warnings)
 
@@ -181,7 +191,7 @@ def eig_doc_report(doc: dict, warnings: list[str] | None = None) -> Report:
         ("layout", doc["layout"]),
         ("layer", str(doc["layer"])),
         ("direction", _direction_text(doc["direction"])),
-        ("basis", basis + (" (pixels: E^T v)" if basis == "input" else "")),
+        ("basis", basis + _basis_note(basis, shape, vecs.shape[1])),
         ("eigenvalues", f"{doc['n_eigenvalues']} ({doc['method']}, {doc['dtype']})"),
     ]
     total = doc["sum_abs_eigenvalues"]
@@ -254,7 +264,7 @@ def sweep_report(doc: dict) -> Report:
 
 
 def truncate_report(doc: dict) -> Report:
-    summary = [("wrote", doc["output"]), ("hidden units", str(doc["hidden_units"])),
+    summary = [("checkpoint", doc["output"]), ("hidden units", str(doc["hidden_units"])),
                ("error bound", doc["bound"])]
     if doc["augmented"]:
         summary.append(("augmented", "biases truncated with the interaction (input [x; 1])"))

@@ -7,7 +7,7 @@ import numpy as np
 from bilin_cli.explain import Explanation
 from bilin_cli.hosvd import HOSVD
 from bilin_cli.render.output import Report
-from bilin_cli.render.views import _size, _top_entries
+from bilin_cli.render.views import _basis_note, _size, _top_entries
 
 
 def _largest_loadings(res: HOSVD, k: int, n: int = 3) -> list[dict]:
@@ -108,7 +108,7 @@ def hosvd_report(res: HOSVD, warnings: list[str] | None = None) -> Report:
         ("layer", str(res.layer)),
         ("unfolding", f"({res.o}, {res.d}^2): {_size(res.unfolding_bytes)} in float64"),
         ("method", f"{res.method} (about {_size(res.bytes_needed)}, {res.dtype})"),
-        ("basis", res.basis + (" (pixels: E^T v)" if res.basis == "input" else "")),
+        ("basis", res.basis + _basis_note(res.basis, shape, res.eigenvectors.shape[-1])),
         ("rank", f"{res.rank} of {res.sigma_all.size} singular values are nonzero "
                  f"(above {res.rank_tolerance:.3g})"),
         ("components", f"{res.sigma.size}, numbered from 1; energy share "
@@ -235,7 +235,8 @@ def compare_report(doc: dict, warnings: list[str] | None = None) -> Report:
         return None if v is None else float(v)
 
     summary = [("A", doc["a"]), ("B", doc["b"]),
-               ("space", doc["space"] + (" (pixels: E^T v)" if doc["space"] == "input" else "")),
+               ("space", doc["space"] + (" (the inputs: E^T v)" if doc["space"] == "input"
+                                         else "")),
                ("top K", str(doc["top_k"]))]
     m = doc["mean"]
     summary.append(("mean", f"rank-matched |cos| {m['rank_matched_mean']:.4f}, Hungarian "

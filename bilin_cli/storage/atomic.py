@@ -21,6 +21,8 @@ from typing import IO
 
 from bilin_cli.cli.entry import check, deferred
 from bilin_cli.errors import BilinError
+from bilin_cli.render.printable import printable
+from bilin_cli.storage.inputs import check_output
 
 # link(2) errors that mean "this file system has no hard links", not "the name is taken".
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV,
@@ -36,8 +38,11 @@ def exists_error(path: str | os.PathLike) -> BilinError:
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Fail early (before any work) if ``path`` exists without ``force`` or has no folder."""
+    """Fail early (before any work) if ``path`` exists without ``force`` or has no folder,
+    or (whatever ``force`` says) is, holds or is inside an input of the running command
+    (checked again when the file is written: inputs opened later count then)."""
     p = Path(path)
+    check_output(p)
     if os.path.lexists(p) and not force:
         raise exists_error(p)
     if p.is_dir():
@@ -69,6 +74,9 @@ def create_temp(target: Path, directory: bool = False) -> tuple[Path, int | None
             return tmp, os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
+        except OSError as exc:  # a read-only folder, a full disk: name the output, not tmp
+            raise BilinError(f"cannot write {printable(target, limit=None)} "
+                             f"({exc.strerror or exc})") from None
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(target.parent))
 
 
@@ -157,21 +165,65 @@ def write_new(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def check_removable(p: Path) -> None:
+    """Refuse to replace the folder ``p`` whose files this process could not delete (a
+    read-only folder): the swap would succeed and strand the old files under a temporary
+    name. (Root may delete anyway; an immutable folder then fails the swap itself.) An
+    empty folder needs no such right."""
+    if not os.access(p, os.W_OK | os.X_OK) and os.listdir(p):
+        raise BilinError(f"{printable(p, limit=None)} is read-only: bilin cannot replace it; "
+                         "make it writable or give another name")
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder bilin wrote (regular files only), making it (never the folder that
+    holds it) writable if need be."""
+    import shutil
+    import stat
+
+    top = os.path.abspath(path)
+
+    def retry(func, name, _exc):
+        folder = os.path.dirname(os.path.abspath(name))
+        if folder != top and not folder.startswith(top + os.sep):
+            return
+        try:
+            os.chmod(folder, stat.S_IRWXU)
+            func(name)
+        except OSError:
+            pass
+
+    try:
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=retry)
+        else:
+            shutil.rmtree(path, onerror=retry)
+    except OSError:
+        pass
+
+
 def swap_directory(tmp: Path, p: Path) -> None:
     """Put the finished folder ``tmp`` in place of the existing folder ``p`` (the caller has
     checked that ``p`` may be replaced): atomically where the kernel can exchange the two,
-    else by two renames that put ``p`` back if the second fails; the old folder is removed."""
-    if renameat2(tmp, p, RENAME_EXCHANGE):  # atomic: p is never missing
-        old = tmp
-    else:
-        old = temp_name(p, "old")
-        os.rename(p, old)
-        try:
-            os.rename(tmp, p)
-        except BaseException:
-            os.rename(old, p)
-            raise
-    remove_temp(old)
+    else by two renames that put ``p`` back if the second fails; the old folder is removed.
+
+    A failure leaves ``p`` as it was (the caller removes ``tmp``)."""
+    check_removable(p)
+    try:
+        if renameat2(tmp, p, RENAME_EXCHANGE):  # atomic: p is never missing
+            old = tmp
+        else:
+            old = temp_name(p, "old")
+            os.rename(p, old)
+            try:
+                os.rename(tmp, p)
+            except BaseException:
+                os.rename(old, p)
+                raise
+    except OSError as exc:
+        raise BilinError(f"cannot replace {printable(p, limit=None)} "
+                         f"({exc.strerror or exc})") from None
+    _remove_tree(old)
 
 
 def publish(tmp: Path, target: Path, force: bool = False, directory: bool = False) -> None:

@@ -16,7 +16,10 @@ Every tensor a command reads is checked for NaN and infinity on the way in
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ import numpy as np
 from bilin_cli.errors import BilinError
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.files import MAX_JSON_DEPTH, parse_json, read_json, regular_file
+from bilin_cli.storage.inputs import register_input
 
 # The safetensors dtypes bilin computes with (integers and bools are widened like floats).
 READABLE_DTYPES = frozenset(
@@ -37,6 +41,17 @@ NUMPY_DTYPES = frozenset({"F64", "F32", "F16", "I64", "I32", "I16", "I8", "U64",
 _TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 _WEIGHT_SUFFIXES = {".safetensors", *_TORCH_SUFFIXES}
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors package's own limit
+# Bytes per element of the dtypes bilin reads (what a read allocates before converting).
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+             "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+# The tensor data one weights file may declare. No bilinear network bilin can decompose
+# comes near it; a header that declares more (a sparse file of terabytes) is refused
+# before anything is mapped or read.
+MAX_FILE_TENSOR_BYTES = 2**40
+# Nesting of dicts in what torch.load returns (a state dict is flat or a few levels deep).
+MAX_DICT_DEPTH = 32
+# A torch.save zip's pickle and other small records, inflated (its tensors are separate).
+_MAX_PICKLE_BYTES = 512 * 1024**2
 
 # Keys under which training scripts store the model's state dict, most specific first.
 _WRAPPER_KEYS = ("model_state_dict", "state_dict", "model", "module", "net", "network",
@@ -93,6 +108,7 @@ class Checkpoint:
         if rows is not None:
             start, stop, _ = rows.indices(info.shape[0] if info.shape else 0)
             rows = slice(start, max(start, stop))
+        self._check_size(key, info, rows, dtype)
         try:
             raw = self._read(key, rows)
             with np.errstate(over="ignore", invalid="ignore"):
@@ -115,9 +131,49 @@ class Checkpoint:
         check_finite(arr, what)
         return arr
 
+    def _check_size(self, key: str, info: TensorInfo, rows: slice | None,
+                    dtype: np.dtype | type) -> None:
+        """Refuse a read that cannot fit in memory before anything is allocated."""
+        n = info.numel
+        if rows is not None and info.shape:
+            n = (rows.stop - rows.start) * math.prod(info.shape[1:])
+        need = n * max(_ITEMSIZE.get(info.dtype, 8), np.dtype(dtype).itemsize)
+        limit, source = memory_limit()
+        if need > limit:
+            shape = "x".join(map(str, info.shape)) or "scalar"
+            raise BilinError(
+                f"{printable(self.path)}: tensor {printable(key)!r} ({shape} {info.dtype}) "
+                f"needs {_size_text(need)} of memory, more than the {_size_text(limit)} "
+                f"{source}; bilin reads whole tensors into memory"
+            )
+
     @property
     def file_size(self) -> int:
         return sum(f.stat().st_size for f in self.files)
+
+
+def memory_limit() -> tuple[int, str]:
+    """(bytes, what they are) that one tensor read may take: MemAvailable, else the
+    machine's physical memory, else 1 TiB."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh.read(65536).decode("ascii", "replace").splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "of memory available (MemAvailable)"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+                "of the machine's memory")
+    except (AttributeError, OSError, ValueError):
+        return 2**40, "bilin allows when it cannot see the machine's memory"
+
+
+def _size_text(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _all_finite(arr: np.ndarray) -> bool:
@@ -194,6 +250,25 @@ def _check_header(path: Path) -> tuple[dict, set[str]]:
                          "map names to strings")
     dtypes = {v.get("dtype") for k, v in header.items()
               if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("dtype"), str)}
+    # Offsets against the file (the package checks them too, after mapping the file) and
+    # the total a header may declare: Python ints, so no product or sum overflows.
+    data_size, declared = size - 8 - n, 0
+    for k, v in header.items():
+        offsets = v.get("data_offsets") if k != "__metadata__" and isinstance(v, dict) else None
+        if isinstance(offsets, list) and len(offsets) == 2 \
+                and all(type(o) is int for o in offsets):
+            if not 0 <= offsets[0] <= offsets[1] <= data_size:
+                raise BilinError(
+                    f"{printable(path)}: not a valid safetensors file, corrupted or truncated "
+                    f"(tensor {printable(k)!r} lies at bytes {offsets[0]}..{offsets[1]} of a "
+                    f"{data_size}-byte data section)"
+                )
+            declared += offsets[1] - offsets[0]
+    if declared > MAX_FILE_TENSOR_BYTES:
+        raise BilinError(
+            f"{printable(path)}: declares {_size_text(declared)} of tensor data, more than "
+            f"bilin's limit of {_size_text(MAX_FILE_TENSOR_BYTES)} per weights file"
+        )
     return meta or {}, dtypes
 
 
@@ -250,31 +325,61 @@ def _short(value: object) -> str:
     return type(value).__name__
 
 
-def _tensor_dict(obj, torch, prefix: str = "", depth: int = 0) -> tuple[dict, dict]:
-    """(tensors, other entries) of nested dicts, flattened with dotted names."""
+def _too_deep() -> BilinError:
+    return BilinError(f"holds dicts nested more than {MAX_DICT_DEPTH} levels deep, not a state "
+                      "dict; save the model's state_dict() with torch.save")
+
+
+def _check_nesting(obj) -> None:
+    """Dicts in ``obj`` nested at most :data:`MAX_DICT_DEPTH` deep (iteratively: a pickle
+    can nest 100 000 dicts, far past Python's recursion limit)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DICT_DEPTH:
+            raise _too_deep()
+        stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict))
+
+
+def _tensor_dict(obj, torch, prefix: str = "") -> tuple[dict, dict]:
+    """(tensors, other entries) of nested dicts, flattened with dotted names, in the order
+    a depth-first walk meets them; iterative, at most :data:`MAX_DICT_DEPTH` deep."""
     tensors, other = {}, {}
-    if depth > 16:
-        other[prefix.rstrip(".")] = "nested too deeply"
-        return tensors, other
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            t, o = _tensor_dict(value, torch, name + ".", depth + 1)
-            tensors.update(t)
-            other.update(o)
-        elif isinstance(value, torch.Tensor):
-            tensors[name] = value
+    stack = [(iter(obj.items()), prefix)]
+    while stack:
+        entries, pre = stack[-1]
+        for key, value in entries:
+            name = f"{pre}{key}"
+            if isinstance(value, dict):
+                if len(stack) >= MAX_DICT_DEPTH:
+                    raise _too_deep()
+                stack.append((iter(value.items()), name + "."))
+                break
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value
+            else:
+                other[name] = _short(value)
         else:
-            other[name] = _short(value)
+            stack.pop()
     return tensors, other
 
 
 def _is_state_dict(obj, torch) -> bool:
-    """A non-empty dict whose leaves are all tensors under string names."""
-    if not isinstance(obj, dict) or not obj:
-        return False
-    return all(isinstance(k, str) and (isinstance(v, torch.Tensor) or _is_state_dict(v, torch))
-               for k, v in obj.items())
+    """A non-empty dict whose leaves are all tensors under string names (nested dicts of
+    them count); iterative."""
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or not node:
+            return False
+        for k, v in node.items():
+            if not isinstance(k, str):
+                return False
+            if isinstance(v, dict):
+                stack.append(v)
+            elif not isinstance(v, torch.Tensor):
+                return False
+    return True
 
 
 def unwrap_state_dict(obj, torch) -> tuple[dict, dict, list[str]]:
@@ -287,6 +392,7 @@ def unwrap_state_dict(obj, torch) -> tuple[dict, dict, list[str]]:
     if not isinstance(obj, dict):
         raise BilinError(f"expected a state dict (a dict of tensors), found "
                          f"{type(obj).__name__}; save the model's state_dict() with torch.save")
+    _check_nesting(obj)
     how: list[str] = []
     if _is_state_dict(obj, torch):
         tensors, other = _tensor_dict(obj, torch)
@@ -315,7 +421,8 @@ def unwrap_state_dict(obj, torch) -> tuple[dict, dict, list[str]]:
             for key, value in obj.items():
                 if key == pick:
                     continue
-                if isinstance(value, torch.Tensor) and value.numel() == 1:
+                if isinstance(value, torch.Tensor) and value.numel() == 1 \
+                        and value.device.type != "meta":
                     other[str(key)] = printable(repr(value.item()), 80)
                 else:
                     other[str(key)] = _short(value)
@@ -333,7 +440,68 @@ _TORCH_DTYPES = {
 }
 
 
+def _zip_records(path: Path) -> tuple[bool, int]:
+    """Check a torch.save zip's directory before torch reads anything: (whether a tensor
+    record is compressed, the bytes its tensor records hold once inflated).
+
+    torch.save stores records uncompressed. A stored record must lie inside the file; a
+    compressed one (a zip rewritten by another tool, or a bomb: 4 MB of deflate inflate to
+    4 GiB) must keep to deflate's ratio, and a compressed pickle to a pickle's size."""
+    from bilin_cli.storage.data import MAX_DEFLATE_RATIO
+
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            records = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise BilinError(f"{printable(path)}: cannot be read as a PyTorch state dict (not a "
+                         f"readable zip: {printable(_first_line(exc))})") from None
+    compressed, data_bytes = False, 0
+    for r in records:
+        parts = r.filename.split("/")
+        tensor = len(parts) >= 2 and parts[-2] == "data"
+        if r.compress_type == zipfile.ZIP_STORED:
+            if r.file_size != r.compress_size or r.header_offset + r.compress_size > size:
+                raise BilinError(f"{printable(path)}: corrupted PyTorch zip: record "
+                                 f"{printable(r.filename)!r} claims {r.file_size} bytes at "
+                                 f"offset {r.header_offset} of a {size}-byte file")
+        else:
+            compressed = compressed or tensor
+            if r.file_size > r.compress_size * MAX_DEFLATE_RATIO + 1024 \
+                    or (not tensor and r.file_size > _MAX_PICKLE_BYTES):
+                raise BilinError(f"{printable(path)}: corrupted PyTorch zip: record "
+                                 f"{printable(r.filename)!r} claims {r.file_size} bytes from "
+                                 f"{r.compress_size} compressed")
+        if tensor:
+            data_bytes += r.file_size
+    return compressed, data_bytes
+
+
+def _torch_load(torch, path: Path, how: str):
+    """``torch.load(weights_only=True)`` of ``path``, quietly (torch warns on some pickles).
+
+    ``how``: ``"mmap"`` maps a zip's tensor records (nothing is read until a tensor is
+    used), ``"meta"`` reads none of them (shapes and dtypes only), ``"read"`` reads all."""
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if how == "meta":
+            return torch.load(fh, map_location="meta", weights_only=True)
+        if how == "read":
+            return torch.load(fh, map_location="cpu", weights_only=True)
+        # mmap needs a path; torch.load reads one ending in .safetensors as safetensors,
+        # so such a name goes through the open descriptor.
+        name = os.fspath(path)
+        if name.endswith(".safetensors"):
+            name = f"/proc/self/fd/{fh.fileno()}"
+            if not os.path.exists(name):
+                return torch.load(fh, map_location="cpu", weights_only=True)
+        return torch.load(name, map_location="cpu", weights_only=True, mmap=True)
+
+
 def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, list[str]]:
+    """A PyTorch file, read without reading its tensors where the format allows: a
+    torch.save zip is memory-mapped (a compressed one is opened on the meta device and
+    inflated when a tensor is first read, if it fits in memory); a legacy pickle is read."""
     regular_file(path, "checkpoint file")
     try:
         import torch
@@ -342,21 +510,27 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, li
             f"{printable(path)}: reading PyTorch state dicts needs torch; install it with "
             "pip install 'bilin[torch]' or convert the file to .safetensors"
         ) from None
-    try:
-        # An open file, not the path: torch.load dispatches on a .safetensors suffix.
-        with open(path, "rb") as fh:
-            obj = torch.load(fh, map_location="cpu", weights_only=True)
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise BilinError(
-            f"{printable(path)}: cannot be read as a PyTorch state dict with weights_only=True "
-            f"({printable(_first_line(exc))})"
-        ) from None
-    try:
-        sd, extras, how = unwrap_state_dict(obj, torch)
-    except BilinError as exc:
-        raise BilinError(f"{printable(path)}: {exc}") from None
+    with open(path, "rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"
+    compressed, data_bytes = _zip_records(path) if is_zip else (False, 0)
+    how = ("meta" if compressed else "mmap") if is_zip else "read"
+
+    def load(how: str):
+        try:
+            obj = _torch_load(torch, path, how)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+            raise BilinError(
+                f"{printable(path)}: cannot be read as a PyTorch state dict with "
+                f"weights_only=True ({printable(_first_line(exc))})"
+            ) from None
+        try:
+            return unwrap_state_dict(obj, torch)
+        except BilinError as exc:
+            raise BilinError(f"{printable(path)}: {exc}") from None
+
+    sd, extras, how_found = load(how)
     infos = {}
     for k, v in sd.items():
         if v.layout != torch.strided or v.is_quantized:
@@ -364,16 +538,32 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, li
                              "quantized; bilin reads dense tensors")
         spelled = _TORCH_DTYPES.get(str(v.dtype).removeprefix("torch."), str(v.dtype))
         infos[k] = TensorInfo(tuple(int(s) for s in v.shape), spelled)
+    state = {"sd": sd if how != "meta" else None}
+
+    def tensors() -> dict:
+        if state["sd"] is None:  # compressed records: inflate them all, once
+            limit, source = memory_limit()
+            if data_bytes > limit:
+                raise BilinError(f"{printable(path)}: its compressed tensors inflate to "
+                                 f"{_size_text(data_bytes)}, more than the "
+                                 f"{_size_text(limit)} {source}")
+            real, _, _ = load("read")
+            if {k: (tuple(v.shape), v.dtype) for k, v in real.items()} != \
+                    {k: (tuple(v.shape), v.dtype) for k, v in sd.items()}:
+                raise BilinError(f"{printable(path)}: reads differently twice; the file "
+                                 "changed while bilin read it")
+            state["sd"] = real
+        return state["sd"]
 
     def read(key: str, rows: slice | None = None) -> np.ndarray:
-        t = sd[key].detach()
+        t = tensors()[key].detach()
         if rows is not None:
             t = t[rows]
         if t.dtype in (torch.bfloat16, torch.float16):
             t = t.float()
         return t.numpy()
 
-    return infos, read, extras, how
+    return infos, read, extras, how_found
 
 
 def _open_file(path: Path):
@@ -471,7 +661,10 @@ def _weights_in(folder: Path) -> Path:
 
 
 def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Open a checkpoint file or directory; reads headers and config, no tensor data."""
+    """Open a checkpoint file or directory; reads headers and config, no tensor data.
+
+    The path and every file read are registered as inputs of the running command
+    (:func:`bilin_cli.storage.inputs.register_input`)."""
     p = Path(path)
     if not os.path.lexists(p):
         raise BilinError(f"{printable(p)}: no such file or directory")
@@ -504,4 +697,6 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
         config = {**config, **embedded_config(metadata)}
     if not infos:
         raise BilinError(f"{printable(p)}: the checkpoint holds no tensors")
+    for f in (p, *files):  # no output of this command may replace them
+        register_input(f)
     return Checkpoint(p, infos, config, files, read, container, extras, how)

@@ -26,6 +26,7 @@ import numpy as np
 from bilin_cli.errors import BilinError
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.files import regular_file
+from bilin_cli.storage.inputs import register_input
 
 # Deflate cannot expand data by more than about 1032:1; a zip member claiming more than
 # this many bytes per stored byte is lying about its size.
@@ -61,15 +62,19 @@ def _npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dty
 
     Object (pickled) arrays and non-numeric dtypes are refused here.
     """
-    fmt = np.lib.format
+    fmt = np.lib.format  # public API only (numpy 2 moved the private helpers)
     try:
         version = fmt.read_magic(fh)
         if version == (1, 0):
             shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-        elif version == (2, 0):
+        elif version in ((2, 0), (3, 0)):
+            # 3.0 is 2.0's layout (a 4-byte header length) with a UTF-8 header instead of
+            # latin-1, which only structured dtypes' field names need: the numeric arrays
+            # bilin reads have ASCII headers, read alike either way (others are refused).
             shape, fortran, dtype = fmt.read_array_header_2_0(fh)
         else:
-            shape, fortran, dtype = fmt._read_array_header(fh, version)
+            raise BilinError(f"{where}: .npy format version {version[0]}.{version[1]}, which "
+                             "bilin does not read (1.0, 2.0 and 3.0 it does)")
     except ARCHIVE_ERRORS as exc:
         raise BilinError(f"{where}: not a readable .npy array, truncated or corrupt "
                          f"({printable(exc, 120)})") from None
@@ -112,6 +117,7 @@ def read_npy(path: str | Path, what: str = ".npy file") -> np.ndarray:
     """A numeric array from a regular ``.npy`` file; the header's shape is checked against
     the file's size before the data is read."""
     p = regular_file(path, what)
+    register_input(p)
     where = printable(p)
     try:
         with open(p, "rb") as fh:
@@ -260,8 +266,11 @@ def load_dataset(path: str | Path, dtype: type = np.float32) -> Dataset:
         raise BilinError(f"{where}: cannot read ({exc.strerror})") from None
     if not exists:
         raise BilinError(f"{where}: no such data file or directory")
+    register_input(p)  # no output of this command may replace it
     if is_dir:
         img_path, lab_path = _idx_pair(p)
+        register_input(img_path)
+        register_input(lab_path)
         x_raw, y = _read_idx(img_path), _read_idx(lab_path)
         source = f"{img_path.name} + {lab_path.name}"
     else:

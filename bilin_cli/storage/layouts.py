@@ -637,7 +637,34 @@ def model_from_map(ckpt: Checkpoint, mapping: object, source: str = "map",
                    m.get("head_bias"), norm, m.get("attention"), m.get("final_scale"))
     if kind == "lm" and "hidden_act" in ckpt.config:
         _check_gate(ckpt, model)
+    if m.get("inputs") == 2:
+        _two_inputs(model)
     return model
+
+
+def _two_inputs(model: BilinearModel) -> None:
+    """Layer 0 as a form of ``z = [x_a; x_b]``: ``W' = [W_l | 0]``, ``V' = [0 | W_r]``, so
+    ``Q = 1/2 [[0, M], [M^T, 0]]`` with ``M = W_l^T diag(c) W_r`` and every command works on
+    ``z`` unchanged."""
+    n = model.shapes[0].d
+    load = model._load_layer
+
+    def load_layer(i: int, dtype: type) -> BilinearLayer:
+        layer = load(i, dtype)
+        if i != 0:
+            return layer
+        zeros = np.zeros_like(layer.W)
+        return replace(layer, W=np.concatenate([layer.W, zeros], axis=1),
+                       V=np.concatenate([zeros, layer.V], axis=1))
+
+    model._load_layer = load_layer
+    model.shapes[0].d = 2 * n
+    model.meta["inputs"] = 2
+    model.meta["operands"] = {"x_a": [0, n], "x_b": [n, 2 * n]}
+    model.meta["map"]["inputs"] = 2
+    model.notes.append(f"two-input form (map 'inputs': 2): layer 0 reads z = [x_a; x_b], "
+                       f"entries 0..{n - 1} of every input-space vector are x_a (W_l), "
+                       f"{n}..{2 * n - 1} are x_b (W_r)")
 
 
 def _unrecognised(ckpt: Checkpoint, why: str = "") -> BilinError:

@@ -39,6 +39,11 @@ comments and are ignored):
 ``final_scale``
     a linear scale ``y = s x`` in front of the unembedding, folded into every ``--token``
     direction (``u = s * U[T]``).
+``inputs``
+    ``2`` for a two-input form ``W_p((W_l x_a) * (W_r x_b))`` (modular arithmetic with one
+    one-hot per operand), which a state dict cannot tell from a one-input layer: ``Q`` then
+    lives on ``z = [x_a; x_b]``, ``Q = 1/2 [[0, M], [M^T, 0]]``, ``M = W_l^T diag(W_p^T u) W_r``
+    (eigenvalues ``+-sigma_i(M) / 2``); ``w`` is ``W_l``, ``v`` is ``W_r``.
 """
 
 from __future__ import annotations
@@ -49,10 +54,11 @@ from pathlib import Path
 from bilin_cli.errors import BilinError
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.files import read_json
+from bilin_cli.storage.inputs import register_input
 
 LAYER_FIELDS = ("w", "v", "wv", "p", "w_bias", "v_bias", "wv_bias", "p_bias")
 TOP_FIELDS = ("layers", "embed", "head", "head_bias", "kind", "residual", "norm", "attention",
-              "final_scale")
+              "final_scale", "inputs")
 KINDS = ("classifier", "lm", "toy")
 NORM_KINDS = ("rms", "layer", "none", "scale")
 ATTENTION_FIELDS = ("q1", "q2", "k1", "k2", "v", "o", "scale")
@@ -136,6 +142,17 @@ def validate(mapping: object, tensors, source: str) -> dict:
     if not isinstance(residual, bool):
         raise BilinError(f"{source}: 'residual' must be true or false")
     out["residual"] = residual
+    inputs = mapping.get("inputs", 1)
+    if inputs not in (1, 2) or isinstance(inputs, bool):
+        raise BilinError(f"{source}: 'inputs' must be 1 or 2 (a two-input form "
+                         "W_p((W_l x_a) * (W_r x_b)) reads two operands)")
+    if inputs == 2:
+        if len(layers) != 1 or "wv" in layers[0]:
+            raise BilinError(f"{source}: 'inputs': 2 is for one layer with separate 'w' and "
+                             "'v' (W_l reads x_a, W_r reads x_b)")
+        if mapping.get("embed") is not None:
+            raise BilinError(f"{source}: 'inputs': 2 reads the operands directly; drop 'embed'")
+        out["inputs"] = 2
     norm = mapping.get("norm")
     if norm is not None:
         if not isinstance(norm, dict) or set(norm) - {"kind", "gain", "bias"}:
@@ -202,5 +219,8 @@ def _attention(raw: object, tensors, source: str) -> dict:
 
 
 def read_map(path: str | Path) -> dict:
-    """A map file's JSON object (validated against a checkpoint later, by :func:`validate`)."""
-    return read_json(path, "map file")
+    """A map file's JSON object (validated against a checkpoint later, by :func:`validate`);
+    registered as an input of the running command."""
+    mapping = read_json(path, "map file")
+    register_input(path)
+    return mapping

@@ -24,6 +24,7 @@ from bilin_cli.errors import BilinError
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.files import read_json
+from bilin_cli.storage.inputs import register_input
 
 
 @dataclass
@@ -60,7 +61,8 @@ class SAE:
 
 
 def load_sae(path: str | Path, dtype: type = np.float32) -> SAE:
-    """Read an SAE in the paper's or SAELens' format (file or directory)."""
+    """Read an SAE in the paper's or SAELens' format (file or directory); the path and its
+    files are registered as inputs of the running command (by :func:`open_checkpoint`)."""
     ckpt = open_checkpoint(path)
     keys = set(ckpt.tensors)
     p = Path(path)
@@ -78,6 +80,7 @@ def load_sae(path: str | Path, dtype: type = np.float32) -> SAE:
         # Bounded, depth-limited, an object: a hostile cfg.json is one error line. Its values
         # are kept for reference only; nothing here depends on their types.
         config = read_json(cfg_path, "SAELens cfg.json") if cfg_path.exists() else {}
+        register_input(cfg_path)
         fmt = "SAELens"
     else:
         shown = ", ".join(printable(k, 60) for k in sorted(keys)[:6])

@@ -72,6 +72,12 @@ def describe(ckpt: Checkpoint, model: BilinearModel) -> dict:
     }
     if model.input_shape:
         doc["input_shape"] = list(model.input_shape)
+    if model.meta.get("inputs") == 2:
+        doc["operands"] = model.meta["operands"]
+    elif model.kind != "lm" and model.n_layers == 1 and model.embed_key is None:
+        doc["notes"].append('a two-input form W_p((W_l x_a) * (W_r x_b)) (one operand per '
+                            'factor, as in modular arithmetic) looks the same in a file: read '
+                            'it with a map that says "inputs": 2 (bilin info --help)')
     if model.n_attention:
         settings = model.attention_settings
         doc["attention"] = {

@@ -8,14 +8,18 @@ A directory is built under a temporary name beside the target and published with
 ``renameat2(RENAME_NOREPLACE)`` (or, where that is missing, an exclusive ``mkdir`` of the
 name followed by a rename over that empty claim): plain ``rename(2)`` would silently
 replace an empty directory another process had just created. ``--force`` replaces an
-existing directory only if it holds nothing but the files bilin writes, so a mistyped
-``-o`` cannot wipe a folder of other work.
+existing directory only if it is a checkpoint bilin wrote (a regular ``model.safetensors``,
+perhaps a ``config.json``, nothing else) and this process may delete its files, so a
+mistyped ``-o`` cannot wipe a folder of other work and a failed replacement leaves the
+old checkpoint and nothing else. No target that is, holds or is inside an input of the
+running command is ever written (:mod:`bilin_cli.storage.inputs`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ from bilin_cli.errors import BilinError
 from bilin_cli.render.printable import printable
 from bilin_cli.storage.atomic import (
     atomic_write,
+    check_removable,
     check_writable,
     create_temp,
     exists_error,
@@ -34,6 +39,7 @@ from bilin_cli.storage.atomic import (
     swap_directory,
     write_new,
 )
+from bilin_cli.storage.inputs import check_output
 
 CHECKPOINT_FILES = ("model.safetensors", "config.json")
 
@@ -44,13 +50,26 @@ def _check_replaceable(p: Path) -> None:
         raise BilinError(f"{p} is a symbolic link; remove it or give another name")
     if not p.is_dir():
         raise BilinError(f"{p} is a file; give a directory name or NAME.safetensors")
-    others = sorted(set(os.listdir(p)) - set(CHECKPOINT_FILES))
+    names = os.listdir(p)
+    # By name and kind: a directory called model.safetensors is someone's folder.
+    others = sorted(n for n in names if n not in CHECKPOINT_FILES or not _regular(p / n))
     if others:
         shown = ", ".join(printable(n, limit=60) for n in others[:3])
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         raise BilinError(f"{p} holds files bilin did not write ({shown}{more}); "
                          "--force only replaces a checkpoint directory: remove them or "
                          "give another name")
+    if names and "model.safetensors" not in names:
+        raise BilinError(f"{p} is not a checkpoint bilin wrote (no model.safetensors); "
+                         "--force only replaces a checkpoint directory: give another name")
+    check_removable(p)
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def check_checkpoint_target(path: str | os.PathLike, force: bool) -> Path:
@@ -58,6 +77,7 @@ def check_checkpoint_target(path: str | os.PathLike, force: bool) -> Path:
     p = Path(path)
     if p.suffix == ".safetensors":
         return check_writable(p, force)
+    check_output(p)
     if os.path.lexists(p):
         if not force:
             raise exists_error(p)
