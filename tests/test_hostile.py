@@ -782,9 +782,6 @@ case("pt_empty", pt_file(lambda p: p.write_bytes(b"")), PT)
 case("pt_zip_garbage", pt_file(lambda p: p.write_bytes(b"PK\x03\x04" + b"\0" * 60)), PT)
 case("pt_namespace", pt_file(_torch_save(lambda torch: argparse.Namespace(cmd="touch pwned"))),
      PT)
-case("pt_state_dict_with_object", pt_file(_torch_save(lambda torch: {
-    "model_state_dict": {k: torch.from_numpy(v) for k, v in image_tensors().items()},
-    "optimizer": argparse.Namespace(lr=0.1)})), PT)
 case("pt_tensor_list", pt_file(_torch_save(lambda torch: [torch.zeros(3)])), PT)
 case("pt_plain_tensor", pt_file(_torch_save(lambda torch: torch.zeros(3, 3))), PT)
 case("pt_nan_weights", pt_file(_torch_save(lambda torch: {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -322,6 +323,8 @@ def _short(value: object) -> str:
         return f"{type(value).__name__} of {len(value)}"
     if isinstance(value, dict):
         return f"dict of {len(value)}"
+    if "_fields" in getattr(value, "__dict__", {}):  # an inert stand-in: its recorded fields
+        return printable(repr(value), 120)
     return type(value).__name__
 
 
@@ -498,6 +501,64 @@ def _torch_load(torch, path: Path, how: str):
         return torch.load(name, map_location="cpu", weights_only=True, mmap=True)
 
 
+MAX_STAND_INS = 32  # unknown classes a pickle may name before it is refused
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unsupported_global(exc: BaseException) -> str | None:
+    """The ``module.Class`` torch's weights-only unpickler refused, if that was the error."""
+    m = _UNSUPPORTED.search(str(exc))
+    return m.group(1) if m else None
+
+
+def _stand_in(full_name: str) -> type:
+    """An inert class named ``full_name``: unpickling it records its state and arguments
+    and runs no code of the file's."""
+    module, _, name = full_name.rpartition(".")
+
+    def __init__(self, *args, **kwargs):
+        self.__dict__["_args"] = (args, kwargs)
+
+    def __setstate__(self, state):
+        self.__dict__["_fields"] = state
+
+    def __repr__(self):
+        fields = self.__dict__.get("_fields")
+        if isinstance(fields, dict):
+            inner = ", ".join(f"{k}={v!r}" for k, v in list(fields.items())[:8])
+            return f"{name}({inner}{', ...' if len(fields) > 8 else ''})"
+        return f"{name}(...)"
+
+    cls = type(name, (), {"__init__": __init__, "__setstate__": __setstate__,
+                          "__repr__": __repr__, "__module__": module or "__main__"})
+    cls.__qualname__ = name
+    return cls
+
+
+def _unsafe_pickle_text(path: Path, exc: BaseException, blocked: str | None) -> str:
+    """Why a pickle cannot be read safely, without torch's advice to run its code."""
+    text = str(exc)
+    if blocked is not None:
+        return (f"{printable(path)}: the pickle names more than {MAX_STAND_INS} classes of its "
+                f"own ({printable(blocked)} among them); bilin runs no code from a file: in "
+                "the code that trained it, save model.state_dict() with torch.save (or as "
+                ".safetensors) and read that")
+    reason = next((line.split("error:", 1)[1].strip() for line in text.splitlines()
+                   if "WeightsUnpickler error:" in line), None)
+    if reason is None:
+        m = re.search(r"unsupported GLOBAL ([\w.]+)", text)
+        if m:
+            reason = (f"it calls {printable(m.group(1))}, which a state dict never needs: "
+                      "the file would run code when unpickled")
+        elif "Weights only load failed" in text:
+            reason = "it holds objects bilin does not unpickle"
+        else:
+            reason = _first_line(exc)
+    return (f"{printable(path)}: cannot be read safely as a PyTorch state dict "
+            f"({printable(reason, 160)}); bilin runs no code from a file: save the model's "
+            "state_dict() with torch.save, or as .safetensors")
+
+
 def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, list[str]]:
     """A PyTorch file, read without reading its tensors where the format allows: a
     torch.save zip is memory-mapped (a compressed one is opened on the meta device and
@@ -516,15 +577,21 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, li
     how = ("meta" if compressed else "mmap") if is_zip else "read"
 
     def load(how: str):
-        try:
-            obj = _torch_load(torch, path, how)
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-            raise BilinError(
-                f"{printable(path)}: cannot be read as a PyTorch state dict with "
-                f"weights_only=True ({printable(_first_line(exc))})"
-            ) from None
+        stand_ins: list = []
+        while True:
+            try:
+                with torch.serialization.safe_globals(stand_ins):
+                    obj = _torch_load(torch, path, how)
+                break
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+                blocked = _unsupported_global(exc)
+                if blocked is None or len(stand_ins) >= MAX_STAND_INS:
+                    raise BilinError(_unsafe_pickle_text(path, exc, blocked)) from None
+                # A training script's own class (a Config dataclass beside the state dict):
+                # an inert stand-in that only records its fields, none of its code runs.
+                stand_ins.append(_stand_in(blocked))
         try:
             return unwrap_state_dict(obj, torch)
         except BilinError as exc:
