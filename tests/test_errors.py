@@ -45,7 +45,7 @@ CASES = [
     ("empty directory", ["info", "{r}/empty"], "no weights found"),
     ("corrupt .pt", ["info", "{r}/bad.pt"], "cannot be read"),
     ("unrecognised .pt", ["eig", "{r}/mixed.pt", "--class", "0"], "no known bilinear layout"),
-    ("pickled object", ["info", "{r}/evil.pt"], "weights_only"),
+    ("pickled object", ["info", "{r}/evil.pt"], "holds no tensors"),
     ("class out of range", ["eig", "{r}/img", "--class", "5"], "class 5 is out of range"),
     ("negative class", ["eig", "{r}/img", "--class", "-1"], "out of range"),
     ("token out of range", ["eig", "{r}/lm", "--token", "99"], "token 99 is out of range"),
