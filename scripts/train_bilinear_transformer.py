@@ -44,6 +44,7 @@ from train_samples import (  # noqa: E402
     log,
     save_dir,
     to_np_state,
+    warmup_cosine,
 )
 
 NAME = "shakespeare-bilinear"
@@ -243,15 +244,8 @@ def train(tr, va, V, cfg, recipe, seed=0, log_every=100):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=recipe["lr"], betas=tuple(recipe["betas"]))
-    S, Wu, mf = recipe["steps"], recipe["warmup_steps"], recipe["min_lr_frac"]
-
-    def lr_lambda(step):
-        if step < Wu:
-            return (step + 1) / Wu
-        prog = (step - Wu) / max(1, S - Wu)
-        return mf + (1 - mf) * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    S = recipe["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(recipe))
     gen = torch.Generator().manual_seed(seed)
     T = torch.from_numpy(tr.astype(np.int64))
     offs = torch.arange(n_ctx + 1)

@@ -751,6 +751,20 @@ def lm_loss_on_windows(model, ids: np.ndarray, n_ctx, starts, batch=64):
     return tot / n
 
 
+def warmup_cosine(recipe):
+    """The learning-rate factor of a step: linear warmup over recipe["warmup_steps"], then
+    cosine decay to recipe["min_lr_frac"] at recipe["steps"]."""
+    S, W, mf = recipe["steps"], recipe["warmup_steps"], recipe["min_lr_frac"]
+
+    def factor(step):
+        if step < W:
+            return (step + 1) / W
+        prog = (step - W) / max(1, S - W)
+        return mf + (1 - mf) * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+
+    return factor
+
+
 def train_transformer(train_ids, val_ids, vocab_size, cfg, recipe, seed=0, log_every=100):
     torch = _torch()
     torch.manual_seed(seed)
@@ -759,15 +773,8 @@ def train_transformer(train_ids, val_ids, vocab_size, cfg, recipe, seed=0, log_e
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]}],
                             lr=recipe["lr"], betas=tuple(recipe["betas"]))
-    S, W, mf = recipe["steps"], recipe["warmup_steps"], recipe["min_lr_frac"]
-
-    def lr_lambda(step):
-        if step < W:
-            return (step + 1) / W
-        prog = (step - W) / max(1, S - W)
-        return mf + (1 - mf) * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    S = recipe["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(recipe))
     gen = torch.Generator().manual_seed(seed)
     T = torch.from_numpy(train_ids.astype(np.int64))
     offs = torch.arange(n_ctx + 1)
