@@ -4,7 +4,7 @@ Naive reference (as in research notebooks): materialize the full tensor
 B[c,i,j] = sum_a P[c,a] W[a,i] V[a,j] with einsum, symmetrize it, then for each
 feature contract Q_a = einsum('c,cij->ij', e_a, B) and take np.linalg.eigvalsh.
 bilin: Q for a chunk of features in one matrix product, chunks spread over every
-available core (see bilin_cli/features.py). Both in float64; the script prints
+available core (see bilin_cli/analyses/features.py). Both in float64; the script prints
 both times, the ratio and the largest difference in the reported numbers, and
 bilin's time on one core as well, so the part of the ratio that comes from the
 cores is visible: both sides need one exact eigendecomposition per feature, so
@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from bilin_cli.accel import available_cores
-from bilin_cli.features import rank_features
+from bilin_cli.analyses.features import rank_features
+from bilin_cli.core.accel import available_cores
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.layouts import recognise
 from bilin_cli.storage.sae import load_sae

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.features import rank_features
-from bilin_cli.lowrank_search import rank_abs_share, rank_sq_share
-from bilin_cli.model import BilinearLayer
+from bilin_cli.analyses.features import rank_features
+from bilin_cli.analyses.lowrank_search import rank_abs_share, rank_sq_share
+from bilin_cli.model.bilinear import BilinearLayer
 
 
 def synthetic(d: int, h: int, f: int, planted: int, seed: int = 0, units=(1, 3),

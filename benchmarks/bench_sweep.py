@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
+from bilin_cli.analyses.truncation import accuracy_sweep, class_spectra
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.data import default_data_path, load_dataset
 from bilin_cli.storage.layouts import recognise
-from bilin_cli.truncation import accuracy_sweep, class_spectra
 
 
 def bilin_sweep(model, data, ks):

@@ -1,7 +1,7 @@
 """Top-K eigenpairs of one Q(u): the dense route against the matrix-free one (ARPACK).
 
 A synthetic layer (random W, V : (h, d), P : (o, h), float32 as ``bilin eig`` computes by
-default) for each d; both routes as :func:`bilin_cli.decompose.decompose` runs them:
+default) for each d; both routes as :func:`bilin_cli.analyses.decompose.decompose` runs them:
 
 * dense: form Q (d, d) from the factors, ``eigh`` (LAPACK syevd, one thread), keep K;
 * arpack: ``eigsh`` on ``Q v = 1/2 (W^T (c * V v) + V^T (c * W v))``, never forming Q.
@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from bilin_cli.interaction import interaction, interaction_operator
-from bilin_cli.model import BilinearLayer
-from bilin_cli.spectra import eigh_sorted, top_eigenpairs
+from bilin_cli.model.bilinear import BilinearLayer
+from bilin_cli.model.interaction import interaction, interaction_operator
+from bilin_cli.model.spectra import eigh_sorted, top_eigenpairs
 
 
 def best(fn, repeat: int) -> float:

@@ -12,6 +12,8 @@ imported on first use, so ``import bilin_cli`` stays cheap (no numpy)::
     d = bilin.eig(m, cls=3, top=10)        # d.eigenvalues (10,), d.eigenvectors (10, 784)
 """
 
+import importlib.abc
+import importlib.util
 import sys
 import types
 
@@ -29,6 +31,7 @@ _API = (
     "FeatureRanking",
     "Interaction",
     "NetworkSimilarity",
+    "Report",
     "Spectra",
     "Sweep",
     "Truncation",
@@ -46,6 +49,7 @@ _API = (
     "network_similarity",
     "output_directions",
     "rank_features",
+    "report",
     "spectrum",
     "suggest_map",
     "truncate",
@@ -54,13 +58,26 @@ _API = (
 
 __all__ = ["__version__", *_API]
 
-# Three API functions share their names with library modules (bilin_cli.attention,
-# bilin_cli.hosvd,
-# bilin_cli.explain). Importing such a module would normally bind the module to the
-# package attribute of the same name; the package keeps the function instead, so
-# `bilin_cli.hosvd` is always the API function (the modules stay importable as
-# `from bilin_cli.hosvd import ...`, through sys.modules).
-_SHADOWED = ("attention", "explain", "hosvd")
+# Modules that lived in the package root before the layers became folders (core/, model/,
+# analyses/; shards went to cli/). Their old import paths keep working for scripts and
+# notebooks written against them: ``import bilin_cli.decompose`` gives the module
+# ``bilin_cli.analyses.decompose`` itself (one module object, not a copy).
+_MOVED = {
+    "accel": "core.accel", "errors": "core.errors",
+    "attention": "model.attention", "interaction": "model.interaction",
+    "spectra": "model.spectra",
+    **{name: f"analyses.{name}" for name in (
+        "adversarial", "attention_circuits", "decompose", "directions", "evaluation",
+        "explain", "features", "hosvd", "lowrank_search", "network_moments", "report",
+        "similarity", "token_reading", "truncation")},
+    "shards": "cli.shards", "render.printable": "core.printable",
+}
+
+# Four API functions share their names with old module paths (``bilin_cli.attention``,
+# ``bilin_cli.hosvd``, ``bilin_cli.explain``, ``bilin_cli.report``). Importing such a path
+# would normally bind the module to the package attribute of the same name; the package
+# keeps the function instead, so ``bilin_cli.hosvd`` is always the API function.
+_SHADOWED = ("attention", "explain", "hosvd", "report")
 
 
 class _Package(types.ModuleType):
@@ -68,6 +85,31 @@ class _Package(types.ModuleType):
         if name in _SHADOWED and isinstance(value, types.ModuleType):
             return  # a submodule being bound by the import system: keep the API name
         super().__setattr__(name, value)
+
+
+class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``bilin_cli.<old path>`` and hands out the module at its new path."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        old = fullname.removeprefix(f"{__name__}.")
+        if old == fullname or old not in _MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    specs: dict = {}  # new name -> its own spec, which the import system overwrites
+
+    def create_module(self, spec):
+        old = spec.name.removeprefix(f"{__name__}.")
+        module = importlib.import_module(f"{__name__}.{_MOVED[old]}")
+        self.specs[module.__name__] = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        # Already executed at its new path; put back the spec the import system replaced.
+        module.__spec__ = self.specs.pop(module.__name__, module.__spec__)
+
+
+sys.meta_path.append(_OldPaths())
 
 
 def __getattr__(name: str):

@@ -41,7 +41,7 @@ def main() -> None:
     import torch
     from safetensors.torch import load_file
 
-    from bilin_cli.interaction import interaction
+    from bilin_cli.model.interaction import interaction
     from bilin_cli.storage.containers import open_checkpoint
     from bilin_cli.storage.layouts import recognise
     from bilin_cli.storage.sae import load_sae

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import reference_B, reference_layer_output, reference_Q, write_image
 
-from bilin_cli import adversarial as adv
+from bilin_cli.analyses import adversarial as adv
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.layouts import recognise
 

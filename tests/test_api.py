@@ -14,7 +14,7 @@ import pytest
 
 import bilin_cli as bilin
 from bilin_cli import api
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints"
@@ -76,12 +76,12 @@ def test_all_and_dir_list_the_api():
 
 
 def test_api_names_shared_with_modules_stay_functions():
-    import bilin_cli.explain  # noqa: F401  (binding the modules must not replace the API)
-    import bilin_cli.hosvd  # noqa: F401
-    from bilin_cli.hosvd import HOSVD
+    import bilin_cli.analyses.explain  # noqa: F401  (binding the modules must not replace the API)
+    import bilin_cli.analyses.hosvd  # noqa: F401
+    from bilin_cli.analyses.hosvd import HOSVD
 
     assert bilin.hosvd is api.hosvd and bilin.explain is api.explain
-    assert HOSVD.__module__ == "bilin_cli.hosvd"
+    assert HOSVD.__module__ == "bilin_cli.analyses.hosvd"
 
 
 def test_readme_example(monkeypatch):
@@ -168,7 +168,7 @@ def test_truncate_rank_10_gives_the_readme_accuracy(mnist, tmp_path):
     assert t.ranks.tolist() == [10] * 10 and len(t.per_class) == 10
     assert t.tensors["head.weight"].shape == (10, 100)
     # The written checkpoint is an ordinary bilinear model with the same accuracy.
-    from bilin_cli.evaluation import model_logits, scores
+    from bilin_cli.analyses.evaluation import model_logits, scores
     from bilin_cli.storage.data import load_dataset
 
     k10 = bilin.load(t.output)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import bilin_cli as bilin
-from bilin_cli.attention_circuits import low_rank_svd
+from bilin_cli.analyses.attention_circuits import low_rank_svd
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bilinear_transformer_ref as ref  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 from conftest import reference_B, write_image, write_toy, write_transformer
 from safetensors.numpy import load_file, save_file
 
-from bilin_cli.similarity import abs_cosines, qfs, quadratic_form_norm
+from bilin_cli.analyses.similarity import abs_cosines, qfs, quadratic_form_norm
 
 D, N_IN, N_CLS = 10, 16, 4
 

@@ -101,14 +101,14 @@ def test_float32_residual_is_small(cli, tmp_path):
 
 
 def test_residual_two_layer_model_sums_to_forward(cli, tmp_path):
-    from bilin_cli.cli.options import load
+    from bilin_cli.api import load
 
     make(tmp_path, True, n_layer=2, residual=True)
     code, out, err = cli("explain", tmp_path / "m", "-i", f"{tmp_path / 'data.npz'}:0", "--json",
                          "--float64", "--classes", N_CLS)
     assert code == 0, err
     doc = json.loads(out)
-    _, model = load(tmp_path / "m", None)
+    model = load(tmp_path / "m")
     with np.load(tmp_path / "data.npz") as z:
         x = z["x"][0].reshape(1, -1) / 255.0
     np.testing.assert_allclose(doc["logits"], model.forward(x, np.float64)[0], rtol=1e-12)

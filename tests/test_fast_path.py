@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from bilin_cli.decompose import decompose
-from bilin_cli.directions import from_class
+from bilin_cli.analyses.decompose import decompose
+from bilin_cli.analyses.directions import from_class
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.layouts import recognise
 
@@ -74,8 +74,7 @@ def test_a_token_direction_reads_one_row_of_a_bf16_unembedding(tmp_path):
     """--token T widens one row of a bf16 lm_head, not the whole matrix."""
     from conftest import write_transformer
 
-    from bilin_cli import directions
-
+    from bilin_cli.analyses import directions
     _, unembed = write_transformer(tmp_path / "lm", vocab=11, bf16=True)
     model = recognise(open_checkpoint(tmp_path / "lm"))
     seen = []

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from bilin_cli.cli import entry
-from bilin_cli.errors import BilinError
+from bilin_cli.core import interrupts
+from bilin_cli.core.errors import BilinError
 from bilin_cli.storage import atomic, writing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,11 +171,11 @@ def test_python_m_entry_point_handles_signals(tmp_path):
 
 @pytest.fixture
 def handlers():
-    assert entry.install()
+    assert interrupts.install()
     try:
         yield
     finally:
-        entry.uninstall()
+        interrupts.uninstall()
 
 
 def test_interrupt_inside_a_writer_removes_the_temporary_file(tmp_path, handlers):
@@ -185,15 +185,15 @@ def test_interrupt_inside_a_writer_removes_the_temporary_file(tmp_path, handlers
         time.sleep(5)  # the handler raises out of here
         fh.write(b"never")
 
-    with pytest.raises(entry.Interrupted):
+    with pytest.raises(interrupts.Interrupted):
         atomic.atomic_write(tmp_path / "x.bin", write)
     assert _leftovers(tmp_path) == []
 
 
 def test_deferred_holds_a_signal_until_the_block_ends(handlers):
     reached = []
-    with pytest.raises(entry.Interrupted):
-        with entry.deferred():
+    with pytest.raises(interrupts.Interrupted):
+        with interrupts.deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)
             reached.append("end of block")
@@ -212,7 +212,7 @@ def test_a_swallowed_interrupt_still_stops_publishing(tmp_path, handlers):
             pass
         fh.write(b"data")
 
-    with pytest.raises(entry.Interrupted):
+    with pytest.raises(interrupts.Interrupted):
         atomic.atomic_write(tmp_path / "x.bin", write)
     assert _leftovers(tmp_path) == []
 
@@ -227,7 +227,7 @@ def test_main_reports_an_interrupt_in_process(cli, monkeypatch):
     monkeypatch.setattr(app, "app", interrupted)
     code, out, err = cli("eig", MNIST)
     assert (code, err) == (130, "error: interrupted\n")
-    assert signal.getsignal(signal.SIGTERM) is not entry._handler  # put back afterwards
+    assert signal.getsignal(signal.SIGTERM) is not interrupts._handler  # put back afterwards
 
 
 # ---- racing writers -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Fuzzing the checkpoint loader: mutated safetensors files, forged headers, random configs.
 
 The only acceptable outcomes of opening a checkpoint, recognising its layout and reading
-its tensors are success or :class:`bilin_cli.errors.BilinError` (which the CLI turns into
+its tensors are success or :class:`bilin_cli.core.errors.BilinError` (which the CLI turns into
 one ``error:`` line); any other exception is a bug. Hypothesis runs derandomized with no
 example database, so CI sees the same examples every time, and each test is bounded by
 ``max_examples`` so the whole file takes a few seconds.
@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.layouts import recognise
 

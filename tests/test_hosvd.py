@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import Ref, reference_B, write_image, write_transformer
 
-from bilin_cli.hosvd import component, gram_matrix, loadings, unfolding
-from bilin_cli.model import BilinearLayer
+from bilin_cli.analyses.hosvd import component, gram_matrix, loadings, unfolding
+from bilin_cli.model.bilinear import BilinearLayer
 
 
 def check_png(path, diverging=True):
@@ -225,7 +225,7 @@ def reference_rank(ref) -> int:
                                    (6, 20, 30)])
 def test_rank_of_random_low_rank_layers(method, d, h, o):
     """h < o: B has rank h; o > d(d+1)/2: rank d(d+1)/2. Noise is never a component."""
-    from bilin_cli.hosvd import rank_tolerance
+    from bilin_cli.analyses.hosvd import rank_tolerance
 
     for seed in range(4):
         r = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ import typer
 from conftest import write_image, write_transformer
 
 from bilin_cli.cli.options import index_list
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from conftest import Ref, reference_eigvals, reference_layer_output, reference_Q
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bilin_cli.interaction import interaction, interaction_operator
-from bilin_cli.model import BilinearLayer
-from bilin_cli.spectra import (
+from bilin_cli.model.bilinear import BilinearLayer
+from bilin_cli.model.interaction import interaction, interaction_operator
+from bilin_cli.model.spectra import (
     effective_rank,
     eigh_sorted,
     fix_signs,

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bilin_cli as bilin
-from bilin_cli import network_moments as ns
+from bilin_cli.analyses import network_moments as ns
 from bilin_cli.api.network import input_distribution
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -27,10 +27,10 @@ def eig_hidden(cli, *direction) -> tuple[np.ndarray, np.ndarray]:
 
 def layer_input(index: int) -> np.ndarray:
     """h = E x for test image ``index``, computed here from the checkpoint's tensors."""
-    from bilin_cli.cli.options import load
+    from bilin_cli.api import load
     from bilin_cli.storage.data import load_dataset
 
-    _, model = load(MNIST, None)
+    model = load(MNIST)
     x = load_dataset(DATA, np.float64).x[index]
     return model.embed(np.float64) @ x
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 from bilin_cli.storage.atomic import atomic_write
 
 

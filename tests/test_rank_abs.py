@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_rank_scale import _dense, _layer
 
-from bilin_cli.lowrank_search import (
+from bilin_cli.analyses.lowrank_search import (
     abs_bounds,
     abs_parts,
     frobenius_sq,
@@ -18,7 +18,7 @@ from bilin_cli.lowrank_search import (
     lanczos_bounds,
     rank_abs_share,
 )
-from bilin_cli.model import BilinearLayer
+from bilin_cli.model.bilinear import BilinearLayer
 
 
 def _measures(lam: np.ndarray, k: int):
@@ -125,8 +125,7 @@ def test_the_api_chooses_the_route_and_keeps_the_measure(monkeypatch, tmp_path):
     from test_sae import write_sae
 
     import bilin_cli as bilin
-    from bilin_cli import lowrank_search
-
+    from bilin_cli.analyses import lowrank_search
     write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=3)
     write_sae(tmp_path / "sae", 8, 40, "paper", 0)
     dense = bilin.rank_features(tmp_path / "lm", tmp_path / "sae", layer=1, top=6)

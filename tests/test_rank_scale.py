@@ -1,4 +1,4 @@
-"""Low-rank search at scale (bilin_cli/lowrank_search.py) against dense references."""
+"""Low-rank search at scale (bilin_cli/analyses/lowrank_search.py) against dense references."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_sae import write_sae
 
-from bilin_cli.interaction import symmetric_form
-from bilin_cli.lowrank_search import (
+from bilin_cli.analyses.lowrank_search import (
     frobenius_sq,
     kw_factor,
     lanczos,
     lanczos_bounds,
     rank_sq_share,
 )
-from bilin_cli.model import BilinearLayer
+from bilin_cli.model.bilinear import BilinearLayer
+from bilin_cli.model.interaction import symmetric_form
 
 
 def _layer(seed, d=12, h=20, o=9, with_p=True, planted=()):
@@ -196,8 +196,7 @@ def test_the_measure_never_switches_and_the_route_is_said(cli, tmp_path, monkeyp
     """--measure says what is ranked at every size; bilin picks the route and says which."""
     from conftest import write_transformer
 
-    from bilin_cli import lowrank_search
-
+    from bilin_cli.analyses import lowrank_search
     write_transformer(tmp_path / "lm", d=8, h=16, vocab=11, n_layer=3)
     write_sae(tmp_path / "sae", 8, 30, "paper", 0)
     args = ("rank-features", tmp_path / "lm", "--layer", 1, "--sae-out", tmp_path / "sae",
@@ -263,8 +262,7 @@ def test_top_n_equals_the_dense_ranking(seed, k, top, d, with_p):
 def test_a_cut_inside_the_bulk_is_screened_in_float32_and_stays_exact(top, monkeypatch):
     """With --top reaching past the low-rank features the bounds cannot separate the bulk;
     the float32 dense screen decides it, and the rows are still the dense float64 top N."""
-    from bilin_cli import lowrank_search
-
+    from bilin_cli.analyses import lowrank_search
     monkeypatch.setattr(lowrank_search, "SCREEN_MIN", 1)
     layer, E, lam, share = _planted()
     res = rank_sq_share(layer, E, 2, top=top, steps=5, deep_steps=7)

@@ -22,7 +22,6 @@ import pytest
 from bilin_cli import api
 from bilin_cli.render.report_html import write_report
 from bilin_cli.render.style import eigenvalue_text
-from bilin_cli.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints"
@@ -35,7 +34,7 @@ SAE_IN = SHAKESPEARE / "sae-mlp-in-L1"
 @pytest.fixture(scope="module")
 def mnist(tmp_path_factory):
     """The mnist sample's whole report (every class), built once: (Report, folder)."""
-    report = build_report(MNIST)
+    report = api.report(MNIST)
     folder = tmp_path_factory.mktemp("reports") / "mnist"
     write_report(report, folder)
     return report, folder
@@ -110,7 +109,7 @@ def test_language_model_pages_read_eigenvectors_as_tokens(shakespeare):
 
 
 def test_sae_feature_pages(tmp_path):
-    report = build_report(SHAKESPEARE, layer=1, sae=SAE_OUT, features=[395, 8], sae_in=SAE_IN,
+    report = api.report(SHAKESPEARE, layer=1, sae=SAE_OUT, features=[395, 8], sae_in=SAE_IN,
                           top=2)
     assert [p.key for p in report.pages] == ["feature-395", "feature-8"]
     ref = api.eig(SHAKESPEARE, layer=1, sae=SAE_OUT, feature=395, top=None)
@@ -122,7 +121,7 @@ def test_sae_feature_pages(tmp_path):
 
 
 def test_default_sae_pages_are_the_most_low_rank_features():
-    report = build_report(SHAKESPEARE, layer=1, sae=SAE_OUT, top=1)
+    report = api.report(SHAKESPEARE, layer=1, sae=SAE_OUT, top=1)
     ranked = api.rank_features(SHAKESPEARE, SAE_OUT, layer=1, top=64)
     assert [p.index for p in report.pages] == ranked.features.tolist()
     assert any("64 most low-rank" in n for n in report.notes)

@@ -72,7 +72,7 @@ def test_interaction_entries_equal_naive(cli, tmp_path, lm, fmt_in, fmt_out):
 
 
 def test_top_pairs_streams_in_blocks():
-    from bilin_cli.features import top_pairs
+    from bilin_cli.analyses.features import top_pairs
 
     r = np.random.default_rng(0)
     A = r.standard_normal((6, 6))
@@ -167,8 +167,8 @@ def test_token_str(cli, tmp_path, lm):
 def test_rank_features_factored_path_equals_unfolding(device):
     """Both ways of building Q (via B's unfolding, or batched from W, V, P) agree, on
     NumPy and on a torch device."""
-    from bilin_cli.features import rank_features
-    from bilin_cli.model import BilinearLayer
+    from bilin_cli.analyses.features import rank_features
+    from bilin_cli.model.bilinear import BilinearLayer
 
     r = np.random.default_rng(9)
     layer = BilinearLayer(r.standard_normal((14, 6)), r.standard_normal((14, 6)),
@@ -188,8 +188,8 @@ def test_rank_features_factored_path_equals_unfolding(device):
 @given(st.integers(1, 9), st.integers(1, 4), st.integers(0, 2**32 - 1), st.booleans())
 def test_spectra_stats_match_per_spectrum_reference(d, k, seed, ties):
     """The vectorized statistics equal a per-spectrum computation, ties included."""
-    from bilin_cli.features import spectra_stats
-    from bilin_cli.spectra import order_by_magnitude
+    from bilin_cli.analyses.features import spectra_stats
+    from bilin_cli.model.spectra import order_by_magnitude
 
     r = np.random.default_rng(seed)
     lam = r.standard_normal((5, d))
@@ -209,8 +209,8 @@ def test_spectra_stats_match_per_spectrum_reference(d, k, seed, ties):
 
 
 def test_rank_features_same_on_any_number_of_workers():
-    from bilin_cli.features import rank_features
-    from bilin_cli.model import BilinearLayer
+    from bilin_cli.analyses.features import rank_features
+    from bilin_cli.model.bilinear import BilinearLayer
 
     r = np.random.default_rng(4)
     layer = BilinearLayer(r.standard_normal((20, 7)), r.standard_normal((20, 7)),
@@ -246,8 +246,8 @@ def test_device_errors(monkeypatch):
 
     import torch
 
-    from bilin_cli.accel import torch_device
-    from bilin_cli.errors import BilinError
+    from bilin_cli.core.accel import torch_device
+    from bilin_cli.core.errors import BilinError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BilinError, match="no CUDA device"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bilin_cli.shards import Shard, parse_shard
+from bilin_cli.cli.shards import Shard, parse_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = "sample_checkpoints/mnist"

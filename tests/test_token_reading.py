@@ -127,9 +127,9 @@ def test_llama_chain_applies_the_mlp_norm_gain(cli, tmp_path):
 
 
 def test_token_scores_do_not_depend_on_the_block_size(tmp_path):
+    from bilin_cli.analyses.token_reading import token_scores
     from bilin_cli.storage.containers import open_checkpoint
     from bilin_cli.storage.layouts import recognise
-    from bilin_cli.token_reading import token_scores
 
     write_llama(tmp_path / "llama", vocab=23, mlp_gain=True)
     model = recognise(open_checkpoint(tmp_path / "llama"))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from bilin_cli import decompose as decompose_module
-from bilin_cli.decompose import auto_method, decompose
-from bilin_cli.directions import from_class
+from bilin_cli.analyses import decompose as decompose_module
+from bilin_cli.analyses.decompose import auto_method, decompose
+from bilin_cli.analyses.directions import from_class
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.layouts import recognise
 

@@ -10,13 +10,14 @@ itself stays cheap)::
     ((5,), (5, 784))
 
 Each function is a thin layer over the library module the matching ``bilin`` command
-calls, and returns the object that command renders: :class:`~bilin_cli.decompose.Decomposition`
-for ``eig``, :class:`~bilin_cli.hosvd.HOSVD`, :class:`~bilin_cli.explain.Explanation`, and
+calls, and returns the object that command renders:
+:class:`~bilin_cli.analyses.decompose.Decomposition` for ``eig``,
+:class:`~bilin_cli.analyses.hosvd.HOSVD`, :class:`~bilin_cli.analyses.explain.Explanation`, and
 the small dataclasses below for ``spectrum``, ``truncate`` and ``rank_features``. Arrays are
 NumPy arrays; eigenpairs are ordered by ``|lambda|`` descending (signs kept), and index
 ``r - 1`` is the eigenvector the CLI numbers ``r``. Wherever a function takes a model it also
 takes a checkpoint path (it is then loaded with :func:`load`). Errors a user can cause raise
-:class:`bilin_cli.errors.BilinError` with the message the CLI prints.
+:class:`bilin_cli.core.errors.BilinError` with the message the CLI prints.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import importlib
 
 from bilin_cli import _API
 from bilin_cli.api._types import PathLike  # noqa: F401
-from bilin_cli.errors import BilinError  # noqa: F401
+from bilin_cli.core.errors import BilinError  # noqa: F401
 
 # Each name and the submodule that defines it. Submodules load on first use, so a command
 # imports only the API it calls (``bilin eig`` skips adversarial masks, networks, ...).
@@ -39,10 +40,12 @@ _WHERE = {
     "NetworkSimilarity": "network", "attention": "network", "network_similarity": "network",
     "Spectra": "spectra", "chain": "spectra", "eig": "spectra", "parse_head": "spectra",
     "spectrum": "spectra", "token_reading": "spectra",
+    "Report": "report", "report": "report",
     "Evaluation": "truncation", "Sweep": "truncation", "Truncation": "truncation",
     "evaluate": "truncation", "truncate": "truncation", "truncation_sweep": "truncation",
 }
-_OTHERS = {"Decomposition": "bilin_cli.decompose", "BilinearModel": "bilin_cli.model"}
+_OTHERS = {"Decomposition": "bilin_cli.analyses.decompose",
+           "BilinearModel": "bilin_cli.model.bilinear"}
 
 # The one list of API names lives in the package, which serves them lazily.
 __all__ = list(_API)

@@ -12,8 +12,8 @@ from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _items
 from bilin_cli.api.loading import _dataset, _model
 from bilin_cli.api.truncation import _stage
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 # ------------------------------------------------------------------------- adversarial
 
@@ -22,7 +22,7 @@ from bilin_cli.model import BilinearModel
 class Adversarial:
     """Adversarial masks built from eigenvectors alone (``bilin adversarial``).
 
-    ``masks``: one :class:`~bilin_cli.adversarial.Mask` per target (``pixel (n_in,)``, unit
+    ``masks``: one :class:`~bilin_cli.analyses.adversarial.Mask` per target (``pixel (n_in,)``, unit
     std, add ``strength * pixel`` to an input; ``baseline``: its pixels permuted;
     ``excitation``, ``leak``, ``eig_rank``...). ``doc`` (``as_dict()``) is the ``--json``
     document: per strength (or pixel count) the accuracy and the rate at which other-class
@@ -116,8 +116,8 @@ def adversarial_masks(
         >>> round(mean["accuracy"], 4), round(mean["target_rate"], 4)
         (0.1622, 0.9066)
     """
-    from bilin_cli import adversarial as adv
-    from bilin_cli.render.printable import printable
+    from bilin_cli.analyses import adversarial as adv
+    from bilin_cli.core.printable import printable
     from bilin_cli.storage.data import check_fits, default_data_path
 
     per_class = eig if per_class is None else per_class

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bilin_cli import directions as _dirs
+from bilin_cli.analyses import directions as _dirs
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.loading import _model
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 # -------------------------------------------------------------------------- directions
 
 
 class _Every:
-    """``"all"``: every index there is (resolved by :mod:`bilin_cli.directions`)."""
+    """``"all"``: every index there is (resolved by :mod:`bilin_cli.analyses.directions`)."""
 
     def resolve(self, n: int, what: str = "index", plural: str = "entries") -> list[int]:
         return list(range(n))
@@ -33,7 +33,7 @@ def _items(value) -> list:
 
 def _index_specs(value, token_texts: list | None = None) -> list:
     """``3``, ``[0, 3]``, ``"all"`` (or the CLI's parsed index lists) for
-    :func:`bilin_cli.directions.chosen`; token texts go to ``token_texts``."""
+    :func:`bilin_cli.analyses.directions.chosen`; token texts go to ``token_texts``."""
     out = []
     for v in _items(value):
         if isinstance(v, str):
@@ -82,9 +82,9 @@ def output_directions(
     ``cls``, ``token`` and ``feature`` take an index, a list of them or ``"all"``; a
     ``token`` may also be a token's text (``token_text`` takes texts only, even ``"all"``).
     ``direction`` is a vector ``(o,)`` in the layer's output space, a ``.npy`` path, a
-    :class:`~bilin_cli.directions.Direction`, or a list of
+    :class:`~bilin_cli.analyses.directions.Direction`, or a list of
     them. ``sae`` (a path or a :func:`~bilin_cli.storage.sae.load_sae` result) goes with
-    ``feature``. Returns :class:`~bilin_cli.directions.Direction` objects (``u (o,)``,
+    ``feature``. Returns :class:`~bilin_cli.analyses.directions.Direction` objects (``u (o,)``,
     ``info``: how it was chosen, ``info_key``: ``class3``, ``token101``, ``feature395``,
     ``file0``...) in the order classes, tokens (ids, then texts), SAE features, files,
     vectors; a direction named twice is an error. Each can be passed to :func:`eig`,

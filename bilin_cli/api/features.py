@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli import directions as _dirs
+from bilin_cli.analyses import directions as _dirs
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _items, _sae
 from bilin_cli.api.loading import _model
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 # ----------------------------------------------------------------------- rank_features
 
@@ -92,8 +92,8 @@ def rank_features(
         >>> int(r.features[0]), round(float(r.top_k_share[0]), 4), r.top_eigenvalues.shape
         (395, 0.1352, (1024, 2))
     """
-    from bilin_cli.features import rank_features as run
-    from bilin_cli.lowrank_search import auto_route, rank_abs_share, rank_sq_share
+    from bilin_cli.analyses.features import rank_features as run
+    from bilin_cli.analyses.lowrank_search import auto_route, rank_abs_share, rank_sq_share
 
     if sort not in ("top_k_share", "effective_rank"):
         raise BilinError(f"sort must be top_k_share or effective_rank, got {sort!r}")
@@ -178,7 +178,7 @@ def hosvd(
 ):
     """Higher-order SVD of a layer, ``B = sum_k sigma_k u_k (x) Q_k`` (``bilin hosvd``).
 
-    Returns a :class:`~bilin_cli.hosvd.HOSVD`: ``sigma (K,)``, ``U (o, K)`` (column
+    Returns a :class:`~bilin_cli.analyses.hosvd.HOSVD`: ``sigma (K,)``, ``U (o, K)`` (column
     ``k-1`` says how much each output uses component ``k``), ``eigenvalues (K, top)`` and
     ``eigenvectors (K, top, dim)`` of each ``Q_k``, ``effective_ranks (K,)``,
     ``energy_share (K,)``. ``components=None`` keeps every nonzero one.
@@ -189,7 +189,7 @@ def hosvd(
         >>> h.sigma.shape, h.U.shape, h.eigenvectors.shape
         ((3,), (10, 3), (3, 2, 784))
     """
-    from bilin_cli.hosvd import hosvd as run
+    from bilin_cli.analyses.hosvd import hosvd as run
 
     model = _model(model)
     return run(model, model.resolve_layer(layer), components, top, basis, dtype, method,
@@ -206,8 +206,8 @@ def explain(
 
     ``x``: the input as the model reads it, ``(n_in,)`` (784 pixels in [0, 1] for the
     mnist sample), or a CLI input spec such as ``"data.npz:0"``. Returns an
-    :class:`~bilin_cli.explain.Explanation`: ``logits (n_classes,)``, ``prediction``, and
-    per class a :class:`~bilin_cli.explain.ClassExplanation` with ``eigenvalues (d,)``,
+    :class:`~bilin_cli.analyses.explain.Explanation`: ``logits (n_classes,)``, ``prediction``, and
+    per class a :class:`~bilin_cli.analyses.explain.ClassExplanation` with ``eigenvalues (d,)``,
     ``projections (d,)`` and ``contributions (d,)`` = ``lambda_i (v_i . h)^2``, which with
     ``linear``, ``constant`` and ``skip`` sum to ``logit`` (``residual`` is the check).
 
@@ -217,8 +217,8 @@ def explain(
         >>> e.prediction, e.classes[0].contributions.shape
         (7, (512,))
     """
-    from bilin_cli.explain import Input, check_classifier, input_size, load_input
-    from bilin_cli.explain import explain as run
+    from bilin_cli.analyses.explain import Input, check_classifier, input_size, load_input
+    from bilin_cli.analyses.explain import explain as run
 
     model = _model(model)
     check_classifier(model)
@@ -288,7 +288,7 @@ def compare(
         >>> c.space, c.qfs.round(4).tolist(), c.hungarian_mean.round(4).tolist()
         ('input', [1.0], [1.0])
     """
-    from bilin_cli.similarity import compare as run
+    from bilin_cli.analyses.similarity import compare as run
 
     ma, mb = _model(a), _model(b)
     classes = None if cls is None else [int(c) for c in _items(cls)]
@@ -369,9 +369,9 @@ def interact(
         >>> i.eigenvalues.shape, len(i.pairs["self"]), len(i.eigen)
         ((128,), 2, 3)
     """
-    from bilin_cli.features import eigen_in_features, top_pairs
-    from bilin_cli.interaction import interaction
-    from bilin_cli.spectra import effective_rank, eigenvalues
+    from bilin_cli.analyses.features import eigen_in_features, top_pairs
+    from bilin_cli.model.interaction import interaction
+    from bilin_cli.model.spectra import effective_rank, eigenvalues
 
     model = _model(model)
     index = model.resolve_layer(layer)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bilin_cli.api._types import PathLike
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 # ----------------------------------------------------------------------------- loading
 
@@ -23,6 +23,12 @@ def load(path: PathLike, map: dict | PathLike | None = None) -> BilinearModel:  
         >>> m.kind, m.n_layers, (m.shapes[0].d, m.shapes[0].h, m.shapes[0].o)
         ('classifier', 1, (512, 512, 10))
     """
+    return _opened(path, map)[1]
+
+
+def _opened(path: PathLike, map: dict | PathLike | None = None):  # noqa: A002
+    """``(checkpoint, model)``: the container (for ``bilin info``'s description) and the
+    model read from it, as :func:`load` returns it."""
     from bilin_cli.storage.containers import open_checkpoint
     from bilin_cli.storage.layouts import recognise
     from bilin_cli.storage.maps import read_map
@@ -33,7 +39,7 @@ def load(path: PathLike, map: dict | PathLike | None = None) -> BilinearModel:  
     # Where it came from: truncate() finds a shipped sample's own test split with these.
     model.meta.setdefault("source_path", str(path))
     model.meta.setdefault("source_config", dict(checkpoint.config))
-    return model
+    return checkpoint, model
 
 
 def _model(model: BilinearModel | PathLike) -> BilinearModel:

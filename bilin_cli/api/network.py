@@ -13,8 +13,8 @@ import numpy as np
 
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.loading import _model, load
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 APPROXIMATION = ("Gaussian closure: from the second bilinear layer on, each layer's input is "
                  "taken as Gaussian with its exact mean and covariance (joint across the "
@@ -84,7 +84,7 @@ def input_distribution(n: int, input_cov: PathLike | np.ndarray | None = None,
                        with_mean: bool = False):
     """``N(0, I)``, or the covariance (and with ``with_mean`` the mean) of a data file's
     inputs (``.npz`` with ``x``, an idx folder, or a ``.npy`` covariance matrix)."""
-    from bilin_cli.network_moments import InputDistribution
+    from bilin_cli.analyses.network_moments import InputDistribution
 
     if input_cov is None:
         if with_mean:
@@ -191,7 +191,7 @@ def network_similarity(
         >>> s.cosine.shape, bool(s.exact), round(float(s.cosine[0, 0]), 12)
         ((2, 2), True, 1.0)
     """
-    from bilin_cli.network_moments import (
+    from bilin_cli.analyses.network_moments import (
         cross_moments,
         form_moments,
         form_size,
@@ -302,10 +302,10 @@ def attention(
     ``top`` singular values and vectors (read as ``tokens`` tokens per side), the ``pairs``
     query/key token pairs of largest and most negative direct-path score and the source
     tokens whose value most raises an output token's logit. Returns a
-    :class:`~bilin_cli.attention_circuits.AttentionReport`; ``as_dict()`` is the ``--json``
+    :class:`~bilin_cli.analyses.attention_circuits.AttentionReport`; ``as_dict()`` is the ``--json``
     document.
     """
-    from bilin_cli.attention_circuits import read_heads
+    from bilin_cli.analyses.attention_circuits import read_heads
 
     model = _model(model)
     heads = None if head is None else [int(h) for h in (

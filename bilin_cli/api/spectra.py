@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bilin_cli.analyses.decompose import Decomposition
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _one_direction, output_directions
 from bilin_cli.api.loading import _model
-from bilin_cli.decompose import Decomposition
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 # --------------------------------------------------------------------------------- eig
 
@@ -54,7 +54,7 @@ def eig(
     ``score = x_k^T Q x_k`` (rank 2; the eigenvectors live in the residual stream and are read
     as key tokens).
 
-    Returns a :class:`~bilin_cli.decompose.Decomposition`: ``eigenvalues (k,)``,
+    Returns a :class:`~bilin_cli.analyses.decompose.Decomposition`: ``eigenvalues (k,)``,
     ``eigenvectors (k, dim)`` (``dim`` = pixels or ``d``), ``effective_rank``, ``sum_abs``,
     ``top_share``, with biases ``linear (dim,)`` and ``constant``; ``as_dict()`` is the
     ``--json`` document. ``u . y(x) = sum_i lambda_i (v_i . x)^2`` exactly.
@@ -65,7 +65,7 @@ def eig(
         >>> d.eigenvalues.round(4)
         array([-0.1459, -0.1314,  0.1233, -0.1195, -0.1109], dtype=float32)
     """
-    from bilin_cli.decompose import decompose
+    from bilin_cli.analyses.decompose import decompose
 
     model = _model(model)
     if head is not None or query_token is not None:
@@ -78,7 +78,7 @@ def eig(
     dec = decompose(model, index, u, top=top, basis=basis, dtype=dtype, method=method)
     _note_top(dec, top)
     if tokens:
-        from bilin_cli.token_reading import note, read_as_tokens
+        from bilin_cli.analyses.token_reading import note, read_as_tokens
 
         dec.tokens = read_as_tokens(model, index, dec.eigenvectors, tokens)
         dec.notes.append(note(model))
@@ -100,7 +100,7 @@ def parse_head(text: str | tuple[int, int] | list) -> tuple[int, int]:
 
 
 def _query_eig(model, head, query_token, top, dtype, tokens, **others) -> Decomposition:
-    from bilin_cli.attention_circuits import query_decomposition
+    from bilin_cli.analyses.attention_circuits import query_decomposition
     from bilin_cli.storage.vocabulary import token_id
 
     given = [k for k, v in others.items() if v is not None]
@@ -155,10 +155,10 @@ def chain(
     The direction (one, as :func:`eig` takes it) is decomposed at ``layer``; eigenvector
     ``eigenvector`` of that layer is the output direction of the layer below, and so on
     down to layer 0, whose eigenvectors are given in ``basis``. Returns one
-    :class:`~bilin_cli.decompose.Decomposition` per layer, from ``layer`` down to 0, each
+    :class:`~bilin_cli.analyses.decompose.Decomposition` per layer, from ``layer`` down to 0, each
     with its ``top`` eigenpairs.
     """
-    from bilin_cli.decompose import chain as run
+    from bilin_cli.analyses.decompose import chain as run
 
     model = _model(model)
     index = model.resolve_layer(layer)
@@ -225,7 +225,7 @@ def spectrum(
         >>> s.eigenvalues.shape, round(s.summaries[3]["effective_rank"], 2)
         ((10, 512), 36.03)
     """
-    from bilin_cli.decompose import spectra
+    from bilin_cli.analyses.decompose import spectra
 
     model = _model(model)
     index = model.resolve_layer(layer)

@@ -10,8 +10,8 @@ import numpy as np
 
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.loading import _dataset, _model
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 # ---------------------------------------------------------------------------- truncate
 
@@ -88,7 +88,7 @@ def truncate(
         >>> t.hidden_units, round(t.accuracy, 4), round(t.full_accuracy, 4)
         (100, 0.9283, 0.9821)
     """
-    from bilin_cli.truncation import (
+    from bilin_cli.analyses.truncation import (
         choose_ranks,
         class_spectra,
         rank_report,
@@ -113,7 +113,7 @@ def truncate(
     source = model.meta.get("source_path")
     config = model.meta.get("source_config", {})
     if evaluate:
-        from bilin_cli.evaluation import model_logits, scores
+        from bilin_cli.analyses.evaluation import model_logits, scores
         from bilin_cli.storage.data import default_data_path, load_dataset
 
         path = data if data is not None else (
@@ -129,8 +129,8 @@ def truncate(
         elif data is not None:
             raise BilinError("no data to evaluate on")
     if output is not None:
+        from bilin_cli.analyses.truncation import truncated_config
         from bilin_cli.storage.writing import save_checkpoint
-        from bilin_cli.truncation import truncated_config
 
         cfg = truncated_config(config, source, ranks, rank, energy, result.augmented)
         result.output = str(save_checkpoint(Path(output), result.tensors, cfg, force))
@@ -180,7 +180,7 @@ def truncation_sweep(
         >>> s.ks.tolist(), s.accuracy.round(4).tolist(), s.full_accuracy
         ([0, 5, 10], [0.098, 0.7064, 0.9283], 0.9821)
     """
-    from bilin_cli.truncation import accuracy_sweep, class_spectra
+    from bilin_cli.analyses.truncation import accuracy_sweep, class_spectra
 
     model = _model(model)
     n_cls = model.shapes[-1].o
@@ -248,7 +248,7 @@ def evaluate(
         >>> e.accuracy, e.n, e.confusion.shape
         (0.9821, 10000, (10, 10))
     """
-    from bilin_cli.evaluation import model_logits, scores
+    from bilin_cli.analyses.evaluation import model_logits, scores
 
     model = _model(model)
     dataset = _dataset(model, data, dtype)

@@ -10,8 +10,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli import adversarial as adv
 from bilin_cli import api
+from bilin_cli.analyses import adversarial as adv
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -27,10 +27,10 @@ from bilin_cli.cli.options import (
     number_list,
     output_settings,
 )
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import say_wrote
 from bilin_cli.render.figures import figure_format
 from bilin_cli.render.output import emit
-from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views_adversarial import input_report, sweep_report
 from bilin_cli.storage.atomic import atomic_write

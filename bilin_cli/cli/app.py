@@ -18,14 +18,12 @@ from typing import Annotated
 
 import typer
 import typer.main
-from typer._click.exceptions import UsageError
-from typer._click.utils import PacifyFlushWrapper
 from typer.core import TyperArgument, TyperGroup
 
 from bilin_cli import __version__
-from bilin_cli.cli import entry
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core import interrupts
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 
 HELP = (
     "Weight-based interpretability for bilinear networks: every output direction u of "
@@ -143,6 +141,13 @@ class BilinGroup(TyperGroup):
     they are.
     """
 
+    def invoke(self, ctx):
+        # What the command opens is recorded for this run only (no output replaces it).
+        from bilin_cli.storage.inputs import command_run
+
+        with command_run():
+            return super().invoke(ctx)
+
     def list_commands(self, ctx) -> list[str]:
         return list(dict.fromkeys([*self.commands, *(name for name, _, _ in COMMANDS)]))
 
@@ -171,7 +176,9 @@ class BilinGroup(TyperGroup):
     def resolve_command(self, ctx, args):
         try:
             name, cmd, rest = super().resolve_command(ctx, args)
-        except UsageError as exc:
+        except typer.TyperException as exc:
+            if getattr(exc, "exit_code", None) != 2:  # not a usage error
+                raise
             # typer suggests from the loaded commands only; suggest from all of them.
             if args and "Did you mean" not in exc.message:
                 matches = get_close_matches(args[0], self.list_commands(ctx))
@@ -282,21 +289,21 @@ def main() -> None:
     temporary files. Called in-process (tests), it installs the signal handlers for the
     run and puts the previous ones back afterwards.
     """
-    installed_here = entry.install()
+    installed_here = interrupts.install()
     try:
         try:
             _run()
         except SystemExit as exc:
             # A signal whose exception some library swallowed, or a KeyboardInterrupt (no
             # handlers of ours: not the main thread) that typer turned into a silent exit.
-            if entry.interrupted() or _caused_by_keyboard_interrupt(exc):
-                raise entry.Interrupted() from None
+            if interrupts.interrupted() or _caused_by_keyboard_interrupt(exc):
+                raise interrupts.Interrupted() from None
             raise
-    except (entry.Interrupted, KeyboardInterrupt):
-        entry.report_interrupted()
+    except (interrupts.Interrupted, KeyboardInterrupt):
+        interrupts.report_interrupted()
     finally:
         if installed_here:
-            entry.uninstall()
+            interrupts.uninstall()
 
 
 def _caused_by_keyboard_interrupt(exc: BaseException) -> bool:
@@ -337,7 +344,7 @@ def _run() -> None:
     except SystemExit as exc:
         # click ends a closed pipe (EPIPE) with exit code 1, having wrapped stdout in a
         # PacifyFlushWrapper: a closed pipe is no error of ours.
-        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
             _closed_pipe()
         raise
     except MemoryError:

@@ -19,7 +19,7 @@ from bilin_cli.cli.options import (
     dtype_of,
     output_settings,
 )
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 from bilin_cli.render.output import emit
 from bilin_cli.render.progress import status
 

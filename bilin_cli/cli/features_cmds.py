@@ -24,8 +24,8 @@ from bilin_cli.cli.options import (
     number,
     output_settings,
 )
+from bilin_cli.core.printable import say_wrote
 from bilin_cli.render.output import emit
-from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 
 PlotOpt = Annotated[

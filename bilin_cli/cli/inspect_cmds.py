@@ -29,9 +29,10 @@ from bilin_cli.cli.options import (
     index_lists,
     output_settings,
 )
-from bilin_cli.errors import BilinError
+from bilin_cli.cli.shards import write_part
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import say_wrote
 from bilin_cli.render.output import Report, Stream, emit
-from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress, status
 from bilin_cli.render.views import (
     chain_report,
@@ -40,7 +41,6 @@ from bilin_cli.render.views import (
     spectrum_report,
     suggest_map_report,
 )
-from bilin_cli.shards import write_part
 
 
 class Basis(str, Enum):

@@ -11,7 +11,6 @@ import numpy as np
 import typer
 
 from bilin_cli import api
-from bilin_cli.accel import torch_device
 from bilin_cli.cli.options import (
     Ckpt,
     Float64Opt,
@@ -26,11 +25,12 @@ from bilin_cli.cli.options import (
     dtype_of,
     output_settings,
 )
+from bilin_cli.cli.shards import write_part
+from bilin_cli.core.accel import torch_device
 from bilin_cli.render.output import emit
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import interact_report, rank_features_report
 from bilin_cli.render.views_features import rank_sq_report
-from bilin_cli.shards import write_part
 from bilin_cli.storage.sae import load_sae
 
 

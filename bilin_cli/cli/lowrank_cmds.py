@@ -23,8 +23,8 @@ from bilin_cli.cli.options import (
     number_list,
     output_settings,
 )
+from bilin_cli.core.printable import say_wrote
 from bilin_cli.render.output import emit
-from bilin_cli.render.printable import say_wrote
 from bilin_cli.render.progress import progress
 from bilin_cli.render.views import eval_report, sweep_report, truncate_report
 from bilin_cli.storage.writing import check_checkpoint_target

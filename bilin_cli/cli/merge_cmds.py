@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from bilin_cli.cli.options import ForceOpt, FormatOpt, JsonOpt, OutputOpt, output_settings
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
-from bilin_cli.shards import check_parts, read_part
-from bilin_cli.shards import merge as merge_parts
+from bilin_cli.cli.shards import check_parts, read_part
+from bilin_cli.cli.shards import merge as merge_parts
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 
 
 def merge(
@@ -46,7 +46,7 @@ def merge(
         bilin spectrum sample_checkpoints/toy --json --shard 1/2 -o toy-spectrum.part1
         bilin spectrum sample_checkpoints/toy --json --shard 2/2 -o toy-spectrum.part2
     """
-    # Every part is checked against the part schema (bilin_cli.shards) as it is read.
+    # Every part is checked against the part schema (bilin_cli.cli.shards) as it is read.
     docs = [read_part(p) for p in parts]
     ordered = check_parts(docs)
     given = json_ or fmt is not None

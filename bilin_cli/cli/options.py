@@ -16,13 +16,10 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.output import resolve_format
-from bilin_cli.shards import shard_option
+from bilin_cli.cli.shards import shard_option
+from bilin_cli.core.errors import BilinError
+from bilin_cli.render.output import FORMATS
 from bilin_cli.storage.atomic import check_writable
-from bilin_cli.storage.containers import Checkpoint, open_checkpoint
-from bilin_cli.storage.layouts import read_map, recognise
 
 # Numeric option values, one rule for every command:
 #
@@ -208,7 +205,7 @@ def index_lists(values, option: str) -> list[IndexList]:
 def index_file(path: str | Path, option: str = "--token-file") -> IndexList:
     """Indices from a file: one per line or separated by spaces or commas (ranges and
     ``all`` as in :func:`index_list`); ``#`` starts a comment."""
-    from bilin_cli.render.printable import printable
+    from bilin_cli.core.printable import printable
     from bilin_cli.storage.files import regular_file
 
     p = regular_file(path, "index file")
@@ -285,6 +282,23 @@ TokenFileOpt = Annotated[
 ]
 
 
+def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
+    """The format asked for; conflicting or incomplete requests are usage errors."""
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if json_flag and fmt not in (None, "json"):
+        raise typer.BadParameter(f"--json conflicts with --format {fmt}", param_hint="--json")
+    if fmt is None and not json_flag and output is not None:
+        # -o sim.csv means CSV: the extension names the format where no option does.
+        suffix = Path(str(output)).suffix.lower().lstrip(".")
+        fmt = {"json": "json", "jsonl": "json", "csv": "csv", "tsv": "tsv", "npz": "npz"}.get(
+            suffix)
+    chosen = "json" if json_flag else (fmt or "table")
+    if chosen == "npz" and output is None:
+        raise typer.BadParameter("--format npz writes a file: add -o FILE.npz", param_hint="-o")
+    return chosen
+
+
 def output_settings(
     json_flag: bool,
     fmt: str | None,
@@ -327,17 +341,15 @@ _REPEAT_HINTS: dict[tuple[str, str], str] = {}
 def refuse_repeated(command, name: str | None, args: list[str], parent) -> None:
     """A single-value option given twice (``--class 1 --class 2``) is an error, not the
     last one silently winning. Flags (``--json --json``) and repeatable options pass."""
-    # typer vendors its own click (typer._click); its commands are built from that one.
-    from typer._click.core import Context
-    from typer._click.exceptions import UsageError
+    import typer
 
     if any(a in ("-h", "--help") for a in args):
         return
-    ctx = Context(command, info_name=name, parent=parent, resilient_parsing=True)
+    ctx = typer.Context(command, info_name=name, parent=parent, resilient_parsing=True)
     try:
         _, _, order = command.make_parser(ctx).parse_args(args=list(args))
-    except UsageError:
-        return  # the real parse reports it
+    except typer.TyperException:
+        return  # a usage error: the real parse reports it
     seen: dict = {}
     for param in order:
         if getattr(param, "param_type_name", "") == "option" and not param.multiple \
@@ -350,32 +362,8 @@ def refuse_repeated(command, name: str | None, args: list[str], parent) -> None:
                              + (f" ({hint})" if hint else ""))
 
 
-def _strict_group():
-    from typer.core import TyperGroup
-
-    class StrictGroup(TyperGroup):
-        """The app's group: refuses a repeated single-value option of any command."""
-
-        def resolve_command(self, ctx, args):
-            name, cmd, rest = super().resolve_command(ctx, args)
-            if cmd is not None:
-                refuse_repeated(cmd, name, rest, ctx)
-            return name, cmd, rest
-
-    return StrictGroup
-
-
-StrictGroup = _strict_group()
-
-
 def dtype_of(float64: bool) -> type:
     return np.float64 if float64 else np.float32
-
-
-def load(ckpt: Path, map_file: Path | None) -> tuple[Checkpoint, BilinearModel]:
-    checkpoint = open_checkpoint(ckpt)
-    mapping = read_map(map_file) if map_file is not None else None
-    return checkpoint, recognise(checkpoint, mapping)
 
 
 DataOpt = Annotated[
@@ -385,13 +373,3 @@ DataOpt = Annotated[
         "(default: a shipped sample's own test split).", show_default=False,
     ),
 ]
-
-
-def load_data(data: Path | None, ckpt: Path, config: dict, dtype: type):
-    from bilin_cli.errors import BilinError
-    from bilin_cli.storage.data import default_data_path, load_dataset
-
-    path = data if data is not None else default_data_path(ckpt, config)
-    if path is None:
-        raise BilinError("no data: give --data FILE.npz (arrays x, y) or an idx directory")
-    return load_dataset(path, dtype)

@@ -20,8 +20,8 @@ from bilin_cli.cli.options import (
     dtype_of,
     index_lists,
 )
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import say_wrote
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import say_wrote
 from bilin_cli.render.progress import progress
 
 

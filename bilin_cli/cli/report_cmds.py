@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from bilin_cli import api
 from bilin_cli.cli.options import (
     Ckpt,
     DataOpt,
@@ -19,13 +20,8 @@ from bilin_cli.cli.options import (
     dtype_of,
     index_lists,
 )
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable, with_article
-from bilin_cli.render.progress import progress, status
-
-
-def _resolved(specs, n: int, what: str, plural: str) -> list[int]:
-    return list(dict.fromkeys(i for s in specs for i in s.resolve(n, what, plural)))
+from bilin_cli.core.printable import printable
+from bilin_cli.render.progress import progress
 
 
 def report(
@@ -96,19 +92,16 @@ def report(
         bilin report sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --sae-in sample_checkpoints/shakespeare/sae-mlp-in-L1 --features 0-7 -o features-report
     """
     from bilin_cli.render.report_html import check_target, write_report
-    from bilin_cli.report import build_report
 
     if features and sae is None:
         raise typer.BadParameter("--features needs --sae", param_hint="--features")
     check_target(output, force)
     start = time.perf_counter()
-    class_specs = index_lists(classes, "--classes")
-    token_specs = index_lists(tokens, "--tokens")
-    feature_specs = index_lists(features, "--features")
-    chosen = _choose(ckpt, map_file, class_specs, token_specs, feature_specs, sae)
-    result = build_report(
-        ckpt, map_file=map_file, layer=layer, sae=sae, sae_in=sae_in, top=top, data=data,
-        dtype=dtype_of(float64), progress=progress, **chosen)
+    result = api.report(
+        ckpt, map=map_file, layer=layer, classes=index_lists(classes, "--classes") or None,
+        tokens=index_lists(tokens, "--tokens") or None, sae=sae,
+        features=index_lists(features, "--features") or None, sae_in=sae_in, top=top,
+        data=data, dtype=dtype_of(float64), progress=progress)
     with progress("writing pages", len(result.pages)) as advance:
         index = write_report(result, output, force, advance)
     if json_:
@@ -118,34 +111,6 @@ def report(
                           "seconds": round(time.perf_counter() - start, 2)}))
     else:
         print(printable(index, limit=None))
-
-
-def _choose(ckpt, map_file, class_specs, token_specs, feature_specs, sae) -> dict:
-    """Indices of the directions asked for, checked against the model's sizes."""
-    out: dict = {}
-    if not (class_specs or token_specs or feature_specs):
-        return out
-    from bilin_cli.cli.options import load
-
-    with status("reading the checkpoint"):
-        _, model = load(ckpt, map_file)
-    n = model.n_outputs or 0
-    if class_specs:
-        if model.kind == "lm":
-            raise BilinError("this is a language model: choose outputs with --tokens, not "
-                             "--classes")
-        out["classes"] = _resolved(class_specs, n, "class", "classes")
-    if token_specs:
-        if model.kind != "lm":
-            raise BilinError(f"--tokens is for language models; this is {with_article(model.layout)}: use "
-                             "--classes")
-        out["tokens"] = _resolved(token_specs, n, "token", "tokens")
-    if feature_specs:
-        from bilin_cli.storage.sae import load_sae
-
-        s = load_sae(sae)
-        out["features"] = _resolved(feature_specs, s.n_features, "feature", "features")
-    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.atomic import atomic_write
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}

@@ -16,12 +16,11 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable, say_wrote
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable, say_wrote
 from bilin_cli.storage.atomic import atomic_write
 
 # Text in tables is escaped (names from files may hold escape sequences), not cut short.
@@ -325,25 +324,6 @@ def _human(report: Report, tty: bool) -> str:
     # Colour (and --show's coloured blocks) only on a terminal without NO_COLOR; elsewhere
     # no escape sequence at all, and the pictures are drawn in characters.
     return to_table(report, color=tty and color_allowed(), width=width, decorate=tty)
-
-
-def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
-    """The format asked for; conflicting or incomplete requests are usage errors."""
-    import typer
-
-    if fmt is not None and fmt not in FORMATS:
-        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
-    if json_flag and fmt not in (None, "json"):
-        raise typer.BadParameter(f"--json conflicts with --format {fmt}", param_hint="--json")
-    if fmt is None and not json_flag and output is not None:
-        # -o sim.csv means CSV: the extension names the format where no option does.
-        suffix = Path(str(output)).suffix.lower().lstrip(".")
-        fmt = {"json": "json", "jsonl": "json", "csv": "csv", "tsv": "tsv", "npz": "npz"}.get(
-            suffix)
-    chosen = "json" if json_flag else (fmt or "table")
-    if chosen == "npz" and output is None:
-        raise typer.BadParameter("--format npz writes a file: add -o FILE.npz", param_hint="-o")
-    return chosen
 
 
 def emit(report: Report, fmt: str, output: str | None = None, force: bool = False) -> None:

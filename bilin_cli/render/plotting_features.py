@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from bilin_cli.explain import Explanation
-from bilin_cli.hosvd import HOSVD
+from bilin_cli.analyses.explain import Explanation
+from bilin_cli.analyses.hosvd import HOSVD
 from bilin_cli.render import style as st
 from bilin_cli.render.plotting import _pyplot, save_figure
 

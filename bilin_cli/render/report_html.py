@@ -8,7 +8,7 @@ The folder is built under a temporary name beside the target and published whole
 assets by their names, all regular files, nothing else) that this process may delete:
 a failed write leaves the old report and nothing else. A target that is, holds or is
 inside an input of the command is refused (:mod:`bilin_cli.storage.inputs`). Pages go
-through :func:`~bilin_cli.render.printable.file_text`: no terminal escape, no lone
+through :func:`~bilin_cli.core.printable.file_text`: no terminal escape, no lone
 surrogate (which UTF-8 cannot encode) reaches a file.
 """
 
@@ -19,11 +19,11 @@ import re
 import stat
 from pathlib import Path
 
-from bilin_cli.cli.entry import check, deferred
-from bilin_cli.errors import BilinError
+from bilin_cli.analyses.report import Report
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.interrupts import check, deferred
+from bilin_cli.core.printable import file_text, printable
 from bilin_cli.render import report_pages as pages
-from bilin_cli.render.printable import file_text, printable
-from bilin_cli.report import Report
 from bilin_cli.storage.atomic import (
     check_removable,
     create_temp,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from html import escape
 
+from bilin_cli.analyses.report import DirectionPage, Eigenvector, Report
 from bilin_cli.render import report_figures as rf
 from bilin_cli.render.style import eigenvalue_text
-from bilin_cli.report import DirectionPage, Eigenvector, Report
 
 L = "\u03bb"
 N_HEATMAP = 30  # overview: the top eigenvalues of each direction drawn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.decompose import Decomposition
+from bilin_cli.analyses.decompose import Decomposition
 from bilin_cli.render.output import Report
 
 
@@ -174,7 +174,7 @@ def eig_report(dec: Decomposition, warnings: list[str] | None = None) -> Report:
 
 def eig_doc_report(doc: dict, warnings: list[str] | None = None) -> Report:
     """``bilin eig``'s report from its JSON document alone (a decomposition's
-    :meth:`~bilin_cli.decompose.Decomposition.as_dict`, or one read back from a part
+    :meth:`~bilin_cli.analyses.decompose.Decomposition.as_dict`, or one read back from a part
     file by ``bilin merge``): the same table, CSV and arrays either way."""
     dtype = np.dtype(doc["dtype"])
     lams = np.asarray(doc["eigenvalues"], dtype=dtype)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.explain import Explanation
-from bilin_cli.hosvd import HOSVD
+from bilin_cli.analyses.explain import Explanation
+from bilin_cli.analyses.hosvd import HOSVD
 from bilin_cli.render.output import Report
 from bilin_cli.render.views import _basis_note, _size, _top_entries
 

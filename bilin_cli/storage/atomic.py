@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from bilin_cli.cli.entry import check, deferred
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.interrupts import check, deferred
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.inputs import check_output
 
 # link(2) errors that mean "this file system has no hard links", not "the name is taken".

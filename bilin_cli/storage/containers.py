@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.files import MAX_JSON_DEPTH, parse_json, read_json, regular_file
 from bilin_cli.storage.inputs import register_input
 

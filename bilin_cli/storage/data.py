@@ -23,8 +23,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.files import regular_file
 from bilin_cli.storage.inputs import register_input
 

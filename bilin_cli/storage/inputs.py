@@ -10,23 +10,23 @@ with or without ``--force``, as one error line. Files are compared by identity
 (``st_dev``/``st_ino``, symbolic links followed, every folder above resolved), never by
 spelling: ``ck/./model.safetensors``, a symbolic link to it and a hard link all count.
 
-The registry is process-wide and belongs to one command run: it is tied to the root
-click context of the command that is running (a worker thread of that command shares
-it), and starts empty with the next command. Outside a command (the Python API called
+The registry is process-wide and belongs to one command run: the CLI opens it with
+:func:`command_run` around each command (a worker thread of that command shares it), and
+it starts empty with the next command. Outside a command (the Python API called
 directly) nothing is recorded and nothing is checked.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import threading
-import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 
 
 @dataclass(frozen=True)
@@ -38,43 +38,29 @@ class _Input:
 
 
 _lock = threading.Lock()
-_owner: weakref.ref | None = None  # the root click context of the command these belong to
-_owner_thread: int | None = None
+_owner: object | None = None  # the token of the command run these belong to
 _inputs: list[_Input] = []
 
 
-def _root_context():
-    """The root context of the click command running in this thread, or None."""
-    for name in ("typer._click.globals", "click.globals"):
-        mod = sys.modules.get(name)  # not imported: no command can be running
-        if mod is None:
-            continue
-        try:
-            ctx = mod.get_current_context(silent=True)
-        except Exception:  # noqa: BLE001 - a foreign click: no context to tie to
-            ctx = None
-        if ctx is not None:
-            return ctx.find_root()
-    return None
+@contextmanager
+def command_run() -> Iterator[None]:
+    """One command's run: what it opens is recorded until the block ends."""
+    global _owner, _inputs
+    token = object()
+    with _lock:
+        _owner, _inputs = token, []
+    try:
+        yield
+    finally:
+        with _lock:
+            if _owner is token:
+                _owner, _inputs = None, []
 
 
 def _bucket() -> list[_Input] | None:
-    """The running command's inputs (a new, empty list for a new command), or None when
-    no command is running. Call with ``_lock`` held."""
-    global _owner, _owner_thread, _inputs
-    root = _root_context()
-    if root is not None:
-        if _owner is None or _owner() is not root:
-            try:
-                _owner = weakref.ref(root)
-            except TypeError:  # a context that takes no weak reference
-                return None
-            _owner_thread, _inputs = threading.get_ident(), []
-        return _inputs
-    # No command in this thread: a worker thread of a running command shares its list.
-    if _owner is not None and _owner() is not None and threading.get_ident() != _owner_thread:
-        return _inputs
-    return None
+    """The running command's inputs (its worker threads share them), or None when no
+    command is running. Call with ``_lock`` held."""
+    return _inputs if _owner is not None else None
 
 
 def _ident(st: os.stat_result) -> tuple[int, int]:

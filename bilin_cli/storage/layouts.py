@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearLayer, BilinearModel, LayerShape
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
+from bilin_cli.model.bilinear import BilinearLayer, BilinearModel, LayerShape
 from bilin_cli.storage.containers import Checkpoint
 from bilin_cli.storage.maps import LAYER_FIELDS, MAP_HELP, read_map, validate
 
@@ -363,7 +363,7 @@ def _folding_head(ckpt: Checkpoint, load_tensor, head: str, scale: str):
 
 def _attach_attention(ckpt: Checkpoint, model: BilinearModel, attention: dict) -> None:
     """Per-block bilinear attention: keys, shapes against the residual stream, settings."""
-    from bilin_cli.attention import AttentionKeys, AttentionLayer, split_heads
+    from bilin_cli.model.attention import AttentionKeys, AttentionLayer, split_heads
     from bilin_cli.storage.transformer_keys import attention_settings
 
     if model.kind != "lm":

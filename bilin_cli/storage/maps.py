@@ -51,8 +51,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.files import read_json
 from bilin_cli.storage.inputs import register_input
 

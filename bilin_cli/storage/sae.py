@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.files import read_json
 from bilin_cli.storage.inputs import register_input

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bilin_cli.render.printable import printable
+from bilin_cli.core.printable import printable
 from bilin_cli.storage import transformer_keys as tk
 from bilin_cli.storage.containers import TensorInfo
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from bilin_cli.render.printable import printable
+from bilin_cli.core.printable import printable
 
 _INDEXED = re.compile(r"^(.*?)\.(\d+)\.(weight|bias)$")
 

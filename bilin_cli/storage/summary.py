@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bilin_cli.model import BilinearModel
+from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.containers import Checkpoint
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
 
 _UNEMBED = re.compile(r"unembed|lm_head|^output$|^head$|^w_?u$|^out_embed|readout|logit",
                       re.IGNORECASE)
@@ -151,7 +151,7 @@ def attention_settings(config: dict, qk_rows: int, v_rows: int, has_rotary_tenso
                        rotary_half: int | None = None):
     """Heads, head size, score scale, RoPE and mask from config.json (where stated);
     ``rotary_half``: the length of a stored RoPE ``inv_freq`` (``d_head / 2``)."""
-    from bilin_cli.attention import AttentionSettings
+    from bilin_cli.model.attention import AttentionSettings
 
     stated = []
     n_heads = _config_int(config, _HEADS_KEYS)

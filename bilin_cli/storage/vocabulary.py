@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable
+from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.files import regular_file
 
 # The largest tokenizer.json files shipped (256k-token vocabularies with merges) are

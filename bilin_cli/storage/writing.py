@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from bilin_cli.cli.entry import check, deferred
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.interrupts import check, deferred
+from bilin_cli.core.printable import printable
 from bilin_cli.storage.atomic import (
     atomic_write,
     check_removable,

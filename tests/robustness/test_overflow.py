@@ -264,7 +264,7 @@ def test_truncate_writes_no_nan_checkpoint(cli, big, tmp_path):
 
 def test_truncate_library_refuses_before_writing(big, tmp_path):
     from bilin_cli import api
-    from bilin_cli.errors import BilinError
+    from bilin_cli.core.errors import BilinError
 
     target = tmp_path / "t.safetensors"
     with warnings.catch_warnings():
@@ -370,7 +370,7 @@ def test_direction_overflowing_float64_is_one_error(cli, tmp_path):
 
 
 def test_spectrum_statistics_scale_free():
-    from bilin_cli.spectra import effective_rank, rank_for_share, share_of_top, summarize
+    from bilin_cli.model.spectra import effective_rank, rank_for_share, share_of_top, summarize
 
     lam = np.array([3.0, -2.0, 1.0, -0.5, 0.25])
     for scale in (1e200, 1e300, 1e307):
@@ -388,7 +388,7 @@ def test_spectrum_statistics_scale_free():
 
 def test_ordinary_statistics_bit_for_bit():
     """The plain formula, unchanged, wherever it does not overflow."""
-    from bilin_cli.spectra import effective_rank, share_of_top
+    from bilin_cli.model.spectra import effective_rank, share_of_top
 
     lam = np.random.default_rng(0).standard_normal(512) * 0.1
     plain = float(np.sum(np.abs(lam)) ** 2 / float(np.sum(lam**2)))

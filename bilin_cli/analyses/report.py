@@ -6,7 +6,7 @@ modules the other commands use (``decompose`` for ``bilin eig``, ``truncation`` 
 ``features`` for language models and SAEs). It prints nothing; the HTML is written by
 :mod:`bilin_cli.render.report_html`.
 
-Every page's eigenpairs come from :func:`bilin_cli.decompose.decompose` with every
+Every page's eigenpairs come from :func:`bilin_cli.analyses.decompose.decompose` with every
 eigenpair kept, so its numbers are those ``bilin eig`` prints (``|lambda|`` descending,
 ranks from 1). The truncation bound of a page is DESIGN's exact one: keeping the ``K``
 eigenpairs of largest ``|lambda|``, ``|x^T Q x - x^T Q_K x| <= max_discarded |lambda| * ||x||^2``
@@ -19,16 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from bilin_cli import directions as dirs
-from bilin_cli.decompose import decompose
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import with_article
-from bilin_cli.spectra import share_of_top, summarize
+from bilin_cli.analyses import directions as dirs
+from bilin_cli.analyses.decompose import decompose
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.spectra import share_of_top, summarize
 
 DEFAULT_FEATURES = 64  # SAE feature pages by default: the most low-rank ones
 RANK_K = 2  # features are ranked by the share of sum |lambda| in their top RANK_K
@@ -142,7 +140,7 @@ def direction_page(model: BilinearModel, layer: int, u: dirs.Direction, top: int
     shown = pos + neg
     notes = list(dec.notes)
     if shown and model.kind == "lm" and model.embed_key is not None:
-        from bilin_cli.token_reading import read_as_tokens, token_input
+        from bilin_cli.analyses.token_reading import read_as_tokens, token_input
 
         notes.append(TOKENS_NOTE.format(x_t=token_input(model)))
 
@@ -167,19 +165,10 @@ def direction_page(model: BilinearModel, layer: int, u: dirs.Direction, top: int
     )
 
 
-def _ranked_features(model, layer, s_out, n: int, dtype) -> list[int]:
-    """The ``n`` most low-rank features of an output SAE (``bilin rank-features``)."""
-    from bilin_cli.features import rank_features
-
-    rows = rank_features(model.layer(layer, dtype), s_out.enc, RANK_K, sort_by="top_k_share")
-    return [int(r["feature"]) for r in rows[:n]]
-
-
 def _masks(model: BilinearModel, data, classes: list[int]) -> dict[int, dict]:
     """Per class: the dense adversarial mask of its top positive eigenvector (``bilin
     adversarial``'s recipe, hidden-space inverse) and its target rate against strength."""
-    from bilin_cli import adversarial as adv
-
+    from bilin_cli.analyses import adversarial as adv
     stack = adv.eigen_stack(model, 1)
     E = adv.embedding(model)
     directions, _ = adv.mask_directions(stack, E, "hidden")
@@ -197,7 +186,7 @@ def _masks(model: BilinearModel, data, classes: list[int]) -> dict[int, dict]:
 
 def _truncation(model: BilinearModel, data, dtype) -> tuple[list, dict | None]:
     """Every class's (augmented) spectrum, and accuracy against K where there is data."""
-    from bilin_cli.truncation import accuracy_sweep, class_spectra
+    from bilin_cli.analyses.truncation import accuracy_sweep, class_spectra
 
     spectra = class_spectra(model, dtype)
     if data is None:
@@ -208,106 +197,48 @@ def _truncation(model: BilinearModel, data, dtype) -> tuple[list, dict | None]:
 
 
 def build_report(
-    path: str | Path,
+    model: BilinearModel,
+    description: dict,
+    directions: list[dirs.Direction],
     *,
-    map_file: str | Path | None = None,
-    layer: int | None = None,
-    classes: list[int] | None = None,
-    tokens: list[int] | None = None,
-    sae: str | Path | None = None,
-    features: list[int] | None = None,
-    sae_in: str | Path | None = None,
+    layer: int,
+    title: str,
     top: int = 4,
-    data: str | Path | None = None,
+    sae_in=None,
+    dataset=None,
+    notes: list[str] | None = None,
     dtype: type = np.float32,
     progress: Progress | None = None,
 ) -> Report:
-    """Everything ``bilin report`` shows for the checkpoint at ``path``.
+    """Everything ``bilin report`` shows for ``directions`` of ``model``'s layer ``layer``.
 
-    Directions: a classifier's classes (``classes``, default all); a language model's
-    tokens (``tokens``, default all), or with ``sae`` (an output SAE of ``layer``) its
-    ``features`` (default the :data:`DEFAULT_FEATURES` most low-rank by the share of
-    ``sum |lambda|`` in the top :data:`RANK_K`). ``sae_in``: an input SAE whose decoder
-    reads each eigenvector as features. ``data`` (default the sample's own test split)
-    gives classifiers their accuracy-versus-K curve and adversarial masks. ``progress``:
-    a ``(description, total)`` context manager yielding ``advance()``, for long work.
+    ``description``: what ``bilin info`` shows of the checkpoint. ``sae_in``: an input SAE
+    whose decoder reads each eigenvector as features. ``dataset`` (labelled data; single-
+    layer classifiers only) gives the accuracy-versus-K curve and adversarial masks.
+    ``progress``: a ``(description, total)`` context manager yielding ``advance()``.
+    Loading and choosing the directions is :func:`bilin_cli.api.report`'s job.
     """
-    from bilin_cli.storage.containers import open_checkpoint
-    from bilin_cli.storage.data import check_fits, default_data_path, load_dataset
-    from bilin_cli.storage.layouts import read_map, recognise
-    from bilin_cli.storage.sae import load_sae
-    from bilin_cli.storage.summary import describe
-
     if top < 1:
-        raise BilinError(f"--top must be a positive integer, got {top}")
-    progress = progress or (lambda text, total: nullcontext(lambda n=1: None))
-    checkpoint = open_checkpoint(path)
-    model = recognise(checkpoint, read_map(map_file) if map_file is not None else None)
-    index = model.resolve_layer(layer)
-    notes: list[str] = list(model.warnings)
-    s_in = None
-    if sae_in is not None:
-        s_in = load_sae(sae_in, dtype)
-        if s_in.d != model.shapes[index].d:
-            raise BilinError(f"{sae_in}: the input SAE reads {s_in.d} dimensions, layer "
-                             f"{index} takes {model.shapes[index].d}")
-    chosen: list[dirs.Direction]
-    if sae is not None:
-        s_out = load_sae(sae, dtype)
-        s_out.check_reads(model.shapes[index].o, index)
-        if features is None:
-            features = _ranked_features(model, index, s_out, DEFAULT_FEATURES, dtype)
-            notes.append(f"pages for the {len(features)} most low-rank of the SAE's "
-                         f"{s_out.n_features} features (largest share of sum |lambda| in the "
-                         f"top {RANK_K}, as bilin rank-features sorts them); --features "
-                         "chooses others")
-        chosen = [dirs.from_sae_feature(model, index, s_out, a, dtype) for a in features]
-        chosen += [dirs.from_token(model, index, t, dtype) for t in tokens or ()]
-    elif model.kind == "lm":
-        n = model.n_outputs or 0
-        chosen = [dirs.from_token(model, index, t, dtype)
-                  for t in (range(n) if tokens is None else tokens)]
-    else:
-        if tokens:
-            raise BilinError("--tokens is for language models; this is "
-                             f"{with_article(model.layout)}: "
-                             "use --classes")
-        n = model.n_outputs or 0
-        chosen = [dirs.from_class(model, index, c, dtype)
-                  for c in (range(n) if classes is None else classes)]
-    if classes and model.kind == "lm":
-        raise BilinError("this is a language model: choose outputs with --tokens, not --classes")
-    if not chosen:
+        raise BilinError(f"top must be a positive integer, got {top}")
+    if not directions:
         raise BilinError("no directions to report")
-
+    progress = progress or (lambda text, total: nullcontext(lambda n=1: None))
+    notes = list(notes or ())
+    index = layer
     spectra = truncation = masks = None
-    dataset = None
-    is_classifier = model.kind != "lm" and model.n_layers == 1 and not model.residual
-    if data is not None and not is_classifier:
-        raise BilinError("--data is for single-layer classifiers (accuracy against K and "
-                         f"adversarial masks); this is {with_article(model.layout)}")
-    if is_classifier:
-        config = checkpoint.config
-        where = data if data is not None else default_data_path(path, config)
-        if where is not None:
-            dataset = load_dataset(where, dtype)
-            n_in = model.embed_shape[1] if model.embed_key else model.shapes[0].d
-            check_fits(dataset, n_in, model.shapes[-1].o)
-        else:
-            notes.append("no labelled data (give --data): no accuracy curve and no "
-                         "adversarial masks")
+    if is_classifier(model):
         with progress("truncation sweep", 1) as advance:
             spectra, truncation = _truncation(model, dataset, dtype)
             advance()
         if dataset is not None and model.kind == "classifier":
             with progress("adversarial masks", 1) as advance:
-                masks = _masks(model, dataset, [u.info["index"] for u in chosen])
+                masks = _masks(model, dataset, [u.info["index"] for u in directions])
                 advance()
     pages = []
-    with progress("decomposing directions", len(chosen)) as advance:
-        for u in chosen:
+    with progress("decomposing directions", len(directions)) as advance:
+        for u in directions:
             c = u.info["index"] if u.info["kind"] == "class" else None
-            page = direction_page(model, index, u, top, dtype, s_in,
+            page = direction_page(model, index, u, top, dtype, sae_in,
                                   spectra[c].lam if spectra is not None and c is not None
                                   else None)
             if masks is not None and c is not None:
@@ -321,13 +252,24 @@ def build_report(
                      "bilin truncate truncates it; the pages' spectra are the quadratic part")
     attention = None
     if model.n_attention:
-        from bilin_cli.attention_circuits import read_heads
+        from bilin_cli.analyses.attention_circuits import read_heads
 
         n_heads = model.n_attention * model.attention_settings.n_heads
         with progress("reading attention heads", n_heads) as advance:
             attention = read_heads(model, top=3, pairs=5, tokens=TOKENS_PER_SIDE // 2,
                                    dtype=dtype).as_dict()
             advance(n_heads)
-    title = f"{Path(path).name or path} — layer {index}"
-    return Report(title, describe(checkpoint, model), index, top, pages, truncation, space, notes,
-                  attention)
+    return Report(title, description, index, top, pages, truncation, space, notes, attention)
+
+
+def is_classifier(model: BilinearModel) -> bool:
+    """Single-layer classifiers get an accuracy curve and masks (with data)."""
+    return model.kind != "lm" and model.n_layers == 1 and not model.residual
+
+
+def ranked_features(model: BilinearModel, layer: int, s_out, n: int, dtype) -> list[int]:
+    """The ``n`` most low-rank features of an output SAE (``bilin rank-features``)."""
+    from bilin_cli.analyses.features import rank_features
+
+    rows = rank_features(model.layer(layer, dtype), s_out.enc, RANK_K, sort_by="top_k_share")
+    return [int(r["feature"]) for r in rows[:n]]

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.interaction import hidden_coefficients, symmetric_form
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import with_article
-from bilin_cli.spectra import (
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import with_article
+from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.interaction import hidden_coefficients, symmetric_form
+from bilin_cli.model.spectra import (
     add_warning,
     all_finite,
     eigh_sorted,
@@ -280,7 +280,7 @@ def accuracy_sweep(
     ``data`` is a :class:`bilin_cli.storage.data.Dataset`; returns the JSON document of
     ``bilin truncate --sweep``.
     """
-    from bilin_cli.evaluation import model_logits, scores
+    from bilin_cli.analyses.evaluation import model_logits, scores
 
     full = scores(model_logits(model, data, dtype), data.y)["accuracy"]
     logits = sweep_logits(model, spectra, data.x, ks, dtype, advance)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import with_article
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import with_article
+from bilin_cli.model.bilinear import BilinearModel
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ def compare_spectra(a: Spectrum, b: Spectrum, k: int) -> dict:
 
 def comparison_space(ma: BilinearModel, mb: BilinearModel, basis: str = "auto") -> str:
     """"input" where both last layers read ``E x`` with the same input size; else "hidden"."""
-    from bilin_cli.decompose import input_basis_available
+    from bilin_cli.analyses.decompose import input_basis_available
 
     for m in (ma, mb):
         if m.kind == "lm":
@@ -117,9 +117,9 @@ def comparison_space(ma: BilinearModel, mb: BilinearModel, basis: str = "auto") 
 
 def class_spectrum(model: BilinearModel, c: int, space: str, dtype: type) -> Spectrum:
     """Eigenpairs of class ``c`` at the model's last layer, in ``space``."""
-    from bilin_cli.directions import from_class
-    from bilin_cli.interaction import interaction
-    from bilin_cli.spectra import eigh_sorted
+    from bilin_cli.analyses.directions import from_class
+    from bilin_cli.model.interaction import interaction
+    from bilin_cli.model.spectra import eigh_sorted
 
     layer = model.n_layers - 1
     Q = interaction(model.layer(layer, dtype), from_class(model, layer, c, dtype).u).Q

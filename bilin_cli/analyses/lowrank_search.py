@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli.interaction import symmetric_form
-from bilin_cli.model import BilinearLayer
+from bilin_cli.model.bilinear import BilinearLayer
+from bilin_cli.model.interaction import symmetric_form
 
 DELTA = 1e-10  # failure probability allowed per excluded feature
 STEPS = 11  # Lanczos steps for every feature (polynomials of degree 5 in Q^2)
@@ -136,7 +136,7 @@ class _Backend:
         if device is None:
             self.xp, self.dtype = np, dtype
         else:
-            from bilin_cli.accel import torch_device
+            from bilin_cli.core.accel import torch_device
 
             torch, self.dev = torch_device(device)
             self.xp = torch
@@ -273,9 +273,10 @@ def dense_spectrum(layer: BilinearLayer, c: np.ndarray, WV=None) -> np.ndarray:
 
 def _dense32_rows(layer: BilinearLayer, E: np.ndarray, k: int,
                   device: str | None) -> list[dict]:
-    """The batched float32 dense route's rows (:func:`bilin_cli.features.rank_features`) for
-    the directions ``E``, in their order."""
-    from bilin_cli.features import rank_features
+    """The batched float32 dense route's rows for the directions ``E``, in their order.
+
+    (:func:`bilin_cli.analyses.features.rank_features`.)"""
+    from bilin_cli.analyses.features import rank_features
 
     rows = rank_features(layer, np.asarray(E, dtype=np.float32), k, unfold_limit=0,
                          device=device)
@@ -285,7 +286,7 @@ def _dense32_rows(layer: BilinearLayer, E: np.ndarray, k: int,
 def _dense32_shares(layer: BilinearLayer, E: np.ndarray, k: int, S: np.ndarray,
                     device: str | None) -> np.ndarray:
     """``sq_top_k_share`` of the directions ``E`` from the batched float32 dense route
-    (:func:`bilin_cli.features.rank_features`), over the exact float64 ``S``."""
+    (:func:`bilin_cli.analyses.features.rank_features`), over the exact float64 ``S``."""
     top_sq = np.array([float(np.sum(np.square(r["top_eigenvalues"][:k])))
                        for r in _dense32_rows(layer, E, k, device)])
     return np.where(S > 0, top_sq / np.where(S > 0, S, 1.0), 0.0)

@@ -38,6 +38,7 @@ import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -45,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.render.printable import printable, say_wrote
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable, say_wrote
 from bilin_cli.storage.atomic import atomic_write
 
 PART_VERSION = 1
@@ -99,8 +100,14 @@ def parse_shard(text: str | None) -> Shard | None:
     return Shard(i, n)
 
 
+# The context of the running command that has --shard: its parameters (all parsed by the
+# time it writes a part) name the job, so parts of different jobs are never merged.
+_running = threading.local()
+
+
 def shard_option(ctx, param, value):
     """Click callback: ``--shard i/N`` as a :class:`Shard` (None when not given)."""
+    _running.context = ctx
     return parse_shard(value)
 
 
@@ -118,9 +125,8 @@ def _plain(value):
 
 def job_identity(command: str) -> dict:
     """The running command's options that make its result (see :data:`NOT_JOB`)."""
-    from typer._click.globals import get_current_context
-
-    params = get_current_context().params
+    ctx = getattr(_running, "context", None)
+    params = ctx.params if ctx is not None else {}
     return {"command": command,
             **{k: _plain(v) for k, v in sorted(params.items()) if k not in NOT_JOB}}
 

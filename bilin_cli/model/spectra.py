@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
@@ -188,7 +188,7 @@ def largest_magnitude(arrays: Iterable[np.ndarray | None]) -> float:
 
 
 def layer_magnitude(layer) -> float:
-    """The largest ``|weight|`` of a :class:`~bilin_cli.model.BilinearLayer`."""
+    """The largest ``|weight|`` of a :class:`~bilin_cli.model.bilinear.BilinearLayer`."""
     return largest_magnitude((layer.W, layer.V, layer.P, layer.b_w, layer.b_v, layer.b_p))
 
 

@@ -56,11 +56,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.interaction import interaction
-from bilin_cli.model import BilinearLayer, BilinearModel
-from bilin_cli.render.printable import printable, with_article
-from bilin_cli.spectra import eigh_sorted
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable, with_article
+from bilin_cli.model.bilinear import BilinearLayer, BilinearModel
+from bilin_cli.model.interaction import interaction
+from bilin_cli.model.spectra import eigh_sorted
 from bilin_cli.storage.files import regular_file
 
 VARIANTS = ("dense", "edge", "top-pixels")

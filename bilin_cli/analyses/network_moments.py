@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 
 
 @dataclass

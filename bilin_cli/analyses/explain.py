@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.directions import from_class
-from bilin_cli.errors import BilinError
-from bilin_cli.interaction import interaction
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import printable, with_article
-from bilin_cli.spectra import eigh_sorted
+from bilin_cli.analyses.directions import from_class
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import printable, with_article
+from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.interaction import interaction
+from bilin_cli.model.spectra import eigh_sorted
 from bilin_cli.storage.files import regular_file
 
 
@@ -258,7 +258,7 @@ def explain(
     model: BilinearModel, inp: Input, n_classes: int = 3, dtype: type = np.float32
 ) -> Explanation:
     """Split the logits of the ``n_classes`` highest-scoring classes into eigen-contributions."""
-    from bilin_cli.decompose import input_basis_available
+    from bilin_cli.analyses.decompose import input_basis_available
 
     check_classifier(model)
     if n_classes < 1:

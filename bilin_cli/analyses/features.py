@@ -18,9 +18,9 @@ from itertools import islice
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bilin_cli.accel import available_cores, torch_device
-from bilin_cli.model import BilinearLayer
-from bilin_cli.spectra import eigh_sorted
+from bilin_cli.core.accel import available_cores, torch_device
+from bilin_cli.model.bilinear import BilinearLayer
+from bilin_cli.model.spectra import eigh_sorted
 
 
 def _top_indices(values: np.ndarray, n: int) -> np.ndarray:

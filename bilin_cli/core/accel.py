@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 
 
 def torch_device(name: str) -> tuple[Any, Any]:

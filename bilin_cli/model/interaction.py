@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bilin_cli.model import BilinearLayer
+from bilin_cli.model.bilinear import BilinearLayer
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator

@@ -54,10 +54,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.interaction import hidden_coefficients, symmetric_form
-from bilin_cli.model import BilinearLayer, BilinearModel
-from bilin_cli.spectra import (
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearLayer, BilinearModel
+from bilin_cli.model.interaction import hidden_coefficients, symmetric_form
+from bilin_cli.model.spectra import (
     add_warning,
     all_finite,
     effective_rank,
@@ -316,9 +316,9 @@ def hosvd(
     """HOSVD of ``layer``'s symmetrized B; keep ``components`` components, ``top`` eigenpairs each.
 
     ``components=None`` keeps every component with a nonzero singular value.
-    ``basis`` as in :func:`bilin_cli.decompose.decompose`.
+    ``basis`` as in :func:`bilin_cli.analyses.decompose.decompose`.
     """
-    from bilin_cli.decompose import resolve_basis
+    from bilin_cli.analyses.decompose import resolve_basis
 
     if components is not None and components < 1:
         raise BilinError(f"--components must be a positive integer, got {components}")

@@ -1,7 +1,7 @@
 """Weight-based readings of bilinear attention heads: the library behind ``bilin attention``
 and ``bilin eig --head L.H --query-token T``.
 
-Per head (see :mod:`bilin_cli.attention`), all exact functions of the weights:
+Per head (see :mod:`bilin_cli.model.attention`), all exact functions of the weights:
 
 * the two QK bilinear forms ``A_n = Wq_n^T Wk_n : (d, d)`` and the OV map
   ``Wo Wv : (d, d)``, each with its singular values and vectors (from the thin factors:
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli.attention import AttentionLayer
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.attention import AttentionLayer
+from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.vocabulary import token_texts
 
 LEFT_OUT = ("direct path: a token alone at the attention's input (x_t = e_t{rms}); "
@@ -60,7 +60,7 @@ def check_head(model: BilinearModel, layer: int, head: int) -> tuple[int, int]:
 
 def token_inputs(model: BilinearModel, dtype: type, rows: slice | None = None) -> np.ndarray:
     """``X : (vocab, d)``: each token alone at the attention's input (the direct path)."""
-    from bilin_cli.token_reading import normalize
+    from bilin_cli.analyses.token_reading import normalize
 
     if model.embed_key is None:
         raise BilinError("token readings of attention need the model's token embedding")
@@ -300,10 +300,10 @@ def key_tokens(model: BilinearModel, vecs: np.ndarray, n: int) -> list[dict]:
 def query_decomposition(model: BilinearModel, layer: int, head: int, query: int,
                         top: int | None = 10, dtype: type = np.float32, tokens: int = 5):
     """Eigendecompose :func:`query_form`'s ``Q`` like any ``Q(u)``: a
-    :class:`~bilin_cli.decompose.Decomposition` in the residual stream (the attention's
+    :class:`~bilin_cli.analyses.decompose.Decomposition` in the residual stream (the attention's
     input), eigenvectors of the key side read as tokens."""
-    from bilin_cli.decompose import Decomposition
-    from bilin_cli.spectra import effective_rank, eigh_sorted, share_of_top
+    from bilin_cli.analyses.decompose import Decomposition
+    from bilin_cli.model.spectra import effective_rank, eigh_sorted, share_of_top
 
     Q, info, notes = query_form(model, layer, head, query, dtype)
     lam_all, vecs_all = eigh_sorted(Q)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.vocabulary import token_texts
 
 NOTE = ("tokens: direct path from the embedding ({x_t}; attention and earlier layers left "

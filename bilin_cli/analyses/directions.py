@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
-from bilin_cli.model import BilinearModel
-from bilin_cli.render.printable import with_article
+from bilin_cli.core.errors import BilinError
+from bilin_cli.core.printable import with_article
+from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.vocabulary import token_id, token_texts
 
 
@@ -118,7 +118,7 @@ def from_file(model: BilinearModel, layer: int, path: str | Path, dtype: type) -
         raise BilinError(f"{p}: direction contains NaN or infinity")
     info = {"kind": "file", "path": str(p), "norm": vector_norm(u)}
     # A float64 vector beyond float32's range becomes inf here; the decomposition sees the
-    # non-finite Q and redoes the work in float64 (bilin_cli.decompose), so no warning.
+    # non-finite Q and redoes the work in float64 (bilin_cli.analyses.decompose), so no warning.
     with np.errstate(over="ignore"):
         return Direction(u.astype(dtype), info)
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from bilin_cli.directions import Direction
-from bilin_cli.errors import BilinError
-from bilin_cli.interaction import hidden_coefficients, interaction, interaction_operator
-from bilin_cli.model import BilinearModel
-from bilin_cli.spectra import (
+from bilin_cli.analyses.directions import Direction
+from bilin_cli.core.errors import BilinError
+from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.interaction import hidden_coefficients, interaction, interaction_operator
+from bilin_cli.model.spectra import (
     add_warning,
     all_finite,
     effective_rank,
@@ -60,7 +60,7 @@ def auto_method(d: int, k: int | None) -> str:
 def _bias_parts(L, u: np.ndarray) -> tuple[np.ndarray, float]:
     """The linear part and the constant of ``u . y(x)`` from the factors (no ``(d, d)``):
     ``W^T (c * b_v) + V^T (c * b_w)`` and ``sum c b_w b_v + u . b_p``, as in
-    :func:`bilin_cli.interaction.interaction`."""
+    :func:`bilin_cli.model.interaction.interaction`."""
     c = hidden_coefficients(L, u)
     b_w = L.b_w if L.b_w is not None else np.zeros(L.h, L.W.dtype)
     b_v = L.b_v if L.b_v is not None else np.zeros(L.h, L.W.dtype)
@@ -225,7 +225,7 @@ def widened(model: BilinearModel, layer: int, direction: Direction) -> Direction
     if all_finite(u):
         return replace(direction, u=np.asarray(u, dtype=np.float64))
     if direction.info.get("kind") == "file":
-        from bilin_cli.directions import from_file
+        from bilin_cli.analyses.directions import from_file
 
         with np.errstate(over="ignore", invalid="ignore"):
             again = from_file(model, layer, direction.info["path"], np.float64)
@@ -368,7 +368,7 @@ def spectra(
     dtype: type = np.float32,
     advance=None,
 ) -> tuple[dict, list[np.ndarray]]:
-    """Spectrum summaries (see :func:`bilin_cli.spectra.summarize`) for many directions.
+    """Spectrum summaries (see :func:`bilin_cli.model.spectra.summarize`) for many directions.
 
     Returns the JSON document and the full eigenvalue arrays (for plots and npz).
     """

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli.errors import BilinError
+from bilin_cli.core.errors import BilinError
 
 
 @dataclass
@@ -103,9 +103,9 @@ class BilinearModel:
     mlp_norm_bias_keys: list[str | None] = field(default_factory=list)
     norm_kind: str = "rms"
     # Fully bilinear transformers: one entry per block with bilinear attention (see
-    # bilin_cli.attention), what config.json says about it, and how its input is scaled.
+    # bilin_cli.model.attention), what config.json says about it, and how its input is scaled.
     attention_keys: list = field(default_factory=list)
-    attention_settings: object = None  # bilin_cli.attention.AttentionSettings
+    attention_settings: object = None  # bilin_cli.model.attention.AttentionSettings
     attention_norm: str = "scale"
     _load_attention: Callable | None = field(default=None, repr=False)
 
@@ -114,7 +114,7 @@ class BilinearModel:
         return len(self.attention_keys)
 
     def attention(self, index: int, dtype: type = np.float32):
-        """Block ``index``'s bilinear attention (:class:`bilin_cli.attention.AttentionLayer`),
+        """Block ``index``'s bilinear attention (:class:`bilin_cli.model.attention.AttentionLayer`),
         its linear pre-scale (or RMS gain) folded into the projections."""
         n = self.n_attention
         if n == 0:

@@ -1,0 +1,1 @@
+"""The analyses behind the commands; each returns plain data and prints nothing."""
