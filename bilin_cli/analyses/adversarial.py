@@ -61,7 +61,7 @@ from bilin_cli.core.printable import printable, with_article
 from bilin_cli.model.bilinear import BilinearLayer, BilinearModel
 from bilin_cli.model.interaction import interaction
 from bilin_cli.model.spectra import eigh_sorted
-from bilin_cli.storage.files import regular_file
+from bilin_cli.storage.files import image_size, regular_file
 
 VARIANTS = ("dense", "edge", "top-pixels")
 INVERSES = ("hidden", "pixel")  # hidden: the paper's E^T pinv(S); pixel: the exact pinv(S E)
@@ -476,11 +476,9 @@ def load_input(spec: str, dtype: type = np.float32, n_in: int | None = None) -> 
         path = regular_file(spec, "PNG file")
         where = printable(path)
         import matplotlib.image
-        from PIL import Image
 
         try:
-            with Image.open(path) as im:  # the header only: refuse giant images undecoded
-                w, h = im.size
+            w, h = image_size(path)  # the header only: refuse giant images undecoded
             if n_in is not None and w * h != n_in:
                 raise BilinError(f"--input {where}: {w}x{h} = {w * h} pixels, the model takes "
                                  f"{n_in}")

@@ -28,7 +28,7 @@ from bilin_cli.core.printable import printable, with_article
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.interaction import interaction
 from bilin_cli.model.spectra import eigh_sorted
-from bilin_cli.storage.files import regular_file
+from bilin_cli.storage.files import image_size, regular_file
 
 
 @dataclass
@@ -86,12 +86,9 @@ def _numbers(text: str) -> list[float] | None:
 
 def image_pixels(path: str, model_shape, n_in: int) -> None:
     """Check an image's size from its header, before any pixel is decoded."""
-    from PIL import Image
-
     where = printable(path)
     try:
-        with Image.open(path) as im:
-            w, h = im.size
+        w, h = image_size(path)
     except Exception as exc:  # PIL raises many types for a file that is not an image
         raise BilinError(f"{where}: cannot read it as an image "
                          f"({printable(exc, 120)})") from None

@@ -86,3 +86,20 @@ def read_json(path: str | os.PathLike, what: str = "JSON file",
         raise BilinError(f"{printable(p)}: expected a JSON object, found "
                          f"{type(data).__name__}")
     return data
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header; no pixel is decoded.
+
+    PIL warns (``DecompressionBombWarning``) about a header that claims a huge image; the
+    callers compare the size with the model's input before decoding anything, so the
+    warning says nothing they do not, and it is held back. Errors are PIL's own.
+    """
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            return im.size

@@ -7,6 +7,10 @@ as the model saw them in training.
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -18,6 +22,30 @@ from bilin_cli.storage.files import regular_file
 # The largest tokenizer.json files shipped (256k-token vocabularies with merges) are
 # some tens of MB; anything past this is not a tokenizer.
 MAX_TOKENIZER_BYTES = 512 * 1024 * 1024
+
+
+@contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null for the block.
+
+    A Rust panic inside ``tokenizers`` prints its message and a backtrace straight to the
+    process's stderr before Python sees the exception; bilin reports the exception itself
+    as one line, so the native text is held back.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no descriptor 2: nothing to hold back
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _tokenizer(path: str) -> Any:
@@ -38,7 +66,8 @@ def _parse_tokenizer(path: str, mtime_ns: int, size: int) -> Any:
     from tokenizers import Tokenizer
 
     try:
-        return Tokenizer.from_file(path)
+        with _native_stderr_held():
+            return Tokenizer.from_file(path)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - a bare Exception, or a Rust panic
@@ -56,7 +85,8 @@ def _vocab(model: BilinearModel) -> list | None:
 def _call(what: str, path: str, fn, *args):
     """A call into the tokenizer; its failures (a Rust panic included) are one error line."""
     try:
-        return fn(*args)
+        with _native_stderr_held():
+            return fn(*args)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - see _parse_tokenizer
