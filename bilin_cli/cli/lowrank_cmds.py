@@ -111,7 +111,9 @@ def truncate(
                            result.full_accuracy,
                            f"{Path(ckpt).name}: accuracy vs eigenvectors per class", plot, force)
             say_wrote(plot)
-        emit(sweep_report(result.as_dict()), fmt_, output, force)
+        report = sweep_report(result.as_dict())
+        report.warnings = [*report.warnings, *model.warnings]
+        emit(report, fmt_, output, force)
         return
     with progress("eigendecomposing classes", model.shapes[-1].o) as advance:
         t = api.truncate(model, rank, energy, evaluate=False, output=checkpoint_out,
@@ -147,8 +149,11 @@ def evaluate(
     """
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
-    result = api.evaluate(api.load(ckpt, map_file), data, dtype)
-    emit(eval_report(result.as_dict(confusion)), fmt_, output, force)
+    model = api.load(ckpt, map_file)
+    result = api.evaluate(model, data, dtype)
+    report = eval_report(result.as_dict(confusion))
+    report.warnings = [*report.warnings, *model.warnings]
+    emit(report, fmt_, output, force)
 
 
 def register(app: typer.Typer) -> None:

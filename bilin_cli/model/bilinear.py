@@ -177,13 +177,32 @@ class BilinearModel:
         """Logits of a classifier or toy model; ``x : (N, n_in) -> (N, n_out)``.
 
         Language models have attention between their bilinear MLPs, which bilin does
-        not model; use :meth:`BilinearLayer.forward` for one MLP.
+        not model; use :meth:`BilinearLayer.forward` for one MLP. Weights near float32's
+        limit can overflow a float32 pass: it is then redone in float64 (noted once in
+        :attr:`warnings`) and, if even that overflows, refused in one error.
         """
         if self.kind == "lm":
             raise BilinError(
                 f"{self.layout}: a full forward pass needs attention, which bilin does not "
                 "model; the per-layer MLP forward is exact"
             )
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = self._forward(x, dtype)
+            if np.isfinite(y).all():
+                return y
+            if not np.isfinite(np.asarray(x, dtype=np.float64)).all():
+                raise BilinError("the inputs hold NaN or infinity")
+            if np.dtype(dtype) != np.float64:
+                y = self._forward(x, np.float64)
+                if np.isfinite(y).all():
+                    message = ("the forward pass overflowed float32; recomputed in float64")
+                    if message not in self.warnings:
+                        self.warnings.append(message)
+                    return y
+        raise BilinError("the forward pass overflows even in float64 (logits beyond 1e308); "
+                         "rescale the checkpoint")
+
+    def _forward(self, x: np.ndarray, dtype: type) -> np.ndarray:
         h = np.asarray(x, dtype=dtype)
         E = self.embed(dtype)
         if E is not None:

@@ -446,3 +446,54 @@ def test_mnist_spectrum_hosvd_truncate_pinned(cli, tmp_path):
     assert code == 0 and WARNING not in err, err
     head = load_file(str(target))["head.weight"]
     assert hashlib.sha256(head.tobytes()).hexdigest()[:16] == "3f7dacd8f75e1fc1"
+
+
+# ------------------------------------------------------- full forward passes (eval, sweep)
+
+
+@pytest.fixture
+def toy_data(tmp_path):
+    r = np.random.default_rng(5)
+    path = tmp_path / "data.npz"
+    np.savez(path, x=r.random((30, 4)).astype(np.float32), y=np.arange(30) % 3)
+    return path
+
+
+def test_eval_forward_recomputes_in_float64(cli, tmp_path, toy_data):
+    ck = write_toy_big(tmp_path / "big.safetensors")
+    code, out, err = run(cli, "eval", ck, "--data", toy_data, "--json")
+    assert code == 0, err
+    assert "warning: the forward pass overflowed float32; recomputed in float64" in err
+    assert err.count("forward pass overflowed") == 1
+    doc = json.loads(out)
+    code, out64, err64 = run(cli, "eval", ck, "--data", toy_data, "--json", "--float64")
+    assert code == 0 and "overflowed" not in err64, err64
+    assert doc["accuracy"] == json.loads(out64)["accuracy"]
+
+
+def test_sweep_full_accuracy_has_no_numpy_warning(cli, tmp_path, toy_data):
+    ck = write_toy_big(tmp_path / "big.safetensors")
+    code, out, err = run(cli, "truncate", ck, "--sweep", "0,1", "--data", toy_data, "--json")
+    assert code == 0, err
+    assert_finite(json.loads(out), "full_accuracy")
+
+
+def test_forward_beyond_float64_is_one_error(cli, tmp_path, toy_data):
+    # Entries of 1e300 in float64: (1e300)^2 overflows float64 itself.
+    r = np.random.default_rng(1)
+    t = {k: _near_limit(r, s, 1e300) for k, s in
+         (("left.weight", (6, 4)), ("right.weight", (6, 4)), ("head.weight", (3, 6)))}
+    ck = tmp_path / "huge.safetensors"
+    save_file({k: np.ascontiguousarray(v) for k, v in t.items()}, str(ck))
+    assert_one_error(*run(cli, "eval", ck, "--data", toy_data, "--float64"),
+                     "forward pass overflows")
+
+
+def test_ordinary_forward_is_unchanged():
+    from bilin_cli import api
+
+    m = api.load(SAMPLES / "mnist")
+    x = np.random.default_rng(0).random((5, 784)).astype(np.float32)
+    before = m._forward(x, np.float32)
+    np.testing.assert_array_equal(m.forward(x), before)
+    assert before.dtype == np.float32 and not m.warnings
