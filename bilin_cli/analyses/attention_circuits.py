@@ -303,15 +303,14 @@ def query_decomposition(model: BilinearModel, layer: int, head: int, query: int,
     :class:`~bilin_cli.analyses.decompose.Decomposition` in the residual stream (the attention's
     input), eigenvectors of the key side read as tokens."""
     from bilin_cli.analyses.decompose import Decomposition
-    from bilin_cli.model.spectra import effective_rank, eigh_sorted, share_of_top
+    from bilin_cli.model.spectra import effective_rank, eigh_sorted, kept, share_of_top, top_note
 
     Q, info, notes = query_form(model, layer, head, query, dtype)
     lam_all, vecs_all = eigh_sorted(Q)
     d = Q.shape[0]
-    k = d if top is None else min(top, d)
-    if top is not None and top > d:
-        notes.append(f"--top {top} asked for more eigenpairs than the {d} there are; all "
-                     f"{d} are kept")
+    k = kept(top, d)
+    if top_note(top, d):
+        notes.append(top_note(top, d))
     dec = Decomposition(
         eigenvalues=lam_all[:k], eigenvectors=vecs_all[:k], basis="hidden",
         layer=info["layer"], direction=info, n_eigenvalues=d,

@@ -24,6 +24,7 @@ from bilin_cli.model.spectra import (
     eigh_sorted,
     float64_warning,
     is_float64,
+    kept,
     largest_magnitude,
     layer_magnitude,
     overflow_error,
@@ -290,7 +291,7 @@ def _checked_operator(op):
 def _decompose(model, layer, direction, top, basis, dtype, method) -> Decomposition:
     L = model.layer(layer, dtype)
     d = L.d
-    k = d if top is None else min(top, d)
+    k = kept(top, d)
     if method == "auto":
         method = auto_method(d, None if top is None else k)
     notes = list(direction.notes)
@@ -442,7 +443,7 @@ def chain(
                 f"--chain {j}: layer {index} has only {dec.n_eigenvalues} eigenvectors"
             )
         v, lam_j = dec.eigenvectors[j - 1], float(dec.eigenvalues[j - 1])
-        k = dec.n_eigenvalues if top is None else min(top, dec.n_eigenvalues)
+        k = kept(top, dec.n_eigenvalues)
         dec.eigenvalues, dec.eigenvectors = dec.eigenvalues[:k], dec.eigenvectors[:k]
         dec.top_share = float(np.abs(dec.eigenvalues).sum() / dec.sum_abs) if dec.sum_abs else 0.0
         steps.append(dec)

@@ -60,12 +60,15 @@ from bilin_cli.model.interaction import hidden_coefficients, symmetric_form
 from bilin_cli.model.spectra import (
     add_warning,
     all_finite,
+    check_top,
     effective_rank,
     eigh_sorted,
     float64_warning,
     is_float64,
+    kept,
     layer_magnitude,
     overflow_error,
+    top_note,
 )
 
 METHODS = ("auto", "gram", "unfold")
@@ -322,8 +325,7 @@ def hosvd(
 
     if components is not None and components < 1:
         raise BilinError(f"--components must be a positive integer, got {components}")
-    if top < 1:
-        raise BilinError(f"--top must be a positive integer, got {top}")
+    check_top(top)
     basis = resolve_basis(model, layer, basis)
     shape = model.shapes[layer]
     method = choose_method(shape, method)
@@ -353,7 +355,9 @@ def hosvd(
                      "linear and constant parts are not part of it")
     if model.residual:
         notes.append("residual model: the linear skip path is not part of B")
-    n_top = min(top, L.d)
+    n_top = kept(top, L.d)
+    if top_note(top, L.d, f" of layer {layer}"):
+        notes.append(top_note(top, L.d, f" of layer {layer}"))
     parts = _components(L, model.embed(dtype) if basis == "input" else None, load, K, n_top,
                         dtype)
     if parts is None:

@@ -26,7 +26,7 @@ from bilin_cli.analyses import directions as dirs
 from bilin_cli.analyses.decompose import decompose
 from bilin_cli.core.errors import BilinError
 from bilin_cli.model.bilinear import BilinearModel
-from bilin_cli.model.spectra import share_of_top, summarize
+from bilin_cli.model.spectra import check_top, share_of_top, summarize
 
 DEFAULT_FEATURES = 64  # SAE feature pages by default: the most low-rank ones
 RANK_K = 2  # features are ranked by the share of sum |lambda| in their top RANK_K
@@ -218,8 +218,7 @@ def build_report(
     ``progress``: a ``(description, total)`` context manager yielding ``advance()``.
     Loading and choosing the directions is :func:`bilin_cli.api.report`'s job.
     """
-    if top < 1:
-        raise BilinError(f"top must be a positive integer, got {top}")
+    check_top(top, "top")
     if not directions:
         raise BilinError("no directions to report")
     progress = progress or (lambda text, total: nullcontext(lambda n=1: None))

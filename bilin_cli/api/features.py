@@ -14,6 +14,7 @@ from bilin_cli.api.directions import _items, _sae
 from bilin_cli.api.loading import _model
 from bilin_cli.core.errors import BilinError
 from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.spectra import top_note
 
 # ----------------------------------------------------------------------- rank_features
 
@@ -295,9 +296,9 @@ def compare(
     doc = run(ma, mb, classes or None, top, basis, dtype, advance)
     doc = {"a": str(ma.meta.get("source_path", a)), "b": str(mb.meta.get("source_path", b)),
            **doc}
-    if top > doc["top_k"]:
-        doc["notes"].append(f"--top {top} asked for more eigenpairs than there are; all "
-                            f"{doc['top_k']} are compared")
+    note = top_note(top, doc["top_k"], verb="compared")
+    if note:
+        doc["notes"].append(note)
     rows = doc["classes"]
 
     def column(key):

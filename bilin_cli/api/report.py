@@ -16,6 +16,7 @@ from bilin_cli.api.loading import _opened
 from bilin_cli.core.errors import BilinError
 from bilin_cli.core.printable import with_article
 from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.spectra import check_top
 
 
 def _indices(value, n: int, what: str, plural: str) -> list[int]:
@@ -64,8 +65,7 @@ def report(
     from bilin_cli.storage.sae import load_sae
     from bilin_cli.storage.summary import describe
 
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise BilinError(f"top must be a positive integer, got {top!r}")
+    check_top(top, "top")
     if features is not None and sae is None:
         raise BilinError("features need an output SAE (sae=)")
     progress = progress or (lambda text, total: nullcontext(lambda n=1: None))

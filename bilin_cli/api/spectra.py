@@ -131,9 +131,11 @@ def token_reading(model: BilinearModel, tokens: int | None, chain: int | None = 
 
 def _note_top(dec: Decomposition, k: int | None) -> None:
     """Say so when ``top`` asked for more eigenpairs than the matrix has (never silent)."""
-    if k is not None and k > dec.n_eigenvalues:
-        dec.notes.append(f"--top {k} asked for more eigenpairs than the {dec.n_eigenvalues} "
-                         f"of layer {dec.layer}; all {dec.n_eigenvalues} are kept")
+    from bilin_cli.model.spectra import top_note
+
+    note = top_note(k, dec.n_eigenvalues, f" of layer {dec.layer}")
+    if note:
+        dec.notes.append(note)
 
 
 def chain(

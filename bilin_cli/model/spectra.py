@@ -211,3 +211,27 @@ def add_warning(warnings: list[str], message: str) -> None:
 
 def is_float64(dtype) -> bool:
     return np.dtype(dtype) == np.float64
+
+
+# ----------------------------------------------------------------- how many to keep
+
+
+def check_top(top: int | None, what: str = "--top") -> None:
+    """``top`` is None (every eigenpair) or a positive integer; else one error line."""
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
+                            or top < 1):
+        raise BilinError(f"{what} must be a positive integer, got {top}")
+
+
+def kept(top: int | None, n: int) -> int:
+    """How many of ``n`` eigenpairs ``top`` keeps: all of them for None or a larger ``top``."""
+    return n if top is None else min(top, n)
+
+
+def top_note(top: int | None, n: int, of: str = "", verb: str = "kept") -> str | None:
+    """The note for a ``top`` larger than the ``n`` eigenpairs there are (never silent):
+    the count is clamped to ``n`` and said so. ``of``: whose eigenpairs (" of layer 2")."""
+    if top is None or top <= n:
+        return None
+    return (f"--top {top} asked for more eigenpairs than the {n}{of or ' there are'}; "
+            f"all {n} are {verb}")
