@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,16 +85,6 @@ def test_api_names_shared_with_modules_stay_functions():
 
 def test_readme_example(monkeypatch):
     _run_doctest(README_EXAMPLE, "README Python API", {}, monkeypatch)
-
-
-def test_readme_python_api_section_runs(monkeypatch):
-    """Once the README has a "Python API" section, its `>>>` examples run as written."""
-    text = (ROOT / "README.md").read_text()
-    m = re.search(r"^## Python API\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    if m is None or ">>>" not in m.group(1):
-        pytest.skip("README has no Python API section yet")
-    blocks = re.findall(r"```(?:python|pycon)?\n(.*?)```", m.group(1), re.S)
-    _run_doctest("\n".join(b for b in blocks if ">>>" in b), "README", {}, monkeypatch)
 
 
 def test_docstring_examples(mnist, monkeypatch):

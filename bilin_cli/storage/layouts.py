@@ -192,88 +192,13 @@ def _build(
     attention: dict | None = None,
     final_scale: str | None = None,
 ) -> BilinearModel:
-    config = ckpt.config
-    if norm and norm.get("kind") == "scale":
-        if not norm.get("gain"):
-            raise BilinError(f"{_where(ckpt)}: norm kind 'scale' needs its 'gain' tensor")
-        for i, lk in enumerate(layers):
-            lk.in_scale = _scale_key(ckpt, norm["gain"], i, None)
-    shapes: list[LayerShape] = []
-    prev_out = None
-    for i, lk in enumerate(layers):
-        d, h, o = _layer_dims(ckpt, lk)
-        if kind != "lm" and prev_out is not None and prev_out != d:
-            raise BilinError(
-                f"{_where(ckpt)}: layer {i} takes d = {d} inputs but layer {i - 1} gives "
-                f"{prev_out}"
-            )
-        if kind == "lm":
-            if o is None:
-                raise BilinError(f"{_where(ckpt)}: language-model layer {i} has no output "
-                                 "projection 'p' into the residual stream")
-            if o != d or (shapes and d != shapes[0].d):
-                raise BilinError(
-                    f"{_where(ckpt)}: layer {i} reads d = {d} and writes o = {o}; every layer "
-                    f"of a language model reads and writes the same residual stream"
-                )
-        if residual and kind != "lm" and (o if o is not None else h) != d:
-            raise BilinError(
-                f"{_where(ckpt)}: a residual layer must write as many dimensions as it reads; "
-                f"layer {i} reads {d} and writes {o if o is not None else h}"
-            )
-        bias = bool(lk.wv_bias or lk.w_bias or lk.v_bias)
-        out_space = "residual" if kind == "lm" else "hidden"
-        shapes.append(LayerShape(d, h, o if o is not None else h, bias, out_space))
-        prev_out = o if o is not None else h
-    embed_shape = None
-    if embed:
-        rows, cols = embed_shape = _shape(ckpt, embed, 2)
-        if kind == "lm" and cols != shapes[0].d:
-            raise BilinError(f"{_where(ckpt)}: token embedding {printable(embed)!r} "
-                             f"({rows}x{cols}) gives {cols} dimensions, layer 0 reads "
-                             f"{shapes[0].d}")
-        if kind != "lm" and rows != shapes[0].d:
-            raise BilinError(
-                f"{_where(ckpt)}: embedding {printable(embed)!r} gives {rows} features, "
-                f"layer 0 takes {shapes[0].d}"
-            )
-    roles_head = None
-    if head:
-        rows, cols = _shape(ckpt, head, 2)
-        if head_bias is None and head.endswith(".weight") and kind != "lm":
-            head_bias = _present(ckpt, head.removesuffix("weight") + "bias")
-        _check_len(ckpt, head_bias, rows, "the head's bias")
-        last = layers[-1]
-        if kind == "lm":
-            if cols != shapes[-1].o:
-                raise BilinError(f"{_where(ckpt)}: unembedding {printable(head)!r} reads "
-                                 f"{cols} dimensions, the residual stream has {shapes[-1].o}")
-        else:
-            if cols != shapes[-1].o:
-                raise BilinError(
-                    f"{_where(ckpt)}: head {printable(head)!r} takes {cols} inputs, the last "
-                    f"layer gives {shapes[-1].o}"
-                )
-            if last.p is None:
-                # The head is the last layer's output projection P: its output is the logits.
-                last.p, last.p_bias = head, head_bias
-                roles_head = "head"
-            else:
-                last.head, last.head_bias = head, head_bias
-                roles_head = "down projection, then head"
-            shapes[-1].o = rows
-            shapes[-1].out_space = "outputs" if kind == "toy" else "logits"
-    elif kind != "lm" and layers[-1].p is not None:
-        # A classifier whose last projection has no head after it: P is the head.
-        shapes[-1].out_space = "outputs" if kind == "toy" else "logits"
-        head = layers[-1].p
-    load_layer, load_tensor = _make_loader(ckpt, layers)
-    if final_scale:
-        if kind != "lm" or not head:
-            raise BilinError(f"{_where(ckpt)}: 'final_scale' needs a language model's "
-                             "unembedding ('head')")
-        _scale_key(ckpt, final_scale, 0, shapes[-1].o)
-        load_tensor = _folding_head(ckpt, load_tensor, head, final_scale)
+    """The model these keys describe, every shape checked against the next and against
+    config.json, with its map (``meta["map"]``), notes and warnings."""
+    _fold_mlp_scales(ckpt, layers, norm)
+    shapes = _layer_shapes(ckpt, kind, layers, residual)
+    embed_shape = _embed_shape(ckpt, kind, embed, shapes)
+    head, head_bias, head_after_p = _attach_head(ckpt, kind, layers, shapes, head, head_bias)
+    load_layer, load_tensor = _loaders(ckpt, kind, layers, shapes, head, final_scale)
     model = BilinearModel(
         layout=layout,
         kind=kind,
@@ -289,6 +214,141 @@ def _build(
                                 attention, final_scale)
     if attention:
         _attach_attention(ckpt, model, attention)
+    _note_folds(model, layers, head, final_scale, head_after_p)
+    _read_output_config(ckpt, model, kind, embed_shape)
+    _attach_tokens(ckpt, model, kind, head)
+    _attach_mlp_norm(ckpt, model, norm)
+    _note_declared_bias(ckpt, model)
+    return model
+
+
+def _fold_mlp_scales(ckpt: Checkpoint, layers: list[LayerKeys], norm: dict | None) -> None:
+    """Sets each layer's ``in_scale`` where the norm in front of the MLPs is a linear scale."""
+    if norm and norm.get("kind") == "scale":
+        if not norm.get("gain"):
+            raise BilinError(f"{_where(ckpt)}: norm kind 'scale' needs its 'gain' tensor")
+        for i, lk in enumerate(layers):
+            lk.in_scale = _scale_key(ckpt, norm["gain"], i, None)
+
+
+def _layer_shapes(ckpt: Checkpoint, kind: str, layers: list[LayerKeys],
+                  residual: bool) -> list[LayerShape]:
+    """Each layer's shape, checked to read what the layer before writes."""
+    shapes: list[LayerShape] = []
+    for i, lk in enumerate(layers):
+        d, h, o = _layer_dims(ckpt, lk)
+        _check_layer_fits(ckpt, kind, residual, i, (d, h, o), shapes)
+        bias = bool(lk.wv_bias or lk.w_bias or lk.v_bias)
+        out_space = "residual" if kind == "lm" else "hidden"
+        shapes.append(LayerShape(d, h, o if o is not None else h, bias, out_space))
+    return shapes
+
+
+def _check_layer_fits(ckpt: Checkpoint, kind: str, residual: bool, i: int,
+                      dims: tuple[int, int, int | None], before: list[LayerShape]) -> None:
+    """Raises where layer ``i`` (``dims`` = (d, h, o)) does not read what the ``before``
+    layers write: the layer below's output, or a language model's one residual stream."""
+    d, h, o = dims
+    prev_out = before[-1].o if before else None
+    if kind != "lm" and prev_out is not None and prev_out != d:
+        raise BilinError(
+            f"{_where(ckpt)}: layer {i} takes d = {d} inputs but layer {i - 1} gives "
+            f"{prev_out}"
+        )
+    if kind == "lm":
+        if o is None:
+            raise BilinError(f"{_where(ckpt)}: language-model layer {i} has no output "
+                             "projection 'p' into the residual stream")
+        if o != d or (before and d != before[0].d):
+            raise BilinError(
+                f"{_where(ckpt)}: layer {i} reads d = {d} and writes o = {o}; every layer "
+                f"of a language model reads and writes the same residual stream"
+            )
+    if residual and kind != "lm" and (o if o is not None else h) != d:
+        raise BilinError(
+            f"{_where(ckpt)}: a residual layer must write as many dimensions as it reads; "
+            f"layer {i} reads {d} and writes {o if o is not None else h}"
+        )
+
+
+def _embed_shape(ckpt: Checkpoint, kind: str, embed: str | None,
+                 shapes: list[LayerShape]) -> tuple[int, ...] | None:
+    """The embedding's shape, checked to give what layer 0 reads; None without one."""
+    if not embed:
+        return None
+    rows, cols = embed_shape = _shape(ckpt, embed, 2)
+    if kind == "lm" and cols != shapes[0].d:
+        raise BilinError(f"{_where(ckpt)}: token embedding {printable(embed)!r} "
+                         f"({rows}x{cols}) gives {cols} dimensions, layer 0 reads "
+                         f"{shapes[0].d}")
+    if kind != "lm" and rows != shapes[0].d:
+        raise BilinError(
+            f"{_where(ckpt)}: embedding {printable(embed)!r} gives {rows} features, "
+            f"layer 0 takes {shapes[0].d}"
+        )
+    return embed_shape
+
+
+def _output_space(kind: str) -> str:
+    return "outputs" if kind == "toy" else "logits"
+
+
+def _attach_head(ckpt: Checkpoint, kind: str, layers: list[LayerKeys],
+                 shapes: list[LayerShape], head: str | None,
+                 head_bias: str | None) -> tuple[str | None, str | None, bool]:
+    """``(head, head_bias, after a down projection)``: the head checked against the last
+    layer and, in a classifier, made its output (the last shape then writes the logits);
+    a classifier without one reads its last projection as the head."""
+    if not head:
+        if kind != "lm" and layers[-1].p is not None:
+            # A classifier whose last projection has no head after it: P is the head.
+            shapes[-1].out_space = _output_space(kind)
+            head = layers[-1].p
+        return head, head_bias, False
+    rows, cols = _shape(ckpt, head, 2)
+    if head_bias is None and head.endswith(".weight") and kind != "lm":
+        head_bias = _present(ckpt, head.removesuffix("weight") + "bias")
+    _check_len(ckpt, head_bias, rows, "the head's bias")
+    last = layers[-1]
+    if kind == "lm":
+        if cols != shapes[-1].o:
+            raise BilinError(f"{_where(ckpt)}: unembedding {printable(head)!r} reads "
+                             f"{cols} dimensions, the residual stream has {shapes[-1].o}")
+        return head, head_bias, False
+    if cols != shapes[-1].o:
+        raise BilinError(
+            f"{_where(ckpt)}: head {printable(head)!r} takes {cols} inputs, the last "
+            f"layer gives {shapes[-1].o}"
+        )
+    after_p = last.p is not None
+    if after_p:
+        last.head, last.head_bias = head, head_bias
+    else:
+        # The head is the last layer's output projection P: its output is the logits.
+        last.p, last.p_bias = head, head_bias
+    shapes[-1].o = rows
+    shapes[-1].out_space = _output_space(kind)
+    return head, head_bias, after_p
+
+
+def _loaders(ckpt: Checkpoint, kind: str, layers: list[LayerKeys], shapes: list[LayerShape],
+             head: str | None, final_scale: str | None):
+    """``(load_layer, load_tensor)``; the latter folds a language model's final linear scale
+    into the unembedding."""
+    load_layer, load_tensor = _make_loader(ckpt, layers)
+    if final_scale:
+        if kind != "lm" or not head:
+            raise BilinError(f"{_where(ckpt)}: 'final_scale' needs a language model's "
+                             "unembedding ('head')")
+        _scale_key(ckpt, final_scale, 0, shapes[-1].o)
+        load_tensor = _folding_head(ckpt, load_tensor, head, final_scale)
+    return load_layer, load_tensor
+
+
+def _note_folds(model: BilinearModel, layers: list[LayerKeys], head: str | None,
+                final_scale: str | None, head_after_p: bool) -> None:
+    """Records what the loader folds into the weights (scales, a head after a down
+    projection) in ``model.meta`` and its notes."""
     folded = [lk.in_scale for lk in layers if lk.in_scale]
     if folded:
         model.meta["folded_scales"] = {"mlp": folded}
@@ -300,42 +360,61 @@ def _build(
         model.meta.setdefault("folded_scales", {})["final"] = final_scale
         model.notes.append(f"final linear scale {printable(final_scale)} folded into the "
                            "unembedding: --token T reads u = s * U[T]")
-    if roles_head == "down projection, then head":
+    if head_after_p:
         model.notes.append(
             f"the last layer's projection {printable(layers[-1].p)!r} is followed by the head "
             f"{printable(head)!r}: --class C reads u = P^T (head row C), folded into the layer"
         )
-    names = _config_names(ckpt, kind, shapes[-1].o)
+
+
+def _read_output_config(ckpt: Checkpoint, model: BilinearModel, kind: str,
+                        embed_shape: tuple[int, ...] | None) -> None:
+    """Sets the class names and image shape config.json gives, checked against the model."""
+    names = _config_names(ckpt, kind, model.shapes[-1].o)
     if names is not None:
         model.output_names = names
     model.input_shape = _config_input_shape(ckpt, kind, embed_shape)
+
+
+def _attach_tokens(ckpt: Checkpoint, model: BilinearModel, kind: str, head: str | None) -> None:
+    """Records the tokenizer beside the checkpoint and a language model's vocabulary (the
+    unembedding's rows, and config.json's ``vocab``, checked to name each)."""
     folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
     if (folder / "tokenizer.json").is_file():
         model.meta["tokenizer"] = str(folder / "tokenizer.json")
     if kind == "lm" and head:
         model.meta["head_rows"] = ckpt.tensors[head].shape[0]
-        vocab = config.get("vocab")
+        vocab = ckpt.config.get("vocab")
         if vocab is not None:
             if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)
                     and len(vocab) == model.meta["head_rows"]):
                 raise BilinError(f"{_where(ckpt)}: config.json 'vocab' must list the "
                                  f"{model.meta['head_rows']} tokens as strings")
             model.meta["vocab"] = list(vocab)
+
+
+def _attach_mlp_norm(ckpt: Checkpoint, model: BilinearModel, norm: dict | None) -> None:
+    """Sets the kind of the norm in front of each MLP and, unless it was folded, each
+    layer's gain and bias keys."""
     if norm and norm.get("kind") == "scale":
         model.norm_kind = "none"  # folded: token readings and --chain see x itself
     elif norm:
         model.norm_kind = norm.get("kind", "rms")
         gain, bias = norm.get("gain"), norm.get("bias")
-        model.mlp_norm_keys = [_norm_key(ckpt, gain, i, shapes[i].d) for i in range(len(layers))]
+        shapes = model.shapes
+        model.mlp_norm_keys = [_norm_key(ckpt, gain, i, shapes[i].d) for i in range(len(shapes))]
         model.mlp_norm_bias_keys = [_norm_key(ckpt, bias, i, shapes[i].d)
-                                    for i in range(len(layers))]
-    declared_bias = config.get("bias")
-    if isinstance(declared_bias, bool) and declared_bias != any(s.bias for s in shapes):
+                                    for i in range(len(shapes))]
+
+
+def _note_declared_bias(ckpt: Checkpoint, model: BilinearModel) -> None:
+    """Notes a config.json ``bias`` that the tensors contradict (the tensors win)."""
+    declared_bias = ckpt.config.get("bias")
+    if isinstance(declared_bias, bool) and declared_bias != any(s.bias for s in model.shapes):
         model.notes.append(
             f"config.json says bias={declared_bias}, but the tensors say otherwise; "
             "bilin follows the tensors"
         )
-    return model
 
 
 def _scale_key(ckpt: Checkpoint, template: str, i: int, d: int | None) -> str:
@@ -688,7 +767,7 @@ def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
     from bilin_cli.storage.structure import propose  # only for layouts no name settles
 
     found = propose(ckpt.tensors, ckpt.config)
-    if found is None or _only_activation_chains(ckpt, found.mapping):
+    if found is None or found.mapping is None or _only_activation_chains(ckpt, found.mapping):
         return None
     if found.ambiguous:
         raise BilinError(
@@ -711,8 +790,8 @@ def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
 def recognise(ckpt: Checkpoint, mapping: dict | None = None) -> BilinearModel:
     """The model in ``ckpt``: from ``mapping`` if given, else a known layout, else its
     structure."""
-    if mapping is not None:
-        return model_from_map(ckpt, mapping)
+    if mapping is not None:  # a map file's errors name the file
+        return model_from_map(ckpt, mapping, getattr(mapping, "source", "map"))
     if "bilin_map" in ckpt.config:
         return model_from_map(ckpt, ckpt.config["bilin_map"], "config.json bilin_map")
     # A known layout by its names first; then the network beside side groups (a ReLU
@@ -819,10 +898,11 @@ def suggest_map(ckpt: Checkpoint) -> tuple[dict, list[str]]:
     from bilin_cli.storage.structure import propose
 
     found = propose(ckpt.tensors, ckpt.config)
-    if found is None:
+    if found is None or found.mapping is None:
         example = {"_note": "no bilinear structure found: fill in the tensor names",
                    "layers": [{"w": "?", "v": "?", "p": "?"}], "embed": "?", "head": "?"}
-        return example, ["no two sibling matrices of one shape were found"]
+        return example, (found.ambiguous if found is not None
+                         else ["no two sibling matrices of one shape were found"])
     mapping = dict(found.mapping)
     if found.ambiguous:
         mapping = {"_ambiguous": found.ambiguous, **mapping}

@@ -74,9 +74,11 @@ MAP_HELP = (
 def _name(value: object, where: str, source: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise BilinError(f"{source}: {where} must be a tensor name (a string), found "
                          f"{type(value).__name__}")
+    if not value:
+        raise BilinError(f"{source}: {where} is an empty string; give a tensor name")
     return value
 
 
@@ -143,7 +145,7 @@ def validate(mapping: object, tensors, source: str) -> dict:
         raise BilinError(f"{source}: 'residual' must be true or false")
     out["residual"] = residual
     inputs = mapping.get("inputs", 1)
-    if inputs not in (1, 2) or isinstance(inputs, bool):
+    if type(inputs) is not int or inputs not in (1, 2):  # not True, not 2.0
         raise BilinError(f"{source}: 'inputs' must be 1 or 2 (a two-input form "
                          "W_p((W_l x_a) * (W_r x_b)) reads two operands)")
     if inputs == 2:
@@ -218,9 +220,18 @@ def _attention(raw: object, tensors, source: str) -> dict:
     return out
 
 
+class MapFile(dict):
+    """A map read from a file: its errors name the file (``source``), not "map"."""
+
+    source: str = "map"
+
+
 def read_map(path: str | Path) -> dict:
     """A map file's JSON object (validated against a checkpoint later, by :func:`validate`);
     registered as an input of the running command."""
     mapping = read_json(path, "map file")
     register_input(path)
+    if isinstance(mapping, dict):
+        mapping = MapFile(mapping)
+        mapping.source = printable(path)
     return mapping

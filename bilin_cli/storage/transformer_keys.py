@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from bilin_cli.core.errors import BilinError
+from bilin_cli.core.names import leaf_name, module_name, natural_key, parent_name
 from bilin_cli.core.printable import printable
 
 _UNEMBED = re.compile(r"unembed|lm_head|^output$|^head$|^w_?u$|^out_embed|readout|logit",
@@ -40,24 +41,21 @@ _HEADS_KEYS = ("n_heads", "n_head", "num_heads", "num_attention_heads", "heads",
 _DHEAD_KEYS = ("d_head", "head_dim", "head_size", "dim_head", "d_k")
 
 
+# A norm's parameter is often its ``scale``, ``gain`` or ``g``, not its ``weight``: cut them
+# all, so ``blocks.0.norm_mlp.scale`` is the module ``norm_mlp`` of the block ``blocks.0``.
+_PARAMETERS = (".weight", ".scale", ".gain", ".g")
+
+
 def _module(key: str) -> str:
-    for suffix in (".weight", ".scale", ".gain", ".g"):
-        if key.endswith(suffix):
-            return key[: -len(suffix)]
-    return key
+    return module_name(key, _PARAMETERS)
 
 
 def _leaf(key: str) -> str:
-    return _module(key).rsplit(".", 1)[-1]
+    return leaf_name(key, _PARAMETERS)
 
 
 def _parent(key: str) -> str:
-    m = _module(key)
-    return m.rsplit(".", 1)[0] if "." in m else ""
-
-
-def _natural(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+    return parent_name(key, _PARAMETERS)
 
 
 # ------------------------------------------------------------------ embedding vs unembedding
@@ -132,7 +130,7 @@ def find_attention(mats: dict[str, tuple[int, ...]]) -> list[dict]:
         if role is not None:
             groups.setdefault(_module_of(key), {}).setdefault(role, []).append(key)
     found = []
-    for parent in sorted(groups, key=_natural):
+    for parent in sorted(groups, key=natural_key):
         roles = groups[parent]
         if set(roles) != {"q1", "q2", "k1", "k2", "v", "o"} or any(
                 len(v) != 1 for v in roles.values()):
