@@ -4,7 +4,8 @@ sq_top_k_share --top N``.
 Measure: the share of ``sum lambda^2`` in the ``k`` eigenvalues of largest ``|lambda|``,
 ``sq_top_k_share = T / S`` with ``T = sum_{top k} lambda^2`` and ``S = ||Q||_F^2``.
 
-* ``S`` is exact for every feature at once, spectrum-free (DESIGN.md section 1):
+* ``S`` is exact for every feature at once, spectrum-free (docs/architecture.md,
+  "Spectrum-free identities"):
   ``||Q||_F^2 = c^T K c`` with ``K = 1/2 (G_WW o G_VV + M o M^T)``, ``c = P^T e``,
   ``G_WW = W W^T``, ``G_VV = V V^T``, ``M = V W^T`` (``h x h``, once per layer).
 * A single-vector Lanczos run of ``s`` steps per feature, batched over features so that

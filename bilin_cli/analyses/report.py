@@ -8,7 +8,8 @@ modules the other commands use (``decompose`` for ``bilin eig``, ``truncation`` 
 
 Every page's eigenpairs come from :func:`bilin_cli.analyses.decompose.decompose` with every
 eigenpair kept, so its numbers are those ``bilin eig`` prints (``|lambda|`` descending,
-ranks from 1). The truncation bound of a page is DESIGN's exact one: keeping the ``K``
+ranks from 1). The truncation bound of a page is the exact one of docs/architecture.md
+("Truncation"): keeping the ``K``
 eigenpairs of largest ``|lambda|``, ``|x^T Q x - x^T Q_K x| <= max_discarded |lambda| * ||x||^2``
 with ``x`` in the layer's input space (for a classifier with biases, the augmented input
 ``[E x; 1]``, whose spectrum ``bilin truncate`` truncates).

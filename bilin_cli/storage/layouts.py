@@ -1,4 +1,6 @@
-"""Recognising checkpoint layouts (DESIGN section 2) and building a BilinearModel.
+"""Recognising checkpoint layouts and building a BilinearModel.
+
+The layouts are described in docs/architecture.md, "Checkpoint layouts".
 
 Each layout is described by a :class:`LayerKeys` per layer (which tensor holds W,
 V or the stacked WV, P and biases) plus the embedding and head keys. Recognition

@@ -1,4 +1,6 @@
-"""Sparse autoencoder dictionaries as directions (DESIGN sections 1 and 2).
+"""Sparse autoencoder dictionaries as directions.
+
+The math: docs/architecture.md, "SAE features as directions".
 
 Two formats, normalised to encoder rows ``E_enc : (f, d)`` and decoder columns
 ``D : (d, f)``:
