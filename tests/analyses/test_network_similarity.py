@@ -25,7 +25,7 @@ import bilin_cli as bilin
 from bilin_cli.analyses import network_moments as ns
 from bilin_cli.api.network import input_distribution
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 import bilinear_transformer_ref as btref  # noqa: E402
 import network_similarity_ref as ref  # noqa: E402
 

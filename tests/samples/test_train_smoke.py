@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_samples.py"
 MNIST_NPZ = REPO / "sample_checkpoints" / "data" / "mnist-test.npz"
 

@@ -17,7 +17,7 @@ import pytest
 import bilin_cli as bilin
 from bilin_cli.analyses.attention_circuits import low_rank_svd
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 import bilinear_transformer_ref as ref  # noqa: E402
 
 

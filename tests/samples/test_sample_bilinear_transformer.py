@@ -13,10 +13,10 @@ from safetensors.numpy import load_file
 
 import bilin_cli as bilin
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 import bilinear_transformer_ref as ref  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "shakespeare-bilinear"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_checkpoints" / "shakespeare-bilinear"
 
 
 def test_bilin_composes_the_sample_exactly_as_its_forward():

@@ -12,7 +12,7 @@ import pytest
 
 from bilin_cli.cli.shards import Shard, parse_shard
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MNIST = "sample_checkpoints/mnist"
 SHAKE = "sample_checkpoints/shakespeare"
 SAE_OUT = f"{SHAKE}/sae-mlp-out-L1"

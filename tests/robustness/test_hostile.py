@@ -33,7 +33,7 @@ from conftest import write_transformer
 from safetensors.numpy import save_file
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = HERE.parents[1]
 
 # Sizes of the small models every case starts from.
 D, N_IN, N_CLS = 6, 9, 4  # image classifier: embed (D, N_IN), blocks.0 (2D, D), head (N_CLS, D)

@@ -272,7 +272,7 @@ def test_toy_sample_has_rank_10(cli, method, float64):
     """The issue's reproduction: the toy sample's B (12 outputs) has rank 10."""
     from pathlib import Path
 
-    toy = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "toy"
+    toy = Path(__file__).resolve().parents[2] / "sample_checkpoints" / "toy"
     args = ["hosvd", toy, "--components", 12, "--method", method, "--json"]
     code, out, err = cli(*args, *(["--float64"] if float64 else []))
     assert code == 0, err

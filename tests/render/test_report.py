@@ -23,7 +23,7 @@ from bilin_cli import api
 from bilin_cli.render.report_html import write_report
 from bilin_cli.render.style import eigenvalue_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_checkpoints"
 MNIST = SAMPLES / "mnist"
 SHAKESPEARE = SAMPLES / "shakespeare"

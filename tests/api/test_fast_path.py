@@ -114,7 +114,7 @@ def _imported(*args: str) -> tuple[set[str], str]:
     """Top-level modules a whole ``bilin ARGS`` process imported, and its stdout."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", _MODULES_AT_EXIT, *args], capture_output=True,
                           text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr

@@ -92,7 +92,7 @@ def test_readme_reading_matches_the_shakespeare_sample(cli):
     """The token reading the README shows is what `eig` computes on the shipped sample."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text(encoding="utf-8")
     shown = [line.split("│")[-1].strip() for line in readme.splitlines()
              if line.strip().startswith(("1 │", "2 │", "3 │")) and " | " in line]

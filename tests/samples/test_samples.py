@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_checkpoints"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_checkpoints"
 IMAGE = {"mnist": 0.975, "fmnist": 0.85, "mnist-bias": 0.975}  # minimum accuracy per issue
 
 

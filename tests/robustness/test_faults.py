@@ -29,7 +29,7 @@ from bilin_cli.core import interrupts
 from bilin_cli.core.errors import BilinError
 from bilin_cli.storage import atomic, writing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MNIST = ROOT / "sample_checkpoints" / "mnist"
 SCRIPT = Path(sys.executable).with_name("bilin")
 BILIN = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bilin_cli"]
