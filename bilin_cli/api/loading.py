@@ -31,15 +31,20 @@ def _opened(path: PathLike, map: dict | PathLike | None = None):  # noqa: A002
     model read from it, as :func:`load` returns it."""
     from bilin_cli.storage.containers import open_checkpoint
     from bilin_cli.storage.layouts import recognise
-    from bilin_cli.storage.maps import read_map
 
     checkpoint = open_checkpoint(path)
-    mapping = map if map is None or isinstance(map, dict) else read_map(map)
-    model = recognise(checkpoint, mapping)
+    model = recognise(checkpoint, _mapping(map))
     # Where it came from: truncate() finds a shipped sample's own test split with these.
     model.meta.setdefault("source_path", str(path))
     model.meta.setdefault("source_config", dict(checkpoint.config))
     return checkpoint, model
+
+
+def _mapping(map: dict | PathLike | None) -> dict | None:  # noqa: A002
+    """A map given as a dict, or read from the JSON file it names."""
+    from bilin_cli.storage.maps import read_map
+
+    return map if map is None or isinstance(map, dict) else read_map(map)
 
 
 def _model(model: BilinearModel | PathLike) -> BilinearModel:
@@ -62,13 +67,11 @@ def info(path: PathLike, map: dict | PathLike | None = None) -> dict:  # noqa: A
     """
     from bilin_cli.storage.containers import open_checkpoint
     from bilin_cli.storage.layouts import recognise
-    from bilin_cli.storage.maps import read_map
     from bilin_cli.storage.summary import describe, describe_unrecognised
 
     checkpoint = open_checkpoint(path)
     try:
-        mapping = map if map is None or isinstance(map, dict) else read_map(map)
-        model = recognise(checkpoint, mapping)
+        model = recognise(checkpoint, _mapping(map))
     except BilinError as exc:
         if map is not None:
             raise
