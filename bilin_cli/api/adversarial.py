@@ -116,9 +116,28 @@ def adversarial_masks(
         >>> round(mean["accuracy"], 4), round(mean["target_rate"], 4)
         (0.1622, 0.9066)
     """
+    per_class, strengths, pixels = _settings(eig, per_class, variant, strength, n_pixels,
+                                             input is not None)
+    model = _model(model)
+    setup = _setup(model, target, pixels, input, data, dtype)
+    if check is not None:
+        check(setup.targets, setup.shape)
+    built = _build(model, setup, per_class, eig, variant, inverse, seed, progress)
+    result = Adversarial(setup.targets, built.masks, strengths, pixels, {}, built.stack,
+                         built.directions, built.region, setup.shape, setup.dataset, setup.one)
+    common = _common(built, eig, per_class, variant, inverse, seed)
+    if setup.one is not None:
+        result.doc = _input_doc(model, setup, built, common, input, strengths, pixels, dtype)
+    else:
+        result.doc = _sweep_doc(model, setup, built, common, strengths, pixels, dtype, progress)
+    return result
+
+
+def _settings(eig: int, per_class: int | None, variant: str, strength, n_pixels,
+              single: bool) -> tuple[int, list[float], list[int] | None]:
+    """The arguments checked: ``(per_class, strengths, n_pixels)`` with the defaults filled
+    in (``single``: one input, so the end of the default sweep)."""
     from bilin_cli.analyses import adversarial as adv
-    from bilin_cli.core.printable import printable
-    from bilin_cli.storage.data import check_fits, default_data_path
 
     per_class = eig if per_class is None else per_class
     if per_class < eig:
@@ -131,13 +150,34 @@ def adversarial_masks(
             raise BilinError("n_pixels goes with variant='top-pixels'")
         default = adv.EDGE_SWEEP if variant == "edge" else adv.DENSE_SWEEP
         if strengths is None:
-            strengths = [default[-1]] if input is not None else list(default)
+            strengths = [default[-1]] if single else list(default)
     else:
         strengths = strengths[:1] if strengths else [adv.TOP_PIXELS_STRENGTH]
         if pixels is None:
             sweep = adv.TOP_PIXELS_SWEEP
-            pixels = [sweep[-1]] if input is not None else list(sweep)
-    model = _model(model)
+            pixels = [sweep[-1]] if single else list(sweep)
+    return per_class, strengths, pixels
+
+
+@dataclass
+class _Setup:
+    """What the masks are built for: the targets, the data and the one input (if any)."""
+
+    targets: list[int]
+    chosen: list[int] | None  # None for target "all"
+    names: list[str]
+    n_in: int
+    one: object | None
+    dataset: object
+    shape: tuple[int, ...] | None
+
+
+def _setup(model: BilinearModel, target, pixels: list[int] | None, input: str | None,  # noqa: A002
+           data: PathLike | None, dtype: type) -> _Setup:
+    """The model checked against the request; the input, the data and the image shape."""
+    from bilin_cli.analyses import adversarial as adv
+    from bilin_cli.storage.data import check_fits
+
     adv.check_supported(model)
     n_cls = model.shapes[-1].o
     names = model.output_names or [str(c) for c in range(n_cls)]
@@ -148,16 +188,8 @@ def adversarial_masks(
         raise BilinError(f"--pixels {max(pixels)} exceeds the {n_in} input pixels")
     one = None
     if input is not None:
-        one = adv.load_input(input, dtype, n_in)
-        if one.x.size != n_in:
-            raise BilinError(f"--input {printable(input, 80)}: {one.x.size} pixels, the model "
-                             f"takes {n_in}")
-        # Data for the sign and the metrics: data, else the checkpoint's own split, else
-        # the file the input came from.
-        source = model.meta.get("source_path")
-        if data is None and one.data and (source is None or default_data_path(
-                source, model.meta.get("source_config", {})) is None):
-            data = Path(one.data)
+        one = _one_input(input, dtype, n_in)
+        data = _input_data(model, data, one)
     dataset = _dataset(model, data, dtype)
     check_fits(dataset, n_in, n_cls)
     shape = None
@@ -165,51 +197,113 @@ def adversarial_masks(
         if candidate and int(np.prod(candidate)) == n_in:
             shape = tuple(int(s) for s in candidate)
             break
-    if check is not None:
-        check(targets, shape)
+    return _Setup(targets, chosen, names, n_in, one, dataset, shape)
 
-    with _stage(progress, "eigendecomposing classes", n_cls) as advance:
+
+def _one_input(input: str, dtype: type, n_in: int):  # noqa: A002
+    """The ``--input`` image, of the model's input size."""
+    from bilin_cli.analyses import adversarial as adv
+    from bilin_cli.core.printable import printable
+
+    one = adv.load_input(input, dtype, n_in)
+    if one.x.size != n_in:
+        raise BilinError(f"--input {printable(input, 80)}: {one.x.size} pixels, the model "
+                         f"takes {n_in}")
+    return one
+
+
+def _input_data(model: BilinearModel, data: PathLike | None, one) -> PathLike | None:
+    """Data for the sign and the metrics: data, else the checkpoint's own split, else the
+    file the input came from."""
+    from bilin_cli.storage.data import default_data_path
+
+    source = model.meta.get("source_path")
+    if data is None and one.data and (source is None or default_data_path(
+            source, model.meta.get("source_config", {})) is None):
+        data = Path(one.data)
+    return data
+
+
+@dataclass
+class _Built:
+    """The stacked eigenvectors and the masks built from them."""
+
+    stack: object
+    region: np.ndarray
+    directions: np.ndarray
+    cond: dict
+    masks: list
+
+
+def _build(model: BilinearModel, setup: _Setup, per_class: int, eig: int, variant: str,
+           inverse: str, seed: int, progress) -> _Built:
+    """Stack every class's top eigenvectors and build one mask per target."""
+    from bilin_cli.analyses import adversarial as adv
+
+    with _stage(progress, "eigendecomposing classes", model.shapes[-1].o) as advance:
         stack = adv.eigen_stack(model, per_class, advance)
     E = adv.embedding(model)
-    region = (adv.edge_region(dataset.x) if variant == "edge" else np.ones(n_in, dtype=bool))
+    x, y = setup.dataset.x, setup.dataset.y
+    region = (adv.edge_region(x) if variant == "edge" else np.ones(setup.n_in, dtype=bool))
     if not region.any():
         raise BilinError(f"no edge pixels: every pixel is lit in at least "
                          f"{adv.EDGE_SHARE:.0%} of the images")
     directions, cond = adv.mask_directions(stack, E, inverse, region)
-    masks = [adv.build_mask(stack, E, directions, dataset.x, dataset.y, t, eig, variant, region,
-                            seed) for t in targets]
+    masks = [adv.build_mask(stack, E, directions, x, y, t, eig, variant, region, seed)
+             for t in setup.targets]
+    return _Built(stack, region, directions, cond, masks)
+
+
+def _common(built: _Built, eig: int, per_class: int, variant: str, inverse: str,
+            seed: int) -> dict:
+    """The keys every ``--json`` document of ``bilin adversarial`` starts with."""
+    from bilin_cli.analyses import adversarial as adv
+
     where = "" if variant != "edge" else "[:, edge]"
-    common = {
+    return {
         "eig": eig, "per_class": per_class, "variant": variant, "inverse": inverse,
-        "stacked": int(stack.S.shape[0]), "region_pixels": int(region.sum()),
+        "stacked": int(built.stack.S.shape[0]), "region_pixels": int(built.region.sum()),
         "edge_share": adv.EDGE_SHARE,
         "projection": (f"p = E{where}^T pinv(S) e_j" if inverse == "hidden"
                        else f"p = pinv(S E{where}) e_j (S E p = e_j)")
         + "; sign by overlap with other classes' images; unit std over all pixels x strength",
-        "conditioning": cond,
+        "conditioning": built.cond,
         "baseline": f"mask pixels permuted within the variant's pixels (seed {seed})",
     }
-    result = Adversarial(targets, masks, strengths, pixels, {}, stack, directions, region,
-                         shape, dataset, one)
-    if one is not None:
-        s, n = strengths[0], pixels[0] if pixels else None
-        results = []
-        for m in masks:
-            logits = adv.input_logits(model, one.x, m, s, n, dtype)
-            results.append({"target": m.target, "target_name": names[m.target],
-                            **_mask_fields(m, stack),
-                            **{k: {"prediction": int(np.argmax(v)), "logits": v.tolist()}
-                               for k, v in logits.items()}})
-        doc = {"input": input, "label": one.label,
-               "target": "all" if chosen is None else masks[0].target, **common,
-               "strength": s, "n_pixels": n, "class_names": names, "old": results[0]["old"]}
-        if chosen is None:
-            doc["targets"] = [{k: v for k, v in r.items() if k != "old"} for r in results]
-        else:
-            doc.update({k: v for k, v in results[0].items() if k not in ("target", "old")})
-        result.doc = doc
-        return result
 
+
+def _input_doc(model: BilinearModel, setup: _Setup, built: _Built, common: dict,
+               input: str, strengths: list[float], pixels: list[int] | None,  # noqa: A002
+               dtype: type) -> dict:
+    """The document for one input: its old and new logits under each mask."""
+    from bilin_cli.analyses import adversarial as adv
+
+    one, names, masks = setup.one, setup.names, built.masks
+    s, n = strengths[0], pixels[0] if pixels else None
+    results = []
+    for m in masks:
+        logits = adv.input_logits(model, one.x, m, s, n, dtype)
+        results.append({"target": m.target, "target_name": names[m.target],
+                        **_mask_fields(m, built.stack),
+                        **{k: {"prediction": int(np.argmax(v)), "logits": v.tolist()}
+                           for k, v in logits.items()}})
+    doc = {"input": input, "label": one.label,
+           "target": "all" if setup.chosen is None else masks[0].target, **common,
+           "strength": s, "n_pixels": n, "class_names": names, "old": results[0]["old"]}
+    if setup.chosen is None:
+        doc["targets"] = [{k: v for k, v in r.items() if k != "old"} for r in results]
+    else:
+        doc.update({k: v for k, v in results[0].items() if k not in ("target", "old")})
+    return doc
+
+
+def _sweep_doc(model: BilinearModel, setup: _Setup, built: _Built, common: dict,
+               strengths: list[float], pixels: list[int] | None, dtype: type,
+               progress) -> dict:
+    """The document for the data: accuracy and target rate per strength (or pixel count)."""
+    from bilin_cli.analyses import adversarial as adv
+
+    dataset, names, masks, targets = setup.dataset, setup.names, built.masks, setup.targets
     cache = adv.layer_cache(model, dataset.x, dtype)
     clean = adv.clean_rates(model, cache, dataset.y, targets)
     per_target = []
@@ -217,19 +311,19 @@ def adversarial_masks(
         for m in masks:
             rows = adv.sweep(model, cache, dataset.x, dataset.y, m, strengths, pixels, advance)
             per_target.append({
-                "target": m.target, "target_name": names[m.target], **_mask_fields(m, stack),
+                "target": m.target, "target_name": names[m.target],
+                **_mask_fields(m, built.stack),
                 "clean_target_rate": clean[m.target][1], "rows": rows,
             })
-    doc = {"target": "all" if chosen is None else targets[0], **common,
+    doc = {"target": "all" if setup.chosen is None else targets[0], **common,
            "data": dataset.source, "n": int(dataset.y.size),
            "clean_accuracy": clean[targets[0]][0],
            "swept": "n_pixels" if pixels is not None else "strength"}
     if pixels is not None:
         doc["strength"] = strengths[0]
-    if chosen is None:
+    if setup.chosen is None:
         doc["rows"] = adv.mean_rows([t["rows"] for t in per_target])
         doc["per_target"] = per_target
     else:
         doc.update({k: v for k, v in per_target[0].items() if k != "target"})
-    result.doc = doc
-    return result
+    return doc

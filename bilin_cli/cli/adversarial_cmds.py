@@ -211,6 +211,51 @@ def adversarial(
 
         bilin adversarial sample_checkpoints/mnist --target 3 --input sample_checkpoints/data/mnist-test.npz:17
     """
+    per_class, strengths, n_pixels, fmt_ = _check_options(
+        variant, eig, per_class, strength, pixels, sweep, input_, plot, save, json_, fmt,
+        output, force)
+    dtype = dtype_of(float64)
+    model = api.load(ckpt, map_file)
+    pngs = _ImageFiles(images, input_ is not None, force)
+    result = api.adversarial_masks(model, target, eig, per_class, variant.value, inverse.value,
+                                   strengths, n_pixels, input=input_, data=data, seed=seed,
+                                   dtype=dtype, check=pngs, progress=progress)
+    _render(model, result, pngs.files, Path(ckpt).name, variant, inverse, eig, save=save,
+            plot=plot, images=images, fmt=fmt_, output=output, force=force, dtype=dtype)
+
+
+def _render(model, result, files: dict | None, name: str, variant: Variant, inverse: Inverse,
+            eig: int, *, save: Path | None, plot: Path | None, images: Path | None, fmt: str,
+            output: str | None, force: bool, dtype: type) -> None:
+    """Everything the command writes: the warning, --save, --plot, --images, the report."""
+    _warn_conditioning(result, inverse)
+    names = _names(model)
+    if save is not None:
+        _save(save, result.stack, adv.embedding(model), inverse.value, result.directions,
+              result.masks, result.region, result.strengths, result.n_pixels,
+              result.image_shape, force)
+        say_wrote(save)
+    if result.input is not None:
+        if files is not None:
+            _input_images(result, names, files, force)
+        emit(input_report(result.doc, human=fmt == "table"), fmt, output, force)
+        return
+    if plot is not None:
+        _plot_sweep(result, names, name, variant, inverse, eig, plot, force)
+    if files is not None:
+        images.mkdir(exist_ok=True)
+        _draw_examples(model, result.dataset, result.masks, names, result.strengths,
+                       result.n_pixels, result.image_shape, files, force, dtype)
+    emit(sweep_report(result.doc, human=fmt == "table"), fmt, output, force)
+
+
+def _check_options(variant: Variant, eig: int, per_class: int | None, strength: float | None,
+                   pixels: int | None, sweep: str | None, input_: str | None,
+                   plot: Path | None, save: Path | None, json_: bool, fmt: str | None,
+                   output: str | None, force: bool
+                   ) -> tuple[int, list[float], list[int] | None, str]:
+    """The options checked against each other before anything is loaded:
+    ``(per_class, strengths, n_pixels, format)``."""
     if input_ is not None and sweep is not None:
         raise typer.BadParameter("--input perturbs one image at one strength; drop --sweep",
                                  param_hint="--sweep")
@@ -225,21 +270,27 @@ def adversarial(
     fmt_ = output_settings(json_, fmt, output, force, plot, save)
     if plot is not None:
         figure_format(plot)
-    dtype = dtype_of(float64)
-    model = api.load(ckpt, map_file)
-    files = None
+    return per_class, strengths, n_pixels, fmt_
 
-    def check(targets: list[int], shape) -> None:
-        nonlocal files
-        if images is not None:
-            files = _image_files(images, targets, input_ is not None, force)
+
+class _ImageFiles:
+    """The ``check`` of :func:`api.adversarial_masks`: once the targets are known, before
+    any eigendecomposition, the PNGs ``--images`` will write (``files``; None without it)."""
+
+    def __init__(self, folder: Path | None, single: bool, force: bool) -> None:
+        self.folder, self.single, self.force = folder, single, force
+        self.files: dict | None = None
+
+    def __call__(self, targets: list[int], shape) -> None:
+        if self.folder is not None:
+            self.files = _image_files(self.folder, targets, self.single, self.force)
             if shape is None:
                 raise BilinError("--images needs image-shaped inputs; this data is flat and "
                                  "the checkpoint gives no input_shape")
 
-    result = api.adversarial_masks(model, target, eig, per_class, variant.value, inverse.value,
-                                   strengths, n_pixels, input=input_, data=data, seed=seed,
-                                   dtype=dtype, check=check, progress=progress)
+
+def _warn_conditioning(result, inverse: Inverse) -> None:
+    """With ``--inverse pixel``, a warning on stderr when the exact masks are ill-posed."""
     cond = result.doc["conditioning"]
     if inverse is Inverse.pixel and cond["condition_number"] > adv.ILL_CONDITIONED:
         print(f"warning: {cond['matrix']} is ill-conditioned (smallest singular value "
@@ -247,36 +298,25 @@ def adversarial(
               f"{cond['condition_number']:.3g}): the exact masks are made of near-null pixel "
               "directions and barely excite their eigenvectors (see excitation); "
               "--inverse hidden is the paper's recipe", file=sys.stderr)
-    masks, shape, names = result.masks, result.image_shape, _names(model)
-    if save is not None:
-        _save(save, result.stack, adv.embedding(model), inverse.value, result.directions, masks,
-              result.region, result.strengths, result.n_pixels, shape, force)
-        say_wrote(save)
-    if input_ is not None:
-        if files is not None:
-            _input_images(result, names, files, force)
-        emit(input_report(result.doc, human=fmt_ == "table"), fmt_, output, force)
-        return
-    doc, every = result.doc, result.doc["target"] == "all"
-    if plot is not None:
-        from bilin_cli.render.plotting_adversarial import rate_curves
 
-        key = doc["swept"]
-        who = "mean over all targets" if every else f"target {names[result.targets[0]]}"
-        rate_curves([r[key] for r in doc["rows"]], doc["rows"],
-                    [t["rows"] for t in doc["per_target"]] if every else None,
-                    "pixels changed (N)" if key == "n_pixels" else "strength (mask std per pixel)",
-                    f"{Path(ckpt).name}: {variant.value} mask ({inverse.value} inverse, "
-                    f"{doc['per_class']} per class), positive eigenvector {eig}"
-                    + (f" (eig rank #{masks[0].eig_rank})" if not every else "")
-                    + f", {who}",
-                    plot, force)
-        say_wrote(plot)
-    if files is not None:
-        images.mkdir(exist_ok=True)
-        _draw_examples(model, result.dataset, masks, names, result.strengths, result.n_pixels,
-                       shape, files, force, dtype)
-    emit(sweep_report(doc, human=fmt_ == "table"), fmt_, output, force)
+
+def _plot_sweep(result, names: list[str], name: str, variant: Variant, inverse: Inverse,
+                eig: int, plot: Path, force: bool) -> None:
+    """``--plot``: target rate and accuracy against the sweep (the mean, with ``all``)."""
+    from bilin_cli.render.plotting_adversarial import rate_curves
+
+    doc = result.doc
+    every, key = doc["target"] == "all", doc["swept"]
+    who = "mean over all targets" if every else f"target {names[result.targets[0]]}"
+    rate_curves([r[key] for r in doc["rows"]], doc["rows"],
+                [t["rows"] for t in doc["per_target"]] if every else None,
+                "pixels changed (N)" if key == "n_pixels" else "strength (mask std per pixel)",
+                f"{name}: {variant.value} mask ({inverse.value} inverse, "
+                f"{doc['per_class']} per class), positive eigenvector {eig}"
+                + (f" (eig rank #{result.masks[0].eig_rank})" if not every else "")
+                + f", {who}",
+                plot, force)
+    say_wrote(plot)
 
 
 def _names(model) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from pathlib import Path
@@ -13,15 +15,22 @@ import typer
 from bilin_cli import api
 from bilin_cli.cli.options import (
     Ckpt,
+    ClassOpt,
+    DirectionOpt,
+    FeatureOpt,
     Float64Opt,
     ForceOpt,
     FormatOpt,
+    IndexList,
     JsonOpt,
     LayerOpt,
     MapOpt,
     OutputOpt,
+    SaeOpt,
     ShardOpt,
     TokenFileOpt,
+    TokenOpt,
+    TokenStrOpt,
     count,
     dtype_of,
     index_file,
@@ -109,6 +118,66 @@ def _kinds(**given) -> list[str]:
     return [f"--{k.rstrip('_').replace('_', '-')}" for k, v in given.items() if v]
 
 
+@dataclass
+class _Directions:
+    """The direction options parsed: index lists for classes, tokens (``--token`` then
+    ``--token-file``) and SAE features; token texts, .npy files and the SAE as given."""
+
+    classes: list[IndexList]
+    ids: list[IndexList]
+    feats: list[IndexList]
+    token_str: list[str] | None
+    direction: list[Path] | None
+    sae: Path | None
+    from_file: bool
+
+    @property
+    def many(self) -> bool:
+        """More than one direction (or a list, a range, all or a file that may be)."""
+        specs = self.classes + self.ids + self.feats
+        return (len(specs) + len(self.token_str or ()) + len(self.direction or ()) > 1
+                or any(s.many for s in specs) or self.from_file)
+
+    def api_args(self) -> dict:
+        """The keyword arguments of :func:`bilin_cli.api.output_directions`."""
+        return {"cls": self.classes, "token": self.ids, "token_text": self.token_str,
+                "direction": self.direction, "sae": self.sae, "feature": self.feats or None}
+
+
+def _directions(class_, token, token_file, token_str, sae, feature, direction, *,
+                check: Callable[[], None] | None = None) -> _Directions:
+    """Parse the direction options of ``eig`` and ``spectrum``. ``check`` (the command's
+    own cross-checks) runs after the --sae/--feature check, before any index is parsed."""
+    if (sae is None) != (not feature):
+        raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
+    if check is not None:
+        check()
+    classes = index_lists(class_, "--class")
+    ids = index_lists(token, "--token") + ([index_file(token_file)] if token_file else [])
+    feats = index_lists(feature, "--feature")
+    return _Directions(classes, ids, feats, token_str, direction, sae, token_file is not None)
+
+
+def _one_kind(class_, token, token_file, token_str, sae, direction) -> None:
+    """``eig`` decomposes one kind of direction: classes, tokens, texts, features or files."""
+    chosen = _kinds(class_=class_, token=token, token_file=token_file, token_str=token_str,
+                    sae=sae, direction=direction)
+    if len({"--token" if c == "--token-file" else c for c in chosen}) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --class, --token (or --token-file), --token-str, "
+            "--sae/--feature or --direction" + (f" (got {' and '.join(chosen)})" if chosen
+                                                else ""),
+            param_hint="direction",
+        )
+
+
+def _whole_run(shard, plot) -> None:
+    """``spectrum --plot`` draws a whole run, never a shard's part."""
+    if shard is not None and plot is not None:
+        raise typer.BadParameter("--shard writes a part file; draw --plot from a whole run",
+                                 param_hint="--shard")
+
+
 def _eig_one(model, index, u, *, k, basis, method, dtype, tokens, chain, show) -> Report:
     """One direction's eig report (a chain of layers with ``chain``)."""
     if chain is not None:
@@ -132,43 +201,13 @@ def _eig_one(model, index, u, *, k, basis, method, dtype, tokens, chain, show) -
 
 def eig(
     ckpt: Ckpt,
-    class_: Annotated[
-        list[str] | None,
-        typer.Option("--class", "-c", help="Output class C (row C of the head), or many: a "
-                     "list 0,3,7, a range 0-4 or all (repeatable); one result per class.",
-                     show_default=False, metavar="C"),
-    ] = None,
-    token: Annotated[
-        list[str] | None,
-        typer.Option("--token", help="Token id T (row T of the unembedding; LMs), or a list, "
-                     "a range or all (repeatable).", show_default=False, metavar="T"),
-    ] = None,
+    class_: ClassOpt = None,
+    token: TokenOpt = None,
     token_file: TokenFileOpt = None,
-    token_str: Annotated[
-        list[str] | None,
-        typer.Option("--token-str", help="A token by its text (character vocabulary or "
-                     "tokenizer.json); must be one token (repeatable).", show_default=False),
-    ] = None,
-    sae: Annotated[
-        Path | None,
-        typer.Option("--sae", help="Output SAE (paper or SAELens format); with --feature F its "
-                     "encoder row is the direction.", show_default=False),
-    ] = None,
-    feature: Annotated[
-        list[str] | None,
-        typer.Option("--feature", help="Feature index of --sae, or a list, a range or all "
-                     "(repeatable).", show_default=False, metavar="F"),
-    ] = None,
-    direction: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--direction", "-d",
-            help="A .npy vector in the layer's output space (logits for the layer that feeds "
-            "a classifier head, so class 3 minus class 5 is one direction; the residual "
-            "stream for a transformer layer). Repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    token_str: TokenStrOpt = None,
+    sae: SaeOpt = None,
+    feature: FeatureOpt = None,
+    direction: DirectionOpt = None,
     head: Annotated[
         str | None,
         typer.Option("--head", help="Bilinear attention: head H of block L (L.H, from 0); with "
@@ -275,23 +314,9 @@ def eig(
                                  layer=layer is not None, chain=chain is not None,
                                  shard=shard))
         return
-    if (sae is None) != (not feature):
-        raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
-    chosen = _kinds(class_=class_, token=token, token_file=token_file, token_str=token_str,
-                    sae=sae, direction=direction)
-    if len({"--token" if c == "--token-file" else c for c in chosen}) != 1:
-        raise typer.BadParameter(
-            "give exactly one of --class, --token (or --token-file), --token-str, "
-            "--sae/--feature or --direction" + (f" (got {' and '.join(chosen)})" if chosen
-                                                else ""),
-            param_hint="direction",
-        )
-    classes = index_lists(class_, "--class")
-    ids = index_lists(token, "--token") + ([index_file(token_file)] if token_file else [])
-    feats = index_lists(feature, "--feature")
-    specs = classes + ids + feats
-    many = (len(specs) + len(token_str or ()) + len(direction or ()) > 1
-            or any(s.many for s in specs) or token_file is not None)
+    specs = _directions(class_, token, token_file, token_str, sae, feature, direction,
+                        check=partial(_one_kind, class_, token, token_file, token_str, sae,
+                                      direction))
     if show and (json_ or (fmt or "table").lower() != "table"):
         raise typer.BadParameter("--show draws in the terminal; drop --json/--format",
                                  param_hint="--show")
@@ -302,9 +327,7 @@ def eig(
     dtype = dtype_of(float64)
     model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    dirs = api.output_directions(model, index, cls=classes, token=ids, token_text=token_str,
-                                 direction=direction, sae=sae, feature=feats or None,
-                                 dtype=dtype)
+    dirs = api.output_directions(model, index, **specs.api_args(), dtype=dtype)
     k = None if all_ else top
     tokens = api.token_reading(model, tokens, chain)
     one = partial(_eig_one, model, index, k=k, basis=basis.value, method=method.value,
@@ -316,10 +339,10 @@ def eig(
             for u in shard.select(dirs):
                 items.append({"key": u.info_key, "doc": one(u).doc})
                 advance()
-        write_part("eig", shard, total, fmt_, items, output, force, many=many,
+        write_part("eig", shard, total, fmt_, items, output, force, many=specs.many,
                    warnings=model.warnings)
         return
-    if not many:
+    if not specs.many:
         emit(one(dirs[0]), fmt_, output, force)
         return
     stream = Stream(fmt_, output, force)
@@ -358,37 +381,13 @@ def _query_eig(ckpt, head, query_token, query_str, *, top, tokens, show, float64
 
 def spectrum(
     ckpt: Ckpt,
-    class_: Annotated[
-        list[str] | None,
-        typer.Option("--class", "-c", help="Classes to show: C, a list 0,3,7, a range 0-4 or "
-                     "all (repeatable; default: all).", show_default=False, metavar="C"),
-    ] = None,
-    token: Annotated[
-        list[str] | None,
-        typer.Option("--token", help="Token ids: T, a list, a range or all (repeatable; "
-                     "language models).", show_default=False, metavar="T"),
-    ] = None,
+    class_: ClassOpt = None,
+    token: TokenOpt = None,
     token_file: TokenFileOpt = None,
-    token_str: Annotated[
-        list[str] | None,
-        typer.Option("--token-str", help="Tokens by their text (repeatable; one token each).",
-                     show_default=False),
-    ] = None,
-    sae: Annotated[
-        Path | None,
-        typer.Option("--sae", help="Output SAE (paper or SAELens format) for --feature.",
-                     show_default=False),
-    ] = None,
-    feature: Annotated[
-        list[str] | None,
-        typer.Option("--feature", help="Features of --sae: F, a list, a range or all "
-                     "(repeatable).", show_default=False, metavar="F"),
-    ] = None,
-    direction: Annotated[
-        list[Path] | None,
-        typer.Option("--direction", "-d", help="Direction .npy files (repeatable).",
-                     show_default=False),
-    ] = None,
+    token_str: TokenStrOpt = None,
+    sae: SaeOpt = None,
+    feature: FeatureOpt = None,
+    direction: DirectionOpt = None,
     layer: LayerOpt = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Draw the spectra to a figure (.png, .pdf or "
@@ -424,21 +423,13 @@ def spectrum(
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 395 --feature 8
         bilin spectrum sample_checkpoints/shakespeare --layer 1 --sae sample_checkpoints/shakespeare/sae-mlp-out-L1 --feature 0-63 --shard 2/4 -o spectrum.part2
     """
-    if (sae is None) != (not feature):
-        raise typer.BadParameter("--sae and --feature go together", param_hint="--sae")
-    if shard is not None and plot is not None:
-        raise typer.BadParameter("--shard writes a part file; draw --plot from a whole run",
-                                 param_hint="--shard")
-    classes = index_lists(class_, "--class")
-    ids = index_lists(token, "--token") + ([index_file(token_file)] if token_file else [])
-    feats = index_lists(feature, "--feature")
+    specs = _directions(class_, token, token_file, token_str, sae, feature, direction,
+                        check=partial(_whole_run, shard, plot))
     fmt_ = output_settings(json_, fmt, output, force, figures=(plot,))
     dtype = dtype_of(float64)
     model = api.load(ckpt, map_file)
     index = model.resolve_layer(layer)
-    dirs = api.output_directions(model, index, cls=classes, token=ids, token_text=token_str,
-                                 direction=direction, sae=sae, feature=feats or None,
-                                 dtype=dtype)
+    dirs = api.output_directions(model, index, **specs.api_args(), dtype=dtype)
     if not dirs:
         if model.kind == "lm" or model.head_key is None:
             raise BilinError("choose directions with --token T, --token-str S, --sae DIR "

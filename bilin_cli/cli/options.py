@@ -281,6 +281,45 @@ TokenFileOpt = Annotated[
                  show_default=False),
 ]
 
+# The output-direction options of ``eig`` and ``spectrum`` (with TokenFileOpt): each a
+# class, token or SAE feature index (or a list, a range or all), a token's text or a .npy.
+ClassOpt = Annotated[
+    list[str] | None,
+    typer.Option("--class", "-c", help="Output class C (row C of the head), or many: a "
+                 "list 0,3,7, a range 0-4 or all (repeatable); one result per class.",
+                 show_default=False, metavar="C"),
+]
+TokenOpt = Annotated[
+    list[str] | None,
+    typer.Option("--token", help="Token id T (row T of the unembedding; LMs), or a list, "
+                 "a range or all (repeatable).", show_default=False, metavar="T"),
+]
+TokenStrOpt = Annotated[
+    list[str] | None,
+    typer.Option("--token-str", help="A token by its text (character vocabulary or "
+                 "tokenizer.json); must be one token (repeatable).", show_default=False),
+]
+SaeOpt = Annotated[
+    Path | None,
+    typer.Option("--sae", help="Output SAE (paper or SAELens format); with --feature F its "
+                 "encoder row is the direction.", show_default=False),
+]
+FeatureOpt = Annotated[
+    list[str] | None,
+    typer.Option("--feature", help="Feature index of --sae, or a list, a range or all "
+                 "(repeatable).", show_default=False, metavar="F"),
+]
+DirectionOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--direction", "-d",
+        help="A .npy vector in the layer's output space (logits for the layer that feeds "
+        "a classifier head, so class 3 minus class 5 is one direction; the residual "
+        "stream for a transformer layer). Repeatable.",
+        show_default=False,
+    ),
+]
+
 
 def resolve_format(json_flag: bool, fmt: str | None, output: str | None) -> str:
     """The format asked for; conflicting or incomplete requests are usage errors."""

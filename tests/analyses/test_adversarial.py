@@ -21,7 +21,7 @@ from bilin_cli.analyses import adversarial as adv
 from bilin_cli.storage.containers import open_checkpoint
 from bilin_cli.storage.layouts import recognise
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MNIST = ROOT / "sample_checkpoints" / "mnist"
 MNIST_TEST = ROOT / "sample_checkpoints" / "data" / "mnist-test.npz"
 

@@ -15,7 +15,7 @@ import bilin_cli as bilin
 from bilin_cli import api
 from bilin_cli.core.errors import BilinError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_checkpoints"
 MNIST = SAMPLES / "mnist"
 SHAKESPEARE = SAMPLES / "shakespeare"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MNIST = ROOT / "sample_checkpoints" / "mnist"
 DATA = ROOT / "sample_checkpoints" / "data" / "mnist-test.npz"
 

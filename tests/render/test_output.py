@@ -134,7 +134,7 @@ def test_csv_headers_are_json_keys(cli, ckpt, tmp_path):
     import re
     from pathlib import Path
 
-    mnist = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "mnist"  # has data
+    mnist = Path(__file__).resolve().parents[2] / "sample_checkpoints" / "mnist"  # has data
     for args, rows_key in ((("eval", mnist), "per_class"),
                            (("truncate", mnist, "--sweep", "0,2"), "sweep"),
                            (("compare", ckpt, ckpt), "classes"),

@@ -161,7 +161,7 @@ def test_many_direction_errors_are_one_line(cli, models, args, code, says):
 def test_sae_feature_range(cli):
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "shakespeare"
+    root = Path(__file__).resolve().parents[2] / "sample_checkpoints" / "shakespeare"
     code, out, err = cli("eig", root, "--layer", "1", "--sae", root / "sae-mlp-out-L1",
                          "--feature", "0-2", "--top", "1", "--tokens", "0", "--json")
     assert code == 0, err
