@@ -40,7 +40,7 @@ _WHERE = {
     "NetworkSimilarity": "network", "attention": "network", "network_similarity": "network",
     "Spectra": "spectra", "chain": "spectra", "eig": "spectra", "parse_head": "spectra",
     "spectrum": "spectra", "token_reading": "spectra",
-    "Report": "report", "report": "report",
+    "Report": "reporting", "report": "reporting",
     "Evaluation": "truncation", "Sweep": "truncation", "Truncation": "truncation",
     "evaluate": "truncation", "truncate": "truncation", "truncation_sweep": "truncation",
 }

@@ -502,7 +502,7 @@ def _torch_load(torch, path: Path, how: str):
 
 
 MAX_STAND_INS = 32  # unknown classes a pickle may name before it is refused
-_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (.+?) was not an allowed global", re.S)
 
 
 def _unsupported_global(exc: BaseException) -> str | None:
@@ -535,9 +535,19 @@ def _stand_in(full_name: str) -> type:
     return cls
 
 
-def _unsafe_pickle_text(path: Path, exc: BaseException, blocked: str | None) -> str:
+def _full_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _unsafe_pickle_text(path: Path, exc: BaseException, blocked: str | None,
+                        n_stand_ins: int = MAX_STAND_INS) -> str:
     """Why a pickle cannot be read safely, without torch's advice to run its code."""
     text = str(exc)
+    if blocked is not None and n_stand_ins < MAX_STAND_INS:
+        return (f"{printable(path)}: cannot be read safely as a PyTorch state dict (it needs "
+                f"{printable(blocked)}, which is not a class bilin can stand in for); bilin "
+                "runs no code from a file: save the model's state_dict() with torch.save, "
+                "or as .safetensors")
     if blocked is not None:
         return (f"{printable(path)}: the pickle names more than {MAX_STAND_INS} classes of its "
                 f"own ({printable(blocked)} among them); bilin runs no code from a file: in "
@@ -584,16 +594,31 @@ def _torch_reader(path: Path) -> tuple[dict[str, TensorInfo], Callable, dict, li
                     obj = _torch_load(torch, path, how)
                 break
             except MemoryError:
-                raise
+                # A pickle's declared lengths are allocated up front: a small file that
+                # asks for gigabytes is damaged, not too large.
+                size = path.stat().st_size
+                raise BilinError(f"{printable(path)}: cannot be read: unpickling it asks for "
+                                 f"more memory than there is, from a file of {size:,} bytes "
+                                 "(a damaged pickle, or one too large for this machine)"
+                                 ) from None
             except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
                 blocked = _unsupported_global(exc)
-                if blocked is None or len(stand_ins) >= MAX_STAND_INS:
-                    raise BilinError(_unsafe_pickle_text(path, exc, blocked)) from None
+                if (blocked is None or len(stand_ins) >= MAX_STAND_INS
+                        or any(_full_name(c) == blocked for c in stand_ins)):
+                    # (A stand-in that did not take: the name is not a class torch can
+                    # resolve, and asking again would only repeat the refusal.)
+                    raise BilinError(_unsafe_pickle_text(path, exc, blocked, len(stand_ins))
+                                     ) from None
                 # A training script's own class (a Config dataclass beside the state dict):
                 # an inert stand-in that only records its fields, none of its code runs.
-                stand_ins.append(_stand_in(blocked))
+                try:
+                    stand_ins.append(_stand_in(blocked))
+                except (TypeError, ValueError):  # not a name a class can have (a NUL in it)
+                    raise BilinError(_unsafe_pickle_text(path, exc, blocked, 0)) from None
         try:
-            return unwrap_state_dict(obj, torch)
+            with warnings.catch_warnings():  # torch's objects warn when shown (TypedStorage)
+                warnings.simplefilter("ignore")
+                return unwrap_state_dict(obj, torch)
         except BilinError as exc:
             raise BilinError(f"{printable(path)}: {exc}") from None
 

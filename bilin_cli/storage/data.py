@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import math
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ READ_CHUNK = 16 * 1024 * 1024
 # Errors the zip, gzip and decompression modules raise for damaged files.
 ARCHIVE_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error,
                   lzma.LZMAError, NotImplementedError, RuntimeError, KeyError)
+# A .npy header is a Python literal that numpy tokenizes and evaluates: a damaged one can
+# fail in the tokenizer or the parser too.
+HEADER_ERRORS = (*ARCHIVE_ERRORS, SyntaxError, tokenize.TokenError, TypeError, RecursionError,
+                 MemoryError)
 
 
 @dataclass
@@ -75,7 +80,7 @@ def _npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dty
         else:
             raise BilinError(f"{where}: .npy format version {version[0]}.{version[1]}, which "
                              "bilin does not read (1.0, 2.0 and 3.0 it does)")
-    except ARCHIVE_ERRORS as exc:
+    except HEADER_ERRORS as exc:
         raise BilinError(f"{where}: not a readable .npy array, truncated or corrupt "
                          f"({printable(exc, 120)})") from None
     if dtype.hasobject:

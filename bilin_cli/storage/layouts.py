@@ -134,17 +134,21 @@ def _make_loader(ckpt: Checkpoint, layers: list[LayerKeys]):
         if (b_w is None) != (b_v is None):
             b_w = np.zeros(W.shape[0], dtype) if b_w is None else b_w
             b_v = np.zeros(W.shape[0], dtype) if b_v is None else b_v
+        # Folding can overflow a float32 near its limit: the layer's consumers check for
+        # non-finite values and redo the work in float64, so numpy is not to warn here.
         if lk.in_scale:
             # (W (s x)) = (W diag(s)) x: the layer then reads the residual stream itself.
             s = ckpt.get(lk.in_scale, dtype)
-            W, V = W * s, V * s
+            with np.errstate(over="ignore", invalid="ignore"):
+                W, V = W * s, V * s
         P = ckpt.get(lk.p, dtype) if lk.p else None
         b_p = ckpt.get(lk.p_bias, dtype) if lk.p_bias else None
         if lk.head:
             # logits = H (P g + b_p) + b_h: the head folded into the projection.
             H = ckpt.get(lk.head, dtype)
-            P = H @ P
-            b_p = None if b_p is None else H @ b_p
+            with np.errstate(over="ignore", invalid="ignore"):
+                P = H @ P
+                b_p = None if b_p is None else H @ b_p
             if lk.head_bias:
                 b_h = ckpt.get(lk.head_bias, dtype)
                 b_p = b_h if b_p is None else b_p + b_h
@@ -199,7 +203,8 @@ def _build(
     _fold_mlp_scales(ckpt, layers, norm)
     shapes = _layer_shapes(ckpt, kind, layers, residual)
     embed_shape = _embed_shape(ckpt, kind, embed, shapes)
-    head, head_bias, head_after_p = _attach_head(ckpt, kind, layers, shapes, head, head_bias)
+    head, head_bias, head_after_p = _attach_head(ckpt, kind, layers, shapes, head, head_bias,
+                                                 residual)
     load_layer, load_tensor = _loaders(ckpt, kind, layers, shapes, head, final_scale)
     model = BilinearModel(
         layout=layout,
@@ -297,12 +302,14 @@ def _output_space(kind: str) -> str:
 
 def _attach_head(ckpt: Checkpoint, kind: str, layers: list[LayerKeys],
                  shapes: list[LayerShape], head: str | None,
-                 head_bias: str | None) -> tuple[str | None, str | None, bool]:
+                 head_bias: str | None,
+                 residual: bool = False) -> tuple[str | None, str | None, bool]:
     """``(head, head_bias, after a down projection)``: the head checked against the last
     layer and, in a classifier, made its output (the last shape then writes the logits);
-    a classifier without one reads its last projection as the head."""
+    a classifier without one reads its last projection as the head. A residual stack's
+    last projection writes the stream, not logits: without a head it has none."""
     if not head:
-        if kind != "lm" and layers[-1].p is not None:
+        if kind != "lm" and layers[-1].p is not None and not residual:
             # A classifier whose last projection has no head after it: P is the head.
             shapes[-1].out_space = _output_space(kind)
             head = layers[-1].p
@@ -437,7 +444,10 @@ def _folding_head(ckpt: Checkpoint, load_tensor, head: str, scale: str):
     """``load_tensor`` that returns the unembedding with the final scale folded in."""
     def load(key: str, dtype: type, rows: slice | None = None) -> np.ndarray:
         arr = load_tensor(key, dtype, rows)
-        return arr * ckpt.get(scale, dtype) if key == head else arr
+        if key != head:
+            return arr
+        with np.errstate(over="ignore", invalid="ignore"):  # checked where it is used
+            return arr * ckpt.get(scale, dtype)
 
     return load
 

@@ -380,3 +380,19 @@ def test_notebook_reproduces_the_readme_numbers(tmp_path, monkeypatch):
                                                        abs=2e-6)
     r = bilin.rank_features(s, "sample_checkpoints/shakespeare/sae-mlp-out-L1", layer=1, top=3)
     assert r.features.tolist() == [395, 367, 860]
+
+
+def test_api_names_stay_functions_whatever_was_imported_first():
+    """Importing an API submodule (or a class from one) never replaces a function of the
+    package with a module of the same name."""
+    import subprocess
+    import sys
+
+    code = ("import bilin_cli.api as api\n"
+            "from bilin_cli.api import Report\n"
+            "import bilin_cli.api.reporting, bilin_cli.api.network, bilin_cli.api.features\n"
+            "import bilin_cli, bilin_cli.report, bilin_cli.hosvd\n"
+            "assert callable(api.report) and callable(api.hosvd) and callable(api.attention)\n"
+            "assert callable(bilin_cli.report) and callable(bilin_cli.hosvd)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
