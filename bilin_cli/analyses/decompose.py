@@ -19,6 +19,7 @@ from bilin_cli.model.interaction import hidden_coefficients, interaction, intera
 from bilin_cli.model.spectra import (
     add_warning,
     all_finite,
+    check_top,
     effective_rank,
     eigenvalues,
     eigh_sorted,
@@ -171,8 +172,7 @@ def decompose(
     null, and a note says so), or "auto" (:func:`auto_method`: arpack for a few
     eigenpairs of a large layer, else dense).
     """
-    if top is not None and top < 1:
-        raise BilinError(f"--top must be a positive integer, got {top}")
+    check_top(top)
     basis = resolve_basis(model, layer, basis)
     dec = _decompose_widening(model, layer, direction, top, basis, dtype, method)
     if model.meta.get("inputs") == 2 and layer == 0:

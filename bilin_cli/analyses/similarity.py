@@ -23,6 +23,7 @@ import numpy as np
 from bilin_cli.core.errors import BilinError
 from bilin_cli.core.printable import with_article
 from bilin_cli.model.bilinear import BilinearModel
+from bilin_cli.model.spectra import check_top
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -137,8 +138,7 @@ def compare(
     advance=None,
 ) -> dict:
     """Per-class similarity of two classifiers' features and the mean over the classes."""
-    if k < 1:
-        raise BilinError(f"--top must be a positive integer, got {k}")
+    check_top(k)
     space = comparison_space(ma, mb, basis)
     na, nb = ma.shapes[-1].o, mb.shapes[-1].o
     if classes is None:
