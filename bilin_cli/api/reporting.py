@@ -11,7 +11,7 @@ from bilin_cli.analyses import directions as _dirs
 from bilin_cli.analyses import report as _report
 from bilin_cli.analyses.report import Report
 from bilin_cli.api._types import PathLike
-from bilin_cli.api.directions import _index_specs
+from bilin_cli.api.directions import _index_specs, output_directions
 from bilin_cli.api.loading import _opened
 from bilin_cli.core.errors import BilinError
 from bilin_cli.core.printable import with_article
@@ -107,14 +107,15 @@ def report(
                          f"{s_out.n_features} features (largest share of sum |lambda| in the "
                          f"top {_report.RANK_K}, as bilin rank-features sorts them); "
                          "--features chooses others")
-        chosen = [_dirs.from_sae_feature(model, index, s_out, a, dtype) for a in features]
-        chosen += [_dirs.from_token(model, index, t, dtype) for t in tokens or ()]
+        chosen = output_directions(model, index, sae=s_out, feature=features, dtype=dtype)
+        if tokens:
+            chosen += output_directions(model, index, token=tokens, dtype=dtype)
     elif model.kind == "lm":
-        chosen = [_dirs.from_token(model, index, t, dtype)
-                  for t in (range(n) if tokens is None else tokens)]
+        chosen = output_directions(model, index, token="all" if tokens is None else tokens,
+                                   dtype=dtype)
     else:
-        chosen = [_dirs.from_class(model, index, c, dtype)
-                  for c in (range(n) if classes is None else classes)]
+        chosen = output_directions(model, index, cls="all" if classes is None else classes,
+                                   dtype=dtype)
     if not chosen:
         raise BilinError("no directions to report")
 
