@@ -363,8 +363,8 @@ class Stream:
       and ``directions``, the keys in order.
 
     To stdout each report is written as soon as it is added; ``-o FILE`` is written
-    atomically by :meth:`close`. Warnings (the model's, the same for every report) are
-    printed once.
+    atomically by :meth:`close`. Each warning is printed once, when the first report that
+    carries it is added (a later direction can add one: float32 overflowed for it alone).
     """
 
     def __init__(self, fmt: str, output: str | None = None, force: bool = False):
@@ -373,10 +373,12 @@ class Stream:
         self.arrays: dict[str, np.ndarray] = {}
         self.keys: list[str] = []
         self.tty = output is None and sys.stdout.isatty()
+        self.warned: set[str] = set()
 
     def add(self, report: Report, key: str) -> None:
-        if not self.keys:
-            for w in report.warnings:
+        for w in report.warnings:
+            if w not in self.warned:
+                self.warned.add(w)
                 print(f"warning: {_safe_lines(w)}", file=sys.stderr)
         first = not self.keys
         self.keys.append(key)

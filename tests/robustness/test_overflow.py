@@ -497,3 +497,21 @@ def test_ordinary_forward_is_unchanged():
     before = m._forward(x, np.float32)
     np.testing.assert_array_equal(m.forward(x), before)
     assert before.dtype == np.float32 and not m.warnings
+
+
+def test_many_directions_say_a_late_overflow(cli, tmp_path):
+    """class 0 fits float32, class 1's Q overflows: --class all still says so, once."""
+    r = np.random.default_rng(3)
+    W, V = r.standard_normal((6, 4)), r.standard_normal((6, 4))
+    H = np.zeros((2, 6))
+    H[0] = r.standard_normal(6)
+    H[1] = _near_limit(r, (6,), NEAR)
+    W, V = W / np.abs(W).max() * 1e19, V / np.abs(V).max() * 1e19
+    ck = tmp_path / "late.safetensors"
+    save_file({"left.weight": W.astype(np.float32), "right.weight": V.astype(np.float32),
+               "head.weight": H.astype(np.float32)}, str(ck))
+    code, out, err = run(cli, "eig", ck, "--class", "all", "--top", "2", "--json")
+    assert code == 0, err
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["dtype"] for d in docs] == ["float32", "float64"], docs
+    assert warned(err), err
