@@ -6,12 +6,21 @@ the handlers are in place before numpy, scipy and typer load.
 
 from __future__ import annotations
 
+import sys
+
 from bilin_cli.core.interrupts import Interrupted, close, install, report_interrupted
 
 
 def main() -> None:
     """Console entry point: handlers first, then the (slow) import of the app, then the app."""
     install()
+    if not sys.warnoptions:
+        # bilin says what matters in its own "warning:" lines (it checks for overflow and
+        # NaN itself); a library's Python warning would only be a traceback-like line on
+        # stderr. -W or PYTHONWARNINGS (someone debugging) still sees them.
+        import warnings
+
+        warnings.simplefilter("ignore")
     try:
         try:
             from bilin_cli.cli.app import main as app_main

@@ -79,3 +79,35 @@ def test_a_decompression_bomb_is_refused_quietly(cli, tmp_path, command):
     assert code in (1, 2), (out, err)
     assert "DecompressionBomb" not in err and "Warning" not in err
     assert err.count("\n") <= 1 or "Usage" in err
+
+
+_WARNING_COMMAND = textwrap.dedent("""
+    import sys, warnings
+    import bilin_cli.api.loading as loading
+    real = loading.info
+    def noisy(*args, **kwargs):
+        warnings.warn("a library's deprecation notice", UserWarning)
+        return real(*args, **kwargs)
+    loading.info = noisy
+    from bilin_cli.cli import entry
+    sys.argv = ["bilin", "info", "sample_checkpoints/toy", "--json"]
+    entry.main()
+""")
+
+
+@pytest.mark.parametrize("env_warnings", [None, "default"])
+def test_the_console_script_leaks_no_library_warning(env_warnings):
+    """A Python warning some library raises never reaches a user's stderr; -W or
+    PYTHONWARNINGS still shows it to someone debugging."""
+    import os
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    if env_warnings:
+        env["PYTHONWARNINGS"] = env_warnings
+    run = subprocess.run([sys.executable, "-c", _WARNING_COMMAND], capture_output=True,
+                         text=True, timeout=120, env=env,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["layout"]
+    assert ("UserWarning" in run.stderr) == (env_warnings is not None), run.stderr
