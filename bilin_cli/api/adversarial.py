@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bilin_cli.api._overflow import float64_on_overflow
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _items
 from bilin_cli.api.loading import _dataset, _model
@@ -78,6 +79,7 @@ def _mask_fields(m, stack) -> dict:
             "leak_eig_rank": m.leak_eig_rank}
 
 
+@float64_on_overflow("the adversarial masks' logits and eigenvectors", "model")
 def adversarial_masks(
     model: BilinearModel | PathLike,
     target: int | str = "all",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bilin_cli.analyses import directions as _dirs
+from bilin_cli.api._overflow import float64_on_overflow
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _items, _sae
 from bilin_cli.api.loading import _model
@@ -52,6 +53,7 @@ class FeatureRanking:
     route: str = "dense"  # how: every Q built ("dense"), or "certified" by Lanczos bounds
 
 
+@float64_on_overflow("the features' interaction matrices", "model")
 def rank_features(
     model: BilinearModel | PathLike,
     sae,
@@ -197,6 +199,7 @@ def hosvd(
                max_memory_gb)
 
 
+@float64_on_overflow("the explanation's interaction matrices", "model")
 def explain(
     model: BilinearModel | PathLike,
     x: np.ndarray | str,
@@ -266,6 +269,7 @@ class Comparison:
         return self.doc
 
 
+@float64_on_overflow("the compared interaction matrices", "a", "b")
 def compare(
     a: BilinearModel | PathLike,
     b: BilinearModel | PathLike,
@@ -344,6 +348,7 @@ class Interaction:
                 "eigen": self.eigen, "notes": self.notes}
 
 
+@float64_on_overflow("the feature's interaction matrix", "model")
 def interact(
     model: BilinearModel | PathLike,
     sae_in,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bilin_cli.analyses.decompose import Decomposition
+from bilin_cli.api._overflow import float64_on_overflow
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _one_direction, output_directions
 from bilin_cli.api.loading import _model
@@ -99,6 +100,7 @@ def parse_head(text: str | tuple[int, int] | list) -> tuple[int, int]:
                          f"{str(text)[:40]!r}") from None
 
 
+@float64_on_overflow("the attention score's form", "model")
 def _query_eig(model, head, query_token, top, dtype, tokens, **others) -> Decomposition:
     from bilin_cli.analyses.attention_circuits import query_decomposition
     from bilin_cli.storage.vocabulary import token_id

@@ -26,6 +26,7 @@ from bilin_cli.cli.options import (
     number,
     number_list,
     output_settings,
+    warned,
 )
 from bilin_cli.core.errors import BilinError
 from bilin_cli.core.printable import say_wrote
@@ -238,7 +239,7 @@ def _render(model, result, files: dict | None, name: str, variant: Variant, inve
     if result.input is not None:
         if files is not None:
             _input_images(result, names, files, force)
-        emit(input_report(result.doc, human=fmt == "table"), fmt, output, force)
+        emit(warned(input_report(result.doc, human=fmt == "table"), model), fmt, output, force)
         return
     if plot is not None:
         _plot_sweep(result, names, name, variant, inverse, eig, plot, force)
@@ -246,7 +247,7 @@ def _render(model, result, files: dict | None, name: str, variant: Variant, inve
         images.mkdir(exist_ok=True)
         _draw_examples(model, result.dataset, result.masks, names, result.strengths,
                        result.n_pixels, result.image_shape, files, force, dtype)
-    emit(sweep_report(result.doc, human=fmt == "table"), fmt, output, force)
+    emit(warned(sweep_report(result.doc, human=fmt == "table"), model), fmt, output, force)
 
 
 def _check_options(variant: Variant, eig: int, per_class: int | None, strength: float | None,

@@ -24,6 +24,7 @@ from bilin_cli.cli.options import (
     count,
     dtype_of,
     output_settings,
+    warned,
 )
 from bilin_cli.cli.shards import write_part
 from bilin_cli.core.accel import torch_device
@@ -91,9 +92,9 @@ def interact(
     """
     fmt_ = output_settings(json_, fmt, output, force)
     dtype = dtype_of(float64)
-    result = api.interact(api.load(ckpt, map_file), sae_in, sae_out, feature, layer, top, eig,
-                          per_eig, dtype)
-    emit(interact_report(result.as_dict()), fmt_, output, force)
+    model = api.load(ckpt, map_file)
+    result = api.interact(model, sae_in, sae_out, feature, layer, top, eig, per_eig, dtype)
+    emit(warned(interact_report(result.as_dict()), model), fmt_, output, force)
 
 
 def rank_features_cmd(
@@ -208,10 +209,10 @@ def rank_features_cmd(
                               measure=measure, workers=threads, device=device, dtype=dtype,
                               sharded=shard is not None, advance=advance, route=route)
     if r.measure == "sq_top_k_share":
-        emit(rank_sq_report({"layer": index, "sae_out": str(sae_out), "k": k,
-                             "measure": r.measure, "sorted_by": r.measure,
-                             "features_ranked": r.features_ranked, "features": r.rows,
-                             "certificate": r.certificate, "notes": r.notes}),
+        emit(warned(rank_sq_report({"layer": index, "sae_out": str(sae_out), "k": k,
+                                    "measure": r.measure, "sorted_by": r.measure,
+                                    "features_ranked": r.features_ranked, "features": r.rows,
+                                    "certificate": r.certificate, "notes": r.notes}), model),
              fmt_, output, force)
         return
     doc = {"layer": index, "sae_out": str(sae_out), "k": k, "measure": r.measure,
@@ -224,7 +225,7 @@ def rank_features_cmd(
     if shard is not None:  # every row of the part: --top applies after 'bilin merge'
         return write_part("rank-features", shard, total, fmt_, r.rows, output, force,
                           head={**doc, "features": None, "_top": top})
-    emit(rank_features_report(doc), fmt_, output, force)
+    emit(warned(rank_features_report(doc), model), fmt_, output, force)
 
 
 def register(app: typer.Typer) -> None:

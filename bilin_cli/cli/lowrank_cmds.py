@@ -22,6 +22,7 @@ from bilin_cli.cli.options import (
     number,
     number_list,
     output_settings,
+    warned,
 )
 from bilin_cli.core.printable import say_wrote
 from bilin_cli.render.output import emit
@@ -111,9 +112,7 @@ def truncate(
                            result.full_accuracy,
                            f"{Path(ckpt).name}: accuracy vs eigenvectors per class", plot, force)
             say_wrote(plot)
-        report = sweep_report(result.as_dict())
-        report.warnings = [*report.warnings, *model.warnings]
-        emit(report, fmt_, output, force)
+        emit(warned(sweep_report(result.as_dict()), model), fmt_, output, force)
         return
     with progress("eigendecomposing classes", model.shapes[-1].o) as advance:
         t = api.truncate(model, rank, energy, evaluate=False, output=checkpoint_out,
@@ -151,9 +150,7 @@ def evaluate(
     dtype = dtype_of(float64)
     model = api.load(ckpt, map_file)
     result = api.evaluate(model, data, dtype)
-    report = eval_report(result.as_dict(confusion))
-    report.warnings = [*report.warnings, *model.warnings]
-    emit(report, fmt_, output, force)
+    emit(warned(eval_report(result.as_dict(confusion)), model), fmt_, output, force)
 
 
 def register(app: typer.Typer) -> None:

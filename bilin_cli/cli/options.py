@@ -401,6 +401,14 @@ def refuse_repeated(command, name: str | None, args: list[str], parent) -> None:
                              + (f" ({hint})" if hint else ""))
 
 
+def warned(report, *models):
+    """``report`` carrying the models' warnings too (each once): the CLI prints them."""
+    for w in (w for m in models for w in m.warnings):
+        if w not in report.warnings:
+            report.warnings = [*report.warnings, w]
+    return report
+
+
 def dtype_of(float64: bool) -> type:
     return np.float64 if float64 else np.float32
 

@@ -28,6 +28,7 @@ from bilin_cli.storage.atomic import (
     check_removable,
     create_temp,
     exists_error,
+    named_folder,
     publish,
     remove_temp,
     swap_directory,
@@ -67,20 +68,21 @@ def _check_replaceable(p: Path) -> None:
 
 def check_target(path: str | os.PathLike, force: bool) -> Path:
     """Fail early (before any work) if the report could not be written to ``path``."""
-    p = Path(path)
+    p = named_folder(path)
     check_output(p)
+    shown = printable(p, limit=None)
     if p.is_symlink():
-        raise BilinError(f"{p} is a symbolic link; remove it or give another name")
+        raise BilinError(f"{shown} is a symbolic link; remove it or give another name")
     if os.path.lexists(p):
         if not p.is_dir():
-            raise BilinError(f"{p} is a file; give a folder name for the report")
+            raise BilinError(f"{shown} is a file; give a folder name for the report")
         if os.listdir(p):
             if not force:
-                raise BilinError(f"{p} already exists and is not empty; pass --force to "
+                raise BilinError(f"{shown} already exists and is not empty; pass --force to "
                                  "replace it")
             _check_replaceable(p)
     if not p.parent.exists():
-        raise BilinError(f"{p.parent}: no such directory")
+        raise BilinError(f"{printable(p.parent, limit=None)}: no such directory")
     return p
 
 

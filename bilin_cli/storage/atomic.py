@@ -52,8 +52,21 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
     return p
 
 
+def named_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder bilin may write: it must have a name of its own (not ``.``,
+    ``..`` or empty), since the folder is built beside it and then moved into place."""
+    p = Path(path)
+    if p.name in ("", ".", "..") or os.fspath(path) in ("", ".", ".."):
+        raise BilinError(f"-o {printable(os.fspath(path) or repr(''), limit=None)}: give the "
+                         "output folder a name of its own (it is built beside that name and "
+                         "then moved into place)")
+    return p
+
+
 def temp_name(target: Path, kind: str = "tmp") -> Path:
     """A hidden name beside ``target``: ``.NAME.RANDOM.tmp`` (NAME cut so it stays legal)."""
+    if target.name in ("", ".", ".."):
+        target = Path(os.path.abspath(target))
     return target.with_name(f".{target.name[:64]}.{secrets.token_hex(4)}.{kind}")
 
 

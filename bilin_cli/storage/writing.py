@@ -34,6 +34,7 @@ from bilin_cli.storage.atomic import (
     check_writable,
     create_temp,
     exists_error,
+    named_folder,
     publish,
     remove_temp,
     swap_directory,
@@ -77,6 +78,7 @@ def check_checkpoint_target(path: str | os.PathLike, force: bool) -> Path:
     p = Path(path)
     if p.suffix == ".safetensors":
         return check_writable(p, force)
+    p = named_folder(p)
     check_output(p)
     if os.path.lexists(p):
         if not force:
