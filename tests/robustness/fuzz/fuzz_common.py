@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -237,8 +238,19 @@ def fixtures() -> Path:
     write_sae(fx / "sae8p", 8, 5, "paper", 4)
     write_image(fx / "img")
     write_fbt(fx / "fbt")
+    for name in ("lm", "fbt"):  # without the character vocabulary: for a tokenizer.json
+        cfg = json.loads((fx / name / "config.json").read_text())
+        del cfg["vocab"]
+        (fx / f"{name}-config-novocab.json").write_text(json.dumps(cfg))
     _FIXTURES.append(fx)
+    _FIXTURE_LISTING[:] = [listing(fx)]
     return fx
+
+
+def rebuild_fixtures() -> Path:
+    """Write the fixtures again (a command changed them: ``truncate ... -o @TOY --force``)."""
+    _FIXTURES.clear()
+    return fixtures()
 
 
 # ----------------------------------------------------------------------------- the contract
@@ -317,6 +329,93 @@ def check_cli(code: object, out: str, err: str, args: list[str]) -> None:
         raise ContractViolation(f"bilin {' '.join(map(repr, args))}: {problem}\n"
                                 f"--- stderr ---\n{err[-3000:]}", problem,
                                 args[0] if args else "")
+
+
+TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.(tmp|old)")  # storage/atomic.py's temp_name
+NON_FINITE = re.compile(r"(?<![\w.])[-+]?(?:nan|inf(?:inity)?)(?!\w)", re.IGNORECASE)
+TEXT_OUTPUTS = (".json", ".jsonl", ".csv", ".tsv", ".txt", ".part", ".md", "")
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: relative path -> (size, mtime_ns)."""
+    out = {}
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            p = Path(root) / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            out[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+_FIXTURE_LISTING: list[dict] = []
+
+
+def check_leftovers(case: Path, args: list[str]) -> None:
+    """No temporary file of bilin's is left in ``case`` or the fixtures, which a command
+    may write beside (``-o @TOY``); fixtures it changed are written again."""
+    fx = fixtures()
+    for folder in (case, fx):
+        for root, dirs, files in os.walk(folder):
+            for name in (*files, *dirs):
+                if TEMP_NAME.fullmatch(name):
+                    raise ContractViolation(
+                        f"bilin {' '.join(map(repr, args))}: stray temporary "
+                        f"{Path(root, name)}", "a stray temporary file",
+                        args[0] if args else "")
+    if _FIXTURE_LISTING and listing(fx) != _FIXTURE_LISTING[0]:
+        rebuild_fixtures()
+
+
+def _non_finite(text: str) -> str | None:
+    m = NON_FINITE.search(text)
+    return None if m is None else text[max(0, m.start() - 60):m.end() + 20]
+
+
+def check_finite_outputs(code: object, out: str, case: Path, args: list[str],
+                         inputs: set[str] = frozenset()) -> None:
+    """After exit 0, no NaN or infinity in stdout or in what the command wrote to ``case``
+    (text files by their words, .npz/.npy by their float arrays). ``inputs``: names in
+    ``case`` that are the command's inputs, not its outputs."""
+    if code != 0:
+        return
+    found = _non_finite(out)
+    where = "stdout"
+    if found is None:
+        for p in sorted(case.rglob("*")):
+            rel = str(p.relative_to(case))
+            if not p.is_file() or rel.split("/")[0] in inputs:
+                continue
+            found = _file_non_finite(p)
+            if found is not None:
+                where = rel
+                break
+    if found is not None:
+        raise ContractViolation(f"bilin {' '.join(map(repr, args))}: exit 0 with a non-finite "
+                                f"number in {where}: {found!r}",
+                                "a non-finite number in the output", args[0] if args else "")
+
+
+def _file_non_finite(p: Path) -> str | None:
+    if p.suffix in (".npz", ".npy"):
+        import numpy as np
+
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except AttributeError:  # .npy: an array, not an NpzFile
+            arrays = {"": np.load(p, allow_pickle=False)}
+        except Exception:  # noqa: BLE001 - not ours to judge here
+            return None
+        for k, a in arrays.items():
+            if a.dtype.kind in "fc" and not np.isfinite(a).all():
+                return f"array {k!r}"
+        return None
+    if p.suffix in TEXT_OUTPUTS and p.stat().st_size < 1 << 22:
+        return _non_finite(p.read_text("utf-8", "replace"))
+    return None
 
 
 def run_cli(args: list[str], cwd: Path) -> tuple[int, str, str]:
@@ -429,9 +528,47 @@ def keep_going(one_input, target: str):
     return run
 
 
-def fuzz(one_input, argv: list[str] | None = None) -> None:
-    """Run ``one_input`` under atheris (libFuzzer flags from ``argv``), bilin instrumented.
-    With ``BILIN_FUZZ_KEEP_GOING=1`` crashes are recorded and fuzzing goes on
+def instrument_modules(names: tuple[str, ...]) -> int:
+    """Instrument the functions and methods defined in the modules ``names`` (imported
+    here) in place, with atheris: modules of a package too large to instrument whole
+    (atheris' import hook takes whole top-level packages), e.g. torch's unpickler.
+    Returns how many functions were instrumented."""
+    import importlib
+    import inspect
+
+    import atheris
+
+    done = 0
+    for name in names:
+        mod = importlib.import_module(name)
+        seen = set()
+        todo = list(vars(mod).values())
+        while todo:
+            obj = todo.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if inspect.isclass(obj) and obj.__module__ == name:
+                todo.extend(vars(obj).values())
+            elif isinstance(obj, (staticmethod, classmethod)):
+                todo.append(obj.__func__)
+            elif isinstance(obj, property):
+                todo.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+            elif inspect.isfunction(obj) and obj.__module__ == name:
+                try:
+                    atheris.instrument_func(obj)
+                    done += 1
+                except Exception as exc:  # noqa: BLE001 - leave that one as it is
+                    print(f"fuzz: not instrumented {name}.{obj.__qualname__}: {exc}",
+                          file=sys.stderr)
+    return done
+
+
+def fuzz(one_input, argv: list[str] | None = None, also: tuple[str, ...] = ()) -> None:
+    """Run ``one_input`` under atheris (libFuzzer flags from ``argv``), bilin instrumented,
+    and the functions of the modules named in ``also`` (:func:`instrument_modules`: e.g.
+    torch's unpickler, so its branches guide the fuzzer too). With
+    ``BILIN_FUZZ_KEEP_GOING=1`` crashes are recorded and fuzzing goes on
     (:func:`keep_going`); otherwise the first one stops it, as libFuzzer does."""
     import atheris
 
@@ -439,6 +576,9 @@ def fuzz(one_input, argv: list[str] | None = None) -> None:
         os.environ.setdefault(var, "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     limit_memory()
+    if also:
+        print(f"fuzz: instrumented {instrument_modules(also)} functions of {', '.join(also)}",
+              file=sys.stderr)
     with atheris.instrument_imports(include=["bilin_cli"]):
         _preimport()
     fixtures()
@@ -457,8 +597,8 @@ def replay(one_input, paths: list[str]) -> None:
         one_input(Path(p).read_bytes())
 
 
-def main(one_input) -> None:
+def main(one_input, also: tuple[str, ...] = ()) -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--replay":
         replay(one_input, sys.argv[2:])
     else:
-        fuzz(one_input)
+        fuzz(one_input, also=also)

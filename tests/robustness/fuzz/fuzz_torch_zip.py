@@ -8,7 +8,9 @@ The first byte chooses how the rest becomes the file (its value modulo 3):
   mutations reach the unpickler and the state-dict walk instead of failing zip checks;
 * 2: as 1, with the records deflate-compressed (bilin's "meta" route).
 
-Then ``bilin.info``, ``bilin.load`` and ``eig``, as for safetensors.
+Then ``bilin.info``, ``bilin.load`` and ``eig``, as for safetensors. Besides bilin, the
+functions of :data:`TORCH_MODULES` (torch's weights-only unpickler and loader) are
+instrumented, so the fuzzer is guided through the unpickler's opcodes too.
 
     python tests/robustness/fuzz/fuzz_torch_zip.py WORK_CORPUS \
         tests/robustness/fuzz/corpus/torch_zip -timeout=20 -rss_limit_mb=3072
@@ -71,5 +73,9 @@ def one_input(data: bytes) -> None:
         common.exercise_path(path)
 
 
+# torch's own reading, instrumented too (bilin's frames alone give the fuzzer little to go
+# on past the first torch call): the weights-only unpickler, torch.load, the rebuilders.
+TORCH_MODULES = ("torch._weights_only_unpickler", "torch.serialization", "torch._utils")
+
 if __name__ == "__main__":
-    common.main(one_input)
+    common.main(one_input, also=TORCH_MODULES)

@@ -15,6 +15,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,51 @@ def torch_seeds() -> None:
         put("torch_zip", f"{name}-packed", fuzz_torch_zip.unpack(raw))
     put("torch_zip", "toy-deflated", b"\x02" + fuzz_torch_zip.unpack(raws["toy"])[1:])
     put("torch_zip", "legacy-raw", b"\x00" + torch_bytes(toy, legacy=True))
+
+
+def torch_seeds_more() -> None:
+    """Round 2: what torch.save writes that round 1's seeds lacked: a Module's state dict
+    (OrderedDict with _metadata), Parameters, integer/bool/complex/float8 dtypes, 0-dim and
+    empty tensors, views with a storage offset and shared storages, sparse and quantized
+    tensors, nested and non-string keys, torch.Size/dtype/device values."""
+    from collections import OrderedDict
+
+    import torch
+
+    torch.manual_seed(0)
+    toy = {k: torch.from_numpy(v.copy()) for k, v in common.toy_tensors().items()}
+    module = torch.nn.Module()
+    module.left = torch.nn.Linear(4, 16, bias=False)
+    module.right = torch.nn.Linear(4, 16, bias=False)
+    module.head = torch.nn.Linear(16, 12, bias=True)
+    base = torch.arange(96, dtype=torch.float32).reshape(16, 6)
+    with warnings.catch_warnings():  # torch deprecates making quantized tensors
+        warnings.simplefilter("ignore")
+        quantized = torch.quantize_per_tensor(torch.randn(4, 4), 0.1, 0, torch.qint8)
+    raws = {
+        "module": torch_bytes(module.state_dict()),
+        "parameters": torch_bytes({k: torch.nn.Parameter(v) for k, v in toy.items()}),
+        "dtypes": torch_bytes({"left.weight": toy["left.weight"].to(torch.float16),
+                               "right.weight": toy["right.weight"].to(torch.float64),
+                               "head.weight": toy["head.weight"],
+                               "step": torch.tensor(3), "mask": torch.ones(4, dtype=torch.bool),
+                               "idx": torch.arange(5, dtype=torch.int8),
+                               "z": torch.zeros(2, dtype=torch.complex64),
+                               "f8": torch.zeros(3, dtype=torch.float8_e4m3fn),
+                               "empty": torch.zeros(0, 4), "scalar": torch.tensor(1.5)}),
+        "views": torch_bytes({"left.weight": base[:, 1:5], "right.weight": base[:, 2:6],
+                              "head.weight": torch.randn(16, 12).t()}),
+        "sparse": torch_bytes({**toy, "extra": torch.eye(4).to_sparse()}),
+        "quantized": torch_bytes({**toy, "q": quantized}),
+        "nested": torch_bytes({"model": {"state_dict": OrderedDict(toy)},
+                               "meta": {"shape": torch.Size([4, 16]), "dtype": torch.float32,
+                                        "device": torch.device("cpu"), 1: "one",
+                                        (2, 3): [1.0, None, True]}}),
+        "list": torch_bytes([toy, {"epoch": 3}]),
+    }
+    for name, raw in raws.items():
+        put("torch_zip", f"{name}2-raw", b"\x00" + raw)
+        put("torch_zip", f"{name}2-packed", fuzz_torch_zip.unpack(raw))
 
 
 def parts(fx: Path) -> dict[str, list[bytes]]:
@@ -325,6 +371,209 @@ def cli_seeds(fx: Path, job_parts: dict[str, list[bytes]]) -> None:
         put("cli", name, fuzz_cli.seed(args, *files))
 
 
+def json_seeds_more(fx: Path) -> None:
+    """Round 2: configs beside the LM, the transformer and the image classifier, maps for
+    them (what ``bilin info --suggest-map`` writes, and variations), more part files."""
+    import bilin_cli as bilin
+
+    seed = fuzz_json_docs.seed
+    for i, host in enumerate(fuzz_json_docs.HOSTS[1:], 1):
+        cfg = (fx / host / "config.json").read_bytes()
+        put("json_docs", f"config-{host}", seed("config", cfg, fmt=i))
+    put("json_docs", "config-fbt-rope", seed("config", json.dumps(
+        {"n_layer": 2, "d_model": 8, "n_heads": 4, "rope": True, "rope_base": 10000.0,
+         "causal": False, "attn_scale": 0.5, "vocab": [chr(97 + i) for i in range(11)]}
+    ).encode(), fmt=2))
+    put("json_docs", "config-img-shape", seed("config", json.dumps(
+        {"d_hidden": 6, "d_input": 16, "d_output": 3, "n_layer": 1, "input_shape": [1, 4, 4],
+         "classes": ["zero", "one", "two"], "residual": False}).encode(), fmt=3))
+    for i, host in enumerate(fuzz_json_docs.MAP_HOSTS[1:], 1):
+        name = host.split("/")[0]
+        mapping, _ = bilin.suggest_map(fx / host)
+        put("json_docs", f"map-{name}-suggested", seed("map", json.dumps(mapping).encode(),
+                                                       fmt=i))
+    lm_template = {"kind": "lm", "layers": {"wv": "transformer.h.{i}.mlp.w.weight",
+                                            "p": "transformer.h.{i}.mlp.p.weight"},
+                   "residual": True, "embed": "transformer.wte.weight",
+                   "head": "lm_head.weight",
+                   "norm": {"kind": "rms", "gain": "transformer.h.{i}.n1.weight"}}
+    put("json_docs", "map-lm-template", seed("map", json.dumps(lm_template).encode(), fmt=1))
+    fbt_one = {"kind": "lm", "layers": [{"w": "blocks.1.mlp.w_m.weight",
+                                         "v": "blocks.1.mlp.w_n.weight",
+                                         "p": "blocks.1.mlp.w_proj.weight"}],
+               "embed": "embed.weight", "head": "unembed.weight",
+               "attention": {"layers": [{"q1": "blocks.0.attn.q1_proj.weight",
+                                         "q2": "blocks.0.attn.q2_proj.weight",
+                                         "k1": "blocks.0.attn.k1_proj.weight",
+                                         "k2": "blocks.0.attn.k2_proj.weight",
+                                         "v": "blocks.0.attn.v_proj.weight",
+                                         "o": "blocks.0.attn.o_proj.weight"}],
+                             "n_heads": 4, "norm": "none"},
+               "final_scale": "final_norm.scale"}
+    put("json_docs", "map-fbt-attention", seed("map", json.dumps(fbt_one).encode(), fmt=2))
+    put("json_docs", "map-img-split", seed("map", json.dumps(
+        {"kind": "classifier", "layers": [{"wv": "blocks.0.weight"}], "embed": "embed.weight",
+         "head": "head.weight", "residual": True}).encode(),
+        fmt=3))
+    fxr = Path("..") / fx.name
+    sep = fuzz_json_docs.PART_SEP
+    jobs = {
+        "spectrum-img-csv": (["spectrum", str(fxr / "img"), "--class", "all", "--format",
+                              "csv"], 3, 0),
+        "spectrum-lm": (["spectrum", str(fxr / "lm"), "--token", "0-6", "--layer", "0"], 2, 1),
+        "eig-lm-npz": (["eig", str(fxr / "lm"), "--token", "0-3", "--top", "1", "--format",
+                        "npz"], 2, 4),
+        "eig-fbt": (["eig", str(fxr / "fbt"), "--token", "all", "--top", "1"], 3, 2),
+        "rank-sae12": (["rank-features", str(fxr / "toy"), "--sae-out", str(fxr / "sae12p"),
+                        "--top", "2", "--json"], 2, 0),
+        "spectrum-sae": (["spectrum", str(fxr / "lm"), "--sae", str(fxr / "sae8p"),
+                          "--feature", "all", "--json"], 2, 3),
+    }
+    for name, (args, n, fmt) in jobs.items():
+        put("json_docs", f"merge-{name}", seed("merge", sep.join(parts_of(fx, args, n)),
+                                                fmt=fmt))
+
+
+def tokenizer_bytes(kind: str, vocab: int = 11) -> bytes:
+    """A tokenizer.json of ``vocab`` tokens (``kind``: wordlevel, bpe (byte-level), unigram)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    words = [chr(97 + i) for i in range(vocab - 1)]
+    if kind == "wordlevel":
+        tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["[UNK]", *words])},
+                                         unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    elif kind == "bpe":
+        pieces = ["a", "b", "c", "\u0120", "\u0120a", "ab", "\u0120ab", "c\u00a9", "\u00c3",
+                  "\u00a9", "<unk>"][:vocab]
+        tok = Tokenizer(models.BPE({w: i for i, w in enumerate(pieces)},
+                                   [("\u0120", "a"), ("a", "b"), ("\u0120a", "b")],
+                                   unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    else:
+        pieces = [("<unk>", 0.0)] + [(f"\u2581{w}", -1.0 - i) for i, w in enumerate(words)]
+        tok = Tokenizer(models.Unigram(pieces, unk_id=0, byte_fallback=False))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+    return tok.to_str().encode()
+
+
+def cli_seeds_more(fx: Path, job_parts: dict[str, list[bytes]]) -> None:
+    """Round 2: the options and formats round 1 seldom reached, tokenizer.json, 3-part
+    merges."""
+    r = np.random.default_rng(3)
+    npz = io.BytesIO()
+    np.savez(npz, x=r.random((12, 16)).astype(np.float32), y=np.arange(12) % 3)
+    data = npz.getvalue()
+    npz = io.BytesIO()
+    x = r.random((12, 16)).astype(np.float32)
+    x[:, :6] = 0  # a dark border: edge pixels
+    np.savez(npz, x=x, y=np.arange(12) % 3)
+    edged = npz.getvalue()
+    buf = io.BytesIO()
+    np.save(buf, r.random(16).astype(np.float32))
+    one_image = buf.getvalue()
+    toy_st = (common.TOY / "model.safetensors").read_bytes()
+    wl, bpe, uni = (tokenizer_bytes(k) for k in ("wordlevel", "bpe", "unigram"))
+    spec3 = parts_of(fx, ["spectrum", str(Path("..") / fx.name / "img"), "--class", "all", "--format",
+                          "csv"], 3)
+    seeds = {
+        "tok-eig-str": (["eig", "@LMT", "--token-str", "b", "--tokens", "3"], b"", wl),
+        "tok-eig-bpe": (["eig", "@LMT", "--token-str", " ab", "--top", "2", "--json"], b"",
+                        bpe),
+        "tok-eig-unigram": (["eig", "@LMT", "--token-str", "zz", "--tokens", "2"], b"", uni),
+        "tok-spectrum": (["spectrum", "@LMT", "--token", "0-4", "--format", "tsv"], b"", bpe),
+        "tok-attention": (["attention", "@FBTT", "--layer", "0", "--pairs", "2", "--tokens",
+                           "2", "--top", "1"], b"", uni),
+        "tok-info": (["info", "@LMT", "--json"], b"", wl),
+        "merge-3": (["merge", "@F1", "@F2", "@F3", "--json"], *spec3),
+        "merge-sae": (["merge", "@F1", "@F2", "--format", "tsv"], *job_parts["eig-sae"][:2]),
+        "merge-spectrum-o": (["merge", "@F1", "@F2", "@F3", "-o", "@OUT.csv"],
+                             *job_parts["spectrum"][:3]),
+        "spectrum-npz": ["spectrum", "@IMG", "--class", "all", "--format", "npz", "-o",
+                         "@OUT.npz"],
+        "spectrum-shard": ["spectrum", "@LM", "--token", "0-5", "--shard", "2/3", "-o",
+                           "@OUT.part"],
+        "spectrum-sae": ["spectrum", "@LM", "--sae", "@SAEP", "--feature", "all", "--format",
+                         "csv"],
+        "spectrum-direction": (["spectrum", "@IMG", "--direction", "@F1.npy", "--json"],
+                               _npy(np.array([0.5, -1.0, 2.0]))),
+        "eig-lm-npz": ["eig", "@LM", "--token", "1,3", "--format", "npz", "-o", "@OUT.npz",
+                       "--float64"],
+        "eig-hidden-csv": ["eig", "@TOY", "--class", "2", "--basis", "hidden", "--format",
+                           "csv", "-o", "@OUT.csv"],
+        "eig-fbt-layer": ["eig", "@FBT", "--token", "4", "--layer", "0", "--chain", "1",
+                          "--json"],
+        "hosvd-npz": ["hosvd", "@LM", "--layer", "0", "--components", "3", "--format", "npz",
+                      "-o", "@OUT.npz"],
+        "hosvd-csv": ["hosvd", "@TOY", "--basis", "hidden", "--method", "unfold", "--format",
+                      "csv"],
+        "attention-csv": ["attention", "@FBT", "--head", "1.0", "--format", "csv"],
+        "attention-npz": ["attention", "@FBT", "--layer", "0", "--head", "1", "--format", "npz",
+                          "-o", "@OUT.npz"],
+        "attention-json": ["attention", "@FBT", "--pairs", "0", "--tokens", "0", "--json"],
+        "rank-sq": ["rank-features", "@LM", "--layer", "1", "--sae-out", "@SAE", "--measure",
+                    "sq_top_k_share", "--top", "2", "--json"],
+        "rank-certified": ["rank-features", "@LM", "--sae-out", "@SAEP", "--route",
+                           "certified", "--top", "2", "--k", "2"],
+        "rank-effective": ["rank-features", "@LM", "--layer", "0", "--sae-out", "@SAE",
+                           "--measure", "effective_rank", "--limit", "4", "--format", "tsv"],
+        "rank-toy": ["rank-features", "@TOY", "--sae-out", "@SAE12", "--sort",
+                     "effective_rank", "--top", "3", "--threads", "1"],
+        "interact-json": ["interact", "@LM", "--sae-in", "@SAE", "--sae-out", "@SAEP",
+                          "--feature", "0", "--eig", "2", "--features-per-eig", "2", "--json"],
+        "interact-csv": ["interact", "@LM", "--layer", "0", "--sae-in", "@SAEP", "--sae-out",
+                         "@SAEP", "--feature", "1", "--format", "csv"],
+        "compare-csv": (["compare", "@TOY", "@F1.safetensors", "--class", "1", "--basis",
+                         "hidden", "--format", "csv"], toy_st),
+        "compare-network-mean": (["compare", "--network", "@IMG", "@IMG", "--input-cov",
+                                  "@F1.npz", "--input-mean", "--format", "tsv"], data),
+        "explain-npy": (["explain", "@IMG", "--input", "@F1.npy", "--top", "2", "--json"],
+                        one_image),
+        "explain-csv": (["explain", "@IMG", "--input", "@F1.npz:11", "--format", "csv"], data),
+        "adversarial-save": (["adversarial", "@IMG", "--target", "2", "--data", "@F1.npz",
+                              "--variant", "edge", "--sweep", "0.1,0.5", "--save",
+                              "@OUT.npz", "--json"], edged),
+        "adversarial-pixel": (["adversarial", "@IMG", "--target", "0", "--data", "@F1.npz",
+                               "--inverse", "pixel", "--eig", "1", "--per-class", "2",
+                               "--format", "csv"], data),
+        "adversarial-top": (["adversarial", "@IMG", "--target", "all", "--data", "@F1.npz",
+                             "--variant", "top-pixels", "--sweep", "1,4", "--seed", "3"],
+                            data),
+        "report-toy": ["report", "@TOY", "-o", "@OUT", "--class", "0-2", "--top", "2",
+                       "--json"],
+        "report-lm": ["report", "@LM", "-o", "@OUT", "--token", "1", "--sae-in", "@SAEP",
+                      "--layer", "0"],
+        "report-sae": ["report", "@LM", "-o", "@OUT", "--sae", "@SAE", "--feature", "0,2"],
+        "truncate-lm": ["truncate", "@TOY", "--rank", "1", "-o", "@OUT.safetensors", "--json"],
+        "eval-csv": (["eval", "@IMG", "--data", "@F1.npz", "--format", "csv"], data),
+        "info-suggest-file": (["info", "@F1.safetensors", "--suggest-map"],
+                              (fx / "fbt" / "model.safetensors").read_bytes()),
+    }
+    for name, spec in seeds.items():
+        if isinstance(spec, tuple):
+            args, *files = spec
+        else:
+            args, files = spec, []
+        put("cli", name, fuzz_cli.seed(args, *files))
+
+
+def _npy(a) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def parts_of(fx: Path, args: list[str], n: int) -> list[bytes]:
+    got = []
+    for i in range(1, n + 1):
+        case = common.fresh()
+        common.run_cli([*args, "--shard", f"{i}/{n}", "-o", "part"], case)
+        got.append((case / "part").read_bytes())
+    return got
+
+
 def main() -> None:
     for target in ("safetensors", "torch_zip", "json_docs", "cli"):
         (common.CORPUS / target).mkdir(parents=True, exist_ok=True)
@@ -332,9 +581,12 @@ def main() -> None:
     fx = common.fixtures()
     safetensors_seeds(fx)
     torch_seeds()
+    torch_seeds_more()
     job_parts = parts(fx)
     json_seeds(fx, job_parts)
+    json_seeds_more(fx)
     cli_seeds(fx, job_parts)
+    cli_seeds_more(fx, job_parts)
     total = sum(p.stat().st_size for p in common.CORPUS.rglob("*") if p.is_file())
     print(f"corpus: {total} bytes")
 
