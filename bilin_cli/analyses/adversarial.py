@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import printable, with_article
 from bilin_cli.model.bilinear import BilinearLayer, BilinearModel
 from bilin_cli.model.interaction import interaction
@@ -128,14 +128,14 @@ def eigen_stack(model: BilinearModel, per_class: int = 1,
     """
     check_supported(model)
     if per_class < 1:
-        raise BilinError(f"--per-class must be >= 1, got {per_class}")
+        raise BilinError(f"{option('--per-class', 'per_class')} must be >= 1, got {per_class}")
     L = model.layer(0, np.float64)
     n_cls = L.o
     if n_cls * per_class > L.d:
         raise BilinError(
             f"{n_cls} classes x {per_class} eigenvectors = {n_cls * per_class} stacked vectors "
             f"exceed the layer's input dimension {L.d}: the pseudo-inverse cannot isolate them; "
-            "lower --per-class"
+            f"lower {option('--per-class', 'per_class')}"
         )
     rows, classes, ranks, eig_ranks, lams = [], [], [], [], []
     for c in range(n_cls):
@@ -145,7 +145,8 @@ def eigen_stack(model: BilinearModel, per_class: int = 1,
         pos = np.flatnonzero(lam > 0)[:per_class]  # |lambda| order = largest positive first
         if pos.size < per_class:
             raise BilinError(
-                f"class {c} has only {pos.size} positive eigenvalue(s); lower --per-class"
+                f"class {c} has only {pos.size} positive eigenvalue(s); lower "
+                f"{option('--per-class', 'per_class')}"
             )
         rows.append(vecs[pos])
         lams.append(lam[pos])
@@ -196,7 +197,9 @@ def pixel_inverse(S: np.ndarray, E: np.ndarray, region: np.ndarray | None = None
     if region.sum() < S.shape[0]:
         raise BilinError(
             f"only {int(region.sum())} pixels may change but {S.shape[0]} eigenvectors are "
-            "stacked: the mask cannot isolate one of them; lower --per-class or use --variant dense"
+            f"stacked: the mask cannot isolate one of them; lower "
+            f"{option('--per-class', 'per_class')} or use "
+            f"{option('--variant dense', 'variant=dense')}"
         )
     out = np.zeros((S.shape[0], n_in))
     out[:, region] = np.linalg.pinv(S @ E[:, region]).T
@@ -226,7 +229,8 @@ def mask_directions(stack: EigenStack, E: np.ndarray, inverse: str,
     if inverse == "pixel":
         directions = pixel_inverse(stack.S, E, region)
         return directions, conditioning(stack.S @ E[:, region], f"S E{where}")
-    raise BilinError(f"--inverse {inverse!r}: choose one of {', '.join(INVERSES)}")
+    raise BilinError(f"{option('--inverse', 'inverse')} {inverse!r}: choose one of "
+                     f"{', '.join(INVERSES)}")
 
 
 @dataclass
@@ -480,7 +484,8 @@ def load_input(spec: str, dtype: type = np.float32, n_in: int | None = None) -> 
         try:
             w, h = image_size(path)  # the header only: refuse giant images undecoded
             if n_in is not None and w * h != n_in:
-                raise BilinError(f"--input {where}: {w}x{h} = {w * h} pixels, the model takes "
+                raise BilinError(f"{option('--input', 'input')} {where}: {w}x{h} = {w * h} pixels, "
+                                 f"the model takes "
                                  f"{n_in}")
             if w * h > MAX_INPUT_PIXELS:
                 raise BilinError(f"{where}: {w}x{h} pixels is far larger than any input")
@@ -498,18 +503,21 @@ def load_input(spec: str, dtype: type = np.float32, n_in: int | None = None) -> 
         return InputImage(img.reshape(-1).astype(dtype), None, "", img.shape)
     data, sep, index = spec.rpartition(":")
     if not sep or not data:
-        raise BilinError(f"--input {printable(spec, 80)}: give DATA.npz:INDEX (e.g. "
+        raise BilinError(f"{option('--input', 'input')} {printable(spec, 80)}: give DATA.npz:INDEX "
+                         f"(e.g. "
                          "sample_checkpoints/data/mnist-test.npz:17) or IMAGE.png")
     try:
         i = int(index)
     except ValueError:
-        raise BilinError(f"--input {printable(spec, 80)}: the index after ':' must be an "
+        raise BilinError(f"{option('--input', 'input')} {printable(spec, 80)}: the index after ':' "
+                         f"must be an "
                          "integer") from None
     from bilin_cli.storage.data import load_dataset
 
     dataset = load_dataset(data, dtype)
     n = dataset.y.size
     if not 0 <= i < n:
-        raise BilinError(f"--input index {i} is out of range: {printable(data)} has {n} images "
+        raise BilinError(f"{option('--input', 'input')} index {i} is out of range: "
+                         f"{printable(data)} has {n} images "
                          f"(0..{n - 1})")
     return InputImage(dataset.x[i], int(dataset.y[i]), data, dataset.image_shape)

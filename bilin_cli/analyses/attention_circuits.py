@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.attention import AttentionLayer
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.vocabulary import token_texts
@@ -267,7 +267,8 @@ def query_form(model: BilinearModel, layer: int, head: int, query: int,
     layer, head = check_head(model, layer, head)
     n_vocab = model.embed_shape[0] if model.embed_shape else 0
     if model.embed_key is None:
-        raise BilinError("--query-token needs the model's token embedding")
+        raise BilinError(f"{option('--query-token', 'query_token')} needs the model's token "
+                         f"embedding")
     if not 0 <= query < n_vocab:
         raise BilinError(f"query token {query} is out of range: the vocabulary has "
                          f"{n_vocab} tokens (0..{n_vocab - 1})")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from bilin_cli.analyses.directions import Direction
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.interaction import hidden_coefficients, interaction, interaction_operator
 from bilin_cli.model.spectra import (
@@ -148,8 +148,9 @@ def resolve_basis(model: BilinearModel, layer: int, basis: str) -> str:
     if basis == "input" and not has_input:
         what = "has no embedding" if model.embed_key is None else f"layer {layer} does not read E x"
         raise BilinError(
-            f"--basis input needs an embedding right before the layer; this model {what}: "
-            "use --basis hidden"
+            f"{option('--basis input', 'basis=input')} needs an embedding right before the layer; "
+            f"this model {what}: "
+            f"use {option('--basis hidden', 'basis=hidden')}"
         )
     return basis
 
@@ -232,7 +233,7 @@ def widened(model: BilinearModel, layer: int, direction: Direction) -> Direction
             again = from_file(model, layer, direction.info["path"], np.float64)
         return replace(direction, u=again.u)
     raise BilinError(f"{describe_direction(direction.info)} does not fit in float32; "
-                     "give it in float64 (--float64)")
+                     f"give it in float64 ({option('--float64', 'dtype=np.float64')})")
 
 
 def _overflow(model, layer, direction, what) -> BilinError:
@@ -433,14 +434,15 @@ def chain(
     is shown in ``basis``.
     """
     if j < 1:
-        raise BilinError(f"--chain takes a 1-based eigenvector index, got {j}")
+        raise BilinError(f"{option('--chain', 'chain')} takes a 1-based eigenvector index, got {j}")
     steps: list[Decomposition] = []
     current = direction
     for index in range(layer, 0, -1):
         dec = decompose(model, index, current, top=None, basis="hidden", dtype=dtype)
         if j > dec.n_eigenvalues:
             raise BilinError(
-                f"--chain {j}: layer {index} has only {dec.n_eigenvalues} eigenvectors"
+                f"{option('--chain', 'chain')} {j}: layer {index} has only {dec.n_eigenvalues} "
+                f"eigenvectors"
             )
         v, lam_j = dec.eigenvectors[j - 1], float(dec.eigenvalues[j - 1])
         k = kept(top, dec.n_eigenvalues)

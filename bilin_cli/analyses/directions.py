@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import with_article
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.vocabulary import token_id, token_texts
@@ -27,6 +27,10 @@ class Direction:
     info_key: str = ""  # set by :func:`chosen`: see :func:`key`
 
 
+# How an error message names the direction setting (CLI flag, API parameter).
+_DIRECTION = ("--direction FILE.npy", "direction= (a vector or a .npy file)")
+
+
 def _check_index(value: int, n: int, what: str, plural: str) -> None:
     if not 0 <= value < n:
         raise BilinError(
@@ -36,18 +40,21 @@ def _check_index(value: int, n: int, what: str, plural: str) -> None:
 
 def _n_classes(model: BilinearModel) -> int:
     if model.kind == "lm":
-        raise BilinError("this is a language model: choose an output with --token, not --class")
+        raise BilinError(f"this is a language model: choose an output with "
+                         f"{option('--token', 'token')}, not {option('--class', 'cls')}")
     if model.head_key is None:
-        raise BilinError("this model has no head: give --direction FILE.npy")
+        raise BilinError(f"this model has no head: give "
+                         f"{option(*_DIRECTION)}")
     return model.shapes[-1].o
 
 
 def _n_tokens(model: BilinearModel) -> int:
     if model.kind != "lm":
-        raise BilinError(f"--token is for language models; this is "
-                         f"{with_article(model.layout)}: use --class")
+        raise BilinError(f"{option('--token', 'token')} is for language models; this is "
+                         f"{with_article(model.layout)}: use {option('--class', 'cls')}")
     if model.head_key is None:
-        raise BilinError("this checkpoint has no unembedding (lm_head): give --direction FILE.npy")
+        raise BilinError(f"this checkpoint has no unembedding (lm_head): give "
+                         f"{option(*_DIRECTION)}")
     return model.meta["head_rows"]
 
 
@@ -77,7 +84,9 @@ def from_class(model: BilinearModel, layer: int, c: int, dtype: type) -> Directi
     if not model.residual:
         raise BilinError(
             f"layer {layer} does not feed the head directly (no residual stream): use the last "
-            f"layer, or give --direction FILE.npy with {model.shapes[layer].o} entries"
+            f"layer, or give "
+            f"{option(*_DIRECTION)} with "
+            f"{model.shapes[layer].o} entries"
         )
     info["path"] = "direct"
     u = model.head(dtype, slice(c, c + 1))[0].copy()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bilin_cli.analyses.directions import from_class
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import printable, with_article
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.interaction import interaction
@@ -136,12 +136,13 @@ def load_input(spec: str, model: BilinearModel, dtype: type = np.float32) -> Inp
         source = {"kind": "data", "path": head, "index": index, "label": int(data.y[index])}
     elif kind is None:
         raise BilinError(
-            f"--input {shown}: no such file; give DATA.npz:INDEX, an image (PNG), a .npy "
+            f"{option('--input', 'input')} {shown}: no such file; give DATA.npz:INDEX, an image "
+            f"(PNG), a .npy "
             "vector, or comma-separated numbers"
         )
     elif kind != "file":
         regular_file(spec, "file")  # a directory, FIFO or device: one error line
-        raise BilinError(f"--input {shown}: not a regular file")
+        raise BilinError(f"{option('--input', 'input')} {shown}: not a regular file")
     elif Path(spec).suffix.lower() == ".npy":
         from bilin_cli.storage.data import read_npy
 
@@ -174,7 +175,8 @@ def load_input(spec: str, model: BilinearModel, dtype: type = np.float32) -> Inp
         raise BilinError(f"input has {x.size} values, the model takes {n_in}")
     bad = int(x.size - np.count_nonzero(np.isfinite(x)))
     if bad:
-        limit = "" if dtype == np.float64 else "; float32 holds at most 3.4e38, try --float64"
+        limit = "" if dtype == np.float64 else (
+            f"; float32 holds at most 3.4e38, try {option('--float64', 'dtype=np.float64')}")
         raise BilinError(f"input contains NaN or infinity ({bad} of {x.size} values{limit})")
     return Input(x, source, warnings)
 
@@ -259,7 +261,8 @@ def explain(
 
     check_classifier(model)
     if n_classes < 1:
-        raise BilinError(f"--classes must be a positive integer, got {n_classes}")
+        raise BilinError(f"{option('--classes', 'classes')} must be a positive integer, got "
+                         f"{n_classes}")
     layer = model.n_layers - 1
     x = inp.x.astype(dtype)
     logits = model.forward(x[None, :], dtype)[0]

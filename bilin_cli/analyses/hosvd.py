@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearLayer, BilinearModel
 from bilin_cli.model.interaction import hidden_coefficients, symmetric_form
 from bilin_cli.model.spectra import (
@@ -137,17 +137,19 @@ MAX_MEMORY_GB = 2.0**40  # a zebibyte: a larger --max-memory means the same (no 
 def check_memory(needed: int, limit_gb: float | None = None) -> int | None:
     """Raise if ``needed`` bytes exceed ``limit_gb`` (or MemAvailable); return the limit used."""
     if limit_gb is not None and not limit_gb > 0:  # NaN too
-        raise BilinError(f"--max-memory must be a positive number of GB, got {limit_gb}")
+        raise BilinError(f"{option('--max-memory', 'max_memory_gb')} must be a positive number of "
+                         f"GB, got {limit_gb}")
     # Any positive value works: past MAX_MEMORY_GB (1e308 or inf included) there is no
     # limit to speak of, and the bytes are computed from a value that cannot overflow.
     limit = int(min(float(limit_gb), MAX_MEMORY_GB) * 1024**3) if limit_gb is not None \
         else available_memory()
     if limit is not None and needed > limit:
-        source = "--max-memory" if limit_gb is not None else "available memory (MemAvailable)"
+        source = (option("--max-memory", "max_memory_gb") if limit_gb is not None
+                  else "available memory (MemAvailable)")
         raise BilinError(
             f"HOSVD of this layer needs about {needed / 1024**3:.2f} GB, more than the "
             f"{limit / 1024**3:.2f} GB of {source}; free memory, or raise the limit with "
-            "--max-memory GB if you know better"
+            f"{option('--max-memory GB', 'max_memory_gb=')} if you know better"
         )
     return limit
 
@@ -324,7 +326,8 @@ def hosvd(
     from bilin_cli.analyses.decompose import resolve_basis
 
     if components is not None and components < 1:
-        raise BilinError(f"--components must be a positive integer, got {components}")
+        raise BilinError(f"{option('--components', 'components')} must be a positive integer, got "
+                         f"{components}")
     check_top(top)
     basis = resolve_basis(model, layer, basis)
     shape = model.shapes[layer]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import with_article
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.spectra import check_top
@@ -106,7 +106,8 @@ def comparison_space(ma: BilinearModel, mb: BilinearModel, basis: str = "auto") 
         why = ("both need an embedding right before their (last) bilinear layer"
                if not both_input else
                f"their input sizes differ ({ma.embed_shape[1]} vs {mb.embed_shape[1]})")
-        raise BilinError(f"--basis input: {why}; use --basis hidden")
+        raise BilinError(f"{option('--basis input', 'basis=input')}: {why}; use "
+                         f"{option('--basis hidden', 'basis=hidden')}")
     space = "input" if basis == "input" or (basis == "auto" and same_in) else "hidden"
     if space == "hidden" and ma.shapes[la].d != mb.shapes[lb].d:
         raise BilinError(
@@ -143,7 +144,8 @@ def compare(
     na, nb = ma.shapes[-1].o, mb.shapes[-1].o
     if classes is None:
         if na != nb:
-            raise BilinError(f"the models have {na} and {nb} classes; choose classes with --class")
+            raise BilinError(f"the models have {na} and {nb} classes; choose classes with "
+                             f"{option('--class', 'cls')}")
         classes = list(range(na))
     rows = []
     for c in classes:

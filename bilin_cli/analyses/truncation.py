@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import with_article
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.interaction import hidden_coefficients, symmetric_form
@@ -117,13 +117,14 @@ def choose_ranks(
 ) -> list[int]:
     """``K`` per class: ``rank``, or the smallest ``K`` holding ``energy`` of sum|lambda|."""
     if (rank is None) == (energy is None):
-        raise BilinError("give exactly one of --rank or --energy")
+        raise BilinError(f"give exactly one of {option('--rank', 'rank')} or "
+                         f"{option('--energy', 'energy')}")
     if rank is not None:
         if rank < 0:
-            raise BilinError(f"--rank must be >= 0, got {rank}")
+            raise BilinError(f"{option('--rank', 'rank')} must be >= 0, got {rank}")
         return [min(rank, s.lam.size) for s in spectra]
     if not 0 < energy <= 1:
-        raise BilinError(f"--energy must be in (0, 1], got {energy}")
+        raise BilinError(f"{option('--energy', 'energy')} must be in (0, 1], got {energy}")
     return [rank_for_share(s.lam, energy) for s in spectra]
 
 

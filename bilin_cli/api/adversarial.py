@@ -13,7 +13,7 @@ from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _items
 from bilin_cli.api.loading import _dataset, _model
 from bilin_cli.api.truncation import _stage
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearModel
 
 # ------------------------------------------------------------------------- adversarial
@@ -63,7 +63,8 @@ def _adv_target(text, n_cls: int, names: list[str] | None) -> list[int] | None:
         if names and text in names:
             return [names.index(text)]
         known = f" or one of {', '.join(names)}" if names else ""
-        raise BilinError(f"--target {text!r}: give a class index 0..{n_cls - 1}{known}, "
+        raise BilinError(f"{option('--target', 'target')} {text!r}: give a class index "
+                         f"0..{n_cls - 1}{known}, "
                          "or all") from None
     if not 0 <= c < n_cls:
         raise BilinError(f"class {c} is out of range: this model has {n_cls} classes "
@@ -143,7 +144,8 @@ def _settings(eig: int, per_class: int | None, variant: str, strength, n_pixels,
 
     per_class = eig if per_class is None else per_class
     if per_class < eig:
-        raise BilinError(f"--eig {eig} needs --per-class >= {eig} (got {per_class}): the "
+        raise BilinError(f"{option('--eig', 'eig')} {eig} needs "
+                         f"{option('--per-class', 'per_class')} >= {eig} (got {per_class}): the "
                          "eigenvector must be in the stack")
     strengths = [float(s) for s in _items(strength)] or None
     pixels = [int(n) for n in _items(n_pixels)] or None
@@ -187,7 +189,8 @@ def _setup(model: BilinearModel, target, pixels: list[int] | None, input: str | 
     targets = list(range(n_cls)) if chosen is None else chosen
     n_in = model.embed_shape[1] if model.embed_key else model.shapes[0].d
     if pixels is not None and max(pixels) > n_in:
-        raise BilinError(f"--pixels {max(pixels)} exceeds the {n_in} input pixels")
+        raise BilinError(f"{option('--pixels', 'n_pixels')} {max(pixels)} exceeds the {n_in} input "
+                         f"pixels")
     one = None
     if input is not None:
         one = _one_input(input, dtype, n_in)
@@ -209,7 +212,8 @@ def _one_input(input: str, dtype: type, n_in: int):  # noqa: A002
 
     one = adv.load_input(input, dtype, n_in)
     if one.x.size != n_in:
-        raise BilinError(f"--input {printable(input, 80)}: {one.x.size} pixels, the model "
+        raise BilinError(f"{option('--input', 'input')} {printable(input, 80)}: {one.x.size} "
+                         f"pixels, the model "
                          f"takes {n_in}")
     return one
 

@@ -13,7 +13,7 @@ from bilin_cli.api._overflow import float64_on_overflow
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _items, _sae
 from bilin_cli.api.loading import _model
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.spectra import top_note
 
@@ -145,7 +145,8 @@ def rank_features(
         route = auto_route(L, len(features), top, sharded)
     if route == "certified":
         if sharded or top is None:
-            raise BilinError("the certified route needs --top N and no --shard")
+            raise BilinError(f"the certified route needs {option('--top N', 'top=N')} and no "
+                             f"{option('--shard', 'shard')}")
         res = rank_abs_share(L, s_out.enc, k, features, top=top, sort_by=sort, device=device,
                              advance=advance)
         rows, certificate, ranked = res.rows, res.certificate, len(features)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bilin_cli.api._types import PathLike
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearModel
 
 # ----------------------------------------------------------------------------- loading
@@ -100,5 +100,6 @@ def _dataset(model: BilinearModel, data: PathLike | None, dtype: type):
         default_data_path(source, model.meta.get("source_config", {}))
         if source is not None else None)
     if path is None:
-        raise BilinError("no data: give --data FILE.npz (arrays x, y) or an idx directory")
+        raise BilinError(f"no data: give {option('--data FILE.npz', 'data=FILE.npz')} (arrays x, "
+                         f"y) or an idx directory")
     return load_dataset(path, dtype)

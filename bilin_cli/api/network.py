@@ -13,7 +13,7 @@ import numpy as np
 
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.loading import _model, load
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearModel
 
 APPROXIMATION = ("Gaussian closure: from the second bilinear layer on, each layer's input is "
@@ -88,7 +88,9 @@ def input_distribution(n: int, input_cov: PathLike | np.ndarray | None = None,
 
     if input_cov is None:
         if with_mean:
-            raise BilinError("--input-mean needs --input-cov DATA (the data gives the mean)")
+            raise BilinError(f"{option('--input-mean', 'input_mean')} needs "
+                             f"{option('--input-cov DATA', 'input_cov=DATA')} (the data gives the "
+                             f"mean)")
         return InputDistribution(n, text=f"N(0, I_{n})")
     if isinstance(input_cov, np.ndarray):
         Sigma, mu, text = input_cov, None, "N(0, Sigma)"
@@ -98,7 +100,8 @@ def input_distribution(n: int, input_cov: PathLike | np.ndarray | None = None,
         Sigma = read_npy(input_cov, "covariance (.npy)").astype(np.float64)
         mu, text = None, f"N(0, Sigma from {Path(input_cov).name})"
         if with_mean:
-            raise BilinError("--input-mean needs a data file (.npz or idx), not a covariance "
+            raise BilinError(f"{option('--input-mean', 'input_mean')} needs a data file (.npz or "
+                             f"idx), not a covariance "
                              "matrix")
     else:
         from bilin_cli.storage.data import load_dataset

@@ -13,7 +13,7 @@ from bilin_cli.analyses.report import Report
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _index_specs, output_directions
 from bilin_cli.api.loading import _opened
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import with_article
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.model.spectra import check_top
@@ -78,10 +78,11 @@ def report(
         advance()
     n = model.n_outputs or 0
     if classes is not None and model.kind == "lm":
-        raise BilinError("this is a language model: choose outputs with --tokens, not --classes")
+        raise BilinError(f"this is a language model: choose outputs with "
+                         f"{option('--tokens', 'tokens')}, not {option('--classes', 'classes')}")
     if tokens is not None and model.kind != "lm":
-        raise BilinError("--tokens is for language models; this is "
-                         f"{with_article(model.layout)}: use --classes")
+        raise BilinError(f"{option('--tokens', 'tokens')} is for language models; this is "
+                         f"{with_article(model.layout)}: use {option('--classes', 'classes')}")
     classes = None if classes is None else _indices(classes, n, "class", "classes")
     tokens = None if tokens is None else _indices(tokens, n, "token", "tokens")
     s_out = None
@@ -106,7 +107,7 @@ def report(
             notes.append(f"pages for the {len(features)} most low-rank of the SAE's "
                          f"{s_out.n_features} features (largest share of sum |lambda| in the "
                          f"top {_report.RANK_K}, as bilin rank-features sorts them); "
-                         "--features chooses others")
+                         f"{option('--features', 'features')} chooses others")
         chosen = output_directions(model, index, sae=s_out, feature=features, dtype=dtype)
         if tokens:
             chosen += output_directions(model, index, token=tokens, dtype=dtype)
@@ -121,7 +122,8 @@ def report(
 
     dataset = None
     if data is not None and not _report.is_classifier(model):
-        raise BilinError("--data is for single-layer classifiers (accuracy against K and "
+        raise BilinError(f"{option('--data', 'data')} is for single-layer classifiers (accuracy "
+                         f"against K and "
                          f"adversarial masks); this is {with_article(model.layout)}")
     if _report.is_classifier(model):
         where = data if data is not None else default_data_path(path, checkpoint.config)

@@ -12,7 +12,7 @@ from bilin_cli.api._overflow import float64_on_overflow
 from bilin_cli.api._types import PathLike
 from bilin_cli.api.directions import _one_direction, output_directions
 from bilin_cli.api.loading import _model
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.model.bilinear import BilinearModel
 
 # --------------------------------------------------------------------------------- eig
@@ -96,7 +96,7 @@ def parse_head(text: str | tuple[int, int] | list) -> tuple[int, int]:
             raise ValueError
         return int(parts[0]), int(parts[1])
     except ValueError:
-        raise BilinError(f"--head must be L.H (block L, head H, e.g. 0.3), got "
+        raise BilinError(f"{option('--head', 'head')} must be L.H (block L, head H, e.g. 0.3), got "
                          f"{str(text)[:40]!r}") from None
 
 
@@ -122,10 +122,12 @@ def token_reading(model: BilinearModel, tokens: int | None, chain: int | None = 
     on a language model with a token embedding (0 with ``chain``); an error where the
     model has no token embedding to read through."""
     if tokens and (model.kind != "lm" or model.embed_key is None):
-        raise BilinError(f"--tokens reads eigenvectors through a language model's token "
+        raise BilinError(f"{option('--tokens', 'tokens')} reads eigenvectors through a language "
+                         f"model's token "
                          f"embedding; this {model.layout} has none")
     if tokens and chain is not None:
-        raise BilinError("--tokens and --chain do not combine; read one layer at a time")
+        raise BilinError(f"{option('--tokens', 'tokens')} and {option('--chain', 'chain')} do not "
+                         f"combine; read one layer at a time")
     if tokens is None:
         return 5 if model.kind == "lm" and model.embed_key and chain is None else 0
     return tokens

@@ -143,9 +143,10 @@ class BilinGroup(TyperGroup):
 
     def invoke(self, ctx):
         # What the command opens is recorded for this run only (no output replaces it).
+        from bilin_cli.core.errors import speaking_to_the_cli
         from bilin_cli.storage.inputs import command_run
 
-        with command_run():
+        with speaking_to_the_cli(), command_run():
             return super().invoke(ctx)
 
     def list_commands(self, ctx) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 
 
 def torch_device(name: str) -> tuple[Any, Any]:
@@ -17,17 +17,21 @@ def torch_device(name: str) -> tuple[Any, Any]:
     try:
         import torch
     except ImportError:
-        raise BilinError(f"--device {name} needs torch: pip install 'bilin[torch]'") from None
+        raise BilinError(f"{option('--device', 'device')} {name} needs torch: pip install "
+                         f"'bilin[torch]'") from None
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):
-        raise BilinError(f"--device {name!r}: use cpu, cuda, cuda:N or mps") from None
+        raise BilinError(f"{option('--device', 'device')} {name!r}: use cpu, cuda, cuda:N or "
+                         f"mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BilinError(f"--device {name}: torch sees no CUDA device on this machine")
+        raise BilinError(f"{option('--device', 'device')} {name}: torch sees no CUDA device on "
+                         f"this machine")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise BilinError(f"--device {name}: torch sees no Apple MPS device on this machine")
+        raise BilinError(f"{option('--device', 'device')} {name}: torch sees no Apple MPS device "
+                         f"on this machine")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise BilinError(f"--device {name}: use cpu, cuda, cuda:N or mps")
+        raise BilinError(f"{option('--device', 'device')} {name}: use cpu, cuda, cuda:N or mps")
     return torch, dev
 
 

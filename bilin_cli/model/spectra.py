@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
@@ -216,11 +216,11 @@ def is_float64(dtype) -> bool:
 # ----------------------------------------------------------------- how many to keep
 
 
-def check_top(top: int | None, what: str = "--top") -> None:
+def check_top(top: int | None, what: str | None = None) -> None:
     """``top`` is None (every eigenpair) or a positive integer; else one error line."""
     if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
                             or top < 1):
-        raise BilinError(f"{what} must be a positive integer, got {top}")
+        raise BilinError(f"{what or option('--top', 'top')} must be a positive integer, got {top}")
 
 
 def kept(top: int | None, n: int) -> int:

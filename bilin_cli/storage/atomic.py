@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.interrupts import check, deferred
 from bilin_cli.core.printable import printable
 from bilin_cli.storage.inputs import check_output
@@ -34,7 +34,8 @@ _renameat2_fn: object = None  # the libc function once looked up; False where th
 
 
 def exists_error(path: str | os.PathLike) -> BilinError:
-    return BilinError(f"{path} already exists; pass --force to overwrite it")
+    return BilinError(f"{path} already exists; pass {option('--force', 'force=True')} to overwrite "
+                      f"it")
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:

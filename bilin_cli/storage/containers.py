@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import printable
 from bilin_cli.storage.files import MAX_JSON_DEPTH, parse_json, read_json, regular_file
 from bilin_cli.storage.inputs import register_input
@@ -128,7 +128,7 @@ class Checkpoint:
         if raw.dtype == np.float64 and arr.dtype != np.float64 and not _all_finite(arr) \
                 and _all_finite(raw):
             raise BilinError(f"{what} holds values beyond the range of {np.dtype(dtype).name}; "
-                             "compute with --float64")
+                             f"compute with {option('--float64', 'dtype=np.float64')}")
         check_finite(arr, what)
         return arr
 

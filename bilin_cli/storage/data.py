@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import printable
 from bilin_cli.storage.files import regular_file
 from bilin_cli.storage.inputs import register_input
@@ -291,7 +291,8 @@ def load_dataset(path: str | Path, dtype: type = np.float32) -> Dataset:
     if not np.isfinite(x).all():  # finite float64 data can overflow float32
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
         raise BilinError(f"{where}: array 'x' has {bad} value{'s' if bad > 1 else ''} too "
-                         f"large for {np.dtype(dtype).name}; use --float64 or rescale the data")
+                         f"large for {np.dtype(dtype).name}; use "
+                         f"{option('--float64', 'dtype=np.float64')} or rescale the data")
     return Dataset(x, y, source, shape)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import printable
 from bilin_cli.model.bilinear import BilinearLayer, BilinearModel, LayerShape
 from bilin_cli.storage.containers import Checkpoint
@@ -785,7 +785,7 @@ def _by_structure(ckpt: Checkpoint) -> BilinearModel | None:
         raise BilinError(
             f"{_where(ckpt)}: the bilinear structure is ambiguous ({found.ambiguous[0]}); run "
             f"bilin info {printable(ckpt.path)} --suggest-map > map.json, edit it, and pass "
-            "--map map.json"
+            f"{option('--map map.json', 'map=map.json')}"
         )
     try:
         kind = "language model" if found.mapping.get("kind") == "lm" else "classifier"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.printable import printable
 from bilin_cli.model.bilinear import BilinearModel
 from bilin_cli.storage.files import regular_file
@@ -184,7 +184,7 @@ def token_id(model: BilinearModel, text: str) -> int:
     path = model.meta.get("tokenizer")
     if path is None:
         raise BilinError("this checkpoint has no tokenizer (tokenizer.json or a 'vocab' list in "
-                         "config.json): use --token ID")
+                         f"config.json): use {option('--token ID', 'token=ID')}")
     tok = _tokenizer(path)
     for spelling in stored_spellings(text, _is_byte_level(tok)):
         stored = _call("look up a token", path, tok.token_to_id, spelling)
@@ -198,12 +198,13 @@ def token_id(model: BilinearModel, text: str) -> int:
         raise BilinError(f"{printable(repr(text), 80)} is not in the vocabulary of "
                          f"{printable(path)}: the tokenizer encodes it to the unknown token "
                          f"{printable(repr(unknown[hits[0]]), 40)} (id {hits[0]}){part}; "
-                         "give a token's stored spelling, or --token ID")
+                         f"give a token's stored spelling, or {option('--token ID', 'token=ID')}")
     if len(encoding.ids) == 1:
         return int(encoding.ids[0])
     pieces = " ".join(repr(t) for t in encoding.tokens[:20]) or "no tokens"
     raise BilinError(f"{printable(repr(text), 80)} is {len(encoding.ids)} tokens of "
-                     f"{printable(path)} ({printable(pieces, 200)}), not one; use --token ID")
+                     f"{printable(path)} ({printable(pieces, 200)}), not one; use "
+                     f"{option('--token ID', 'token=ID')}")
 
 
 def token_texts(model: BilinearModel, ids: list[int]) -> dict[int, str | None]:

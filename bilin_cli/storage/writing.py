@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from bilin_cli.core.errors import BilinError
+from bilin_cli.core.errors import BilinError, option
 from bilin_cli.core.interrupts import check, deferred
 from bilin_cli.core.printable import printable
 from bilin_cli.storage.atomic import (
@@ -58,11 +58,13 @@ def _check_replaceable(p: Path) -> None:
         shown = ", ".join(printable(n, limit=60) for n in others[:3])
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         raise BilinError(f"{p} holds files bilin did not write ({shown}{more}); "
-                         "--force only replaces a checkpoint directory: remove them or "
+                         f"{option('--force', 'force=True')} only replaces a checkpoint directory: "
+                         f"remove them or "
                          "give another name")
     if names and "model.safetensors" not in names:
         raise BilinError(f"{p} is not a checkpoint bilin wrote (no model.safetensors); "
-                         "--force only replaces a checkpoint directory: give another name")
+                         f"{option('--force', 'force=True')} only replaces a checkpoint directory: "
+                         f"give another name")
     check_removable(p)
 
 

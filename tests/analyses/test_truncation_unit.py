@@ -153,11 +153,11 @@ def test_choose_ranks_by_energy_is_the_smallest_k_holding_it(image, energy):
 
 
 @pytest.mark.parametrize("kwargs,says", [
-    ({}, "exactly one of --rank or --energy"),
-    ({"rank": 2, "energy": 0.5}, "exactly one of --rank or --energy"),
-    ({"rank": -1}, "--rank must be >= 0, got -1"),
-    ({"energy": 0.0}, "--energy must be in (0, 1], got 0.0"),
-    ({"energy": 1.5}, "--energy must be in (0, 1], got 1.5"),
+    ({}, "exactly one of rank or energy"),
+    ({"rank": 2, "energy": 0.5}, "exactly one of rank or energy"),
+    ({"rank": -1}, "rank must be >= 0, got -1"),
+    ({"energy": 0.0}, "energy must be in (0, 1], got 0.0"),
+    ({"energy": 1.5}, "energy must be in (0, 1], got 1.5"),
 ])
 def test_choose_ranks_errors(image, kwargs, says):
     _, _, model = image()

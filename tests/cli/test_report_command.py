@@ -198,7 +198,7 @@ def test_api_report_direction_lists_are_checked_and_deduplicated(model):
     ({"top": 0}, "top"),
     ({"top": True}, "top"),
     ({"top": 1.5}, "top"),
-    ({"tokens": [0]}, "--tokens is for language models"),
+    ({"tokens": [0]}, "tokens is for language models"),
     ({"features": [0]}, "features need an output SAE"),
 ])
 def test_api_report_errors(model, kwargs, says):
@@ -208,10 +208,10 @@ def test_api_report_errors(model, kwargs, says):
 
 def test_api_report_refuses_classes_and_data_on_a_language_model(tmp_path):
     write_llama(tmp_path / "llama", d=4, h=6, vocab=5, n_layer=1)
-    with pytest.raises(BilinError, match="choose outputs with --tokens"):
+    with pytest.raises(BilinError, match="choose outputs with tokens"):
         bilin.report(tmp_path / "llama", classes=[0])
     np.savez(tmp_path / "d.npz", x=np.zeros((2, 4), np.uint8), y=np.zeros(2, np.uint8))
-    with pytest.raises(BilinError, match="--data is for single-layer classifiers"):
+    with pytest.raises(BilinError, match="data is for single-layer classifiers"):
         bilin.report(tmp_path / "llama", tokens=[0], data=tmp_path / "d.npz")
 
 
