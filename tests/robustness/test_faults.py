@@ -254,7 +254,7 @@ def _one_winner(results: list) -> int:
     errors = [r for r in results if isinstance(r, BaseException)]
     assert len(errors) == len(results) - 1, results
     for exc in errors:
-        assert isinstance(exc, BilinError) and "already exists; pass --force" in str(exc)
+        assert isinstance(exc, BilinError) and "already exists; pass force=True" in str(exc)
     return next(i for i, r in enumerate(results) if not isinstance(r, BaseException))
 
 
@@ -318,7 +318,7 @@ def test_an_empty_directory_that_appears_late_is_not_replaced(tmp_path, monkeypa
         return real_save(tensors, metadata)
 
     monkeypatch.setattr(writing, "save", save)
-    with pytest.raises(BilinError, match="already exists; pass --force"):
+    with pytest.raises(BilinError, match="already exists; pass force=True"):
         writing.save_checkpoint(target, {"w": np.ones(3, np.float32)}, {})
     assert _leftovers(tmp_path) == ["ckpt"] and _leftovers(target) == []
 
